@@ -1,0 +1,54 @@
+"""The one exception tree of pkb-letters.
+
+Exceptions are for failures that stop a stage; a bad *row* is never an
+exception but an `Exclusion` record with a reason code (see `records`).
+
+    PkbLettersError                 anything this package raises on purpose
+    ├── ConfigError                 job file, settings or credentials unusable
+    ├── InputFileError              the patient list cannot be read at all
+    ├── TemplateError               the letter template cannot be loaded or rendered
+    ├── PkbApiError                 PKB answered in a way the job cannot continue from
+    │   └── PkbAuthError            PKB refused our credentials
+    └── InvariantError              a safety check on the job's own output failed
+
+Third-party errors (httpx, WeasyPrint, sqlite3) are translated at the
+boundary into one of these, with context, and re-raised ``from exc``.
+"""
+
+from __future__ import annotations
+
+
+class PkbLettersError(Exception):
+    """Base class: the CLI maps it to a clear message and a non-zero exit."""
+
+    exit_code = 1
+
+
+class ConfigError(PkbLettersError):
+    """The job's settings, job file or credentials are unusable."""
+
+    exit_code = 2
+
+
+class InputFileError(PkbLettersError):
+    """The patient list as a whole cannot be read (not a single bad row)."""
+
+    exit_code = 2
+
+
+class TemplateError(PkbLettersError):
+    """The letter template is missing, broken, or failed to render."""
+
+
+class PkbApiError(PkbLettersError):
+    """PKB answered something the job cannot continue from."""
+
+
+class PkbAuthError(PkbApiError):
+    """PKB refused the client credentials or the access token."""
+
+
+class InvariantError(PkbLettersError):
+    """The job's own output failed a safety check (e.g. rows lost)."""
+
+    exit_code = 3

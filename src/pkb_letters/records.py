@@ -1,0 +1,104 @@
+"""Plain data records that flow between the stages.
+
+intake gives `PatientRow`s and `Exclusion`s; resolve decides who is eligible;
+tokens attaches a `CodePair`; render and assemble place each `Letter` in a PDF.
+Every record is frozen: a stage returns new records, it never edits old ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why an input row produced no letter. Stable codes: customers script on them."""
+
+    INVALID_NHS_NUMBER = "invalid-nhs-number"
+    DUPLICATE_NHS_NUMBER = "duplicate-nhs-number"
+    MISSING_NAME = "missing-name"
+    INVALID_DATE_OF_BIRTH = "invalid-date-of-birth"
+    ADDRESS_TOO_FEW_LINES = "address-too-few-lines"
+    ADDRESS_TOO_MANY_LINES = "address-too-many-lines"
+    ADDRESS_BAD_POSTCODE = "address-bad-postcode"
+    ADDRESS_TOO_WIDE = "address-too-wide"
+    ADDRESS_TOO_TALL = "address-too-tall"
+    NOT_FOUND = "not-found"
+    NO_ACCESS = "no-access"
+    DECEASED = "deceased"
+    ALREADY_REGISTERED = "already-registered"
+    NO_DATE_OF_BIRTH = "no-date-of-birth"
+    UNDER_16 = "under-16"
+    PKB_REFUSED = "pkb-refused"
+    TEMPLATE_ERROR = "template-error"
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    """One row of the customer's list that passed intake checks."""
+
+    input_row: int  # line number in the file, header = 1
+    customer_ref: str
+    nhs_number: str  # 10 digits, normalised
+    title: str
+    first_name: str
+    last_name: str
+    date_of_birth: dt.date | None
+    address_lines: tuple[str, ...]  # postal lines without the addressee; postcode last
+    postcode: str
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(part for part in (self.title, self.first_name, self.last_name) if part)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An input row that produced no letter, and why."""
+
+    input_row: int
+    customer_ref: str
+    nhs_number: str
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True)
+class CodePair:
+    """A live PKB credential: treat like a password, never log it."""
+
+    invitation_code: str
+    access_code: str
+    expires: dt.date
+
+    def __repr__(self) -> str:  # keeps codes out of tracebacks and debug logs
+        return f"CodePair(<redacted>, expires={self.expires.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Eligible:
+    """A patient PKB knows, who may be invited."""
+
+    patient: PatientRow
+    pkb_id: str | None  # REST needs it for recordAccessToken; FHIR works by NHS number
+
+
+@dataclass(frozen=True)
+class Letter:
+    """A patient with codes, ready to render; `sequence` is the order in the print file."""
+
+    sequence: int
+    piece_id: str
+    patient: PatientRow
+    codes: CodePair
+
+
+@dataclass(frozen=True)
+class PlacedLetter:
+    """A rendered letter and where it sits in the output."""
+
+    letter: Letter
+    file: str
+    first_page: int  # 1-based within `file`
+    page_count: int
