@@ -1,0 +1,135 @@
+"""Job settings: the job file (TOML), the environment and the command line, merged once.
+
+Gives frozen settings records; nothing else in the package reads the
+environment or the job file. The client secret comes only from the environment
+or from a file readable by its owner alone, never from the command line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_TEMPLATE = PACKAGE_DIR.parent.parent / "templates" / "invitation"
+PRODUCTION_JOIN_URL = "https://joinpkb.com/"
+SANDBOX_JOIN_URL = "https://sandbox.patientsknowbest.com/join/"
+APIS = ("fhir", "rest")
+
+_ENV_KEYS = {
+    "token_url": "PKB_TOKEN_URL",
+    "rest_base": "PKB_REST_BASE",
+    "fhir_base": "PKB_FHIR_BASE",
+    "client_id": "PKB_CLIENT_ID",
+    "org_id": "PKB_ORG_ID",
+}
+
+
+@dataclass(frozen=True)
+class PkbConnection:
+    token_url: str
+    rest_base: str
+    fhir_base: str
+    client_id: str
+    org_id: str
+    client_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"PkbConnection(token_url={self.token_url!r}, client_id={self.client_id!r}, secret=<redacted>)"
+
+
+@dataclass(frozen=True)
+class LetterSettings:
+    organisation: str = "Your NHS organisation"
+    contact: str = ""
+    signatory: str = ""
+    signatory_role: str = ""
+    join_url: str = PRODUCTION_JOIN_URL
+    date: dt.date = field(default_factory=dt.date.today)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    patients: Path
+    out_dir: Path
+    api: str = "fhir"
+    template_dir: Path = DEFAULT_TEMPLATE
+    letter: LetterSettings = field(default_factory=LetterSettings)
+    rest_code_validity_days: int = 30
+    chunk_size: int = 100
+
+
+def load_job_file(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read job file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"job file {path} is not valid TOML: {exc}") from exc
+
+
+def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> PkbConnection:
+    """The PKB connection from the job file's [pkb] table, overridden by PKB_* variables."""
+    table = job.get("pkb", {})
+    values = {key: env.get(var) or table.get(key) for key, var in _ENV_KEYS.items()}
+    missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items() if not value]
+    if missing:
+        raise ConfigError("PKB connection incomplete; set " + ", ".join(missing))
+    return PkbConnection(client_secret=_client_secret(table, env, job_dir), **values)
+
+
+def _client_secret(table: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> str:
+    if env.get("PKB_CLIENT_SECRET"):
+        return env["PKB_CLIENT_SECRET"]
+    secret_file = table.get("client_secret_file")
+    if not secret_file:
+        raise ConfigError(
+            "no PKB client secret: set PKB_CLIENT_SECRET or name a file in [pkb] client_secret_file"
+        )
+    return read_secret_file(job_dir / secret_file)
+
+
+def read_secret_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"secret file {path} can be read by other users (mode {stat.filemode(mode)}); "
+                f"run: chmod 600 {path}"
+            )
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise ConfigError(f"secret file {path} is empty")
+    return secret
+
+
+def letter_settings(job: Mapping[str, Any], join_url: str) -> LetterSettings:
+    table = dict(job.get("letter", {}))
+    known = {"organisation", "contact", "signatory", "signatory_role", "join_url", "date"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"unknown [letter] settings: {', '.join(sorted(unknown))}")
+    table.setdefault("join_url", join_url)
+    if isinstance(table.get("date"), str):
+        try:
+            table["date"] = dt.date.fromisoformat(table["date"])
+        except ValueError as exc:
+            raise ConfigError(f"[letter] date {table['date']!r} is not YYYY-MM-DD") from exc
+    return LetterSettings(**table)
+
+
+def environment() -> Mapping[str, str]:
+    return os.environ
