@@ -1,0 +1,253 @@
+"""The PKB API client: OAuth 2.0 client credentials, the REST and the FHIR routes.
+
+Takes a `PkbConnection` (and optionally an httpx transport, for tests) and
+gives plain records: user objects, `PatientStatus`, `PatientTokens`. It knows
+the wire shapes; it decides nothing about eligibility (that is `resolve`).
+httpx and authlib errors are translated here into `PkbApiError`/`PkbAuthError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .config import PkbConnection
+from .errors import PkbApiError, PkbAuthError
+from .records import CodePair
+
+import authlib.deprecate  # noqa: F401  (its import adds an "always" filter; ours must come after it)
+
+with warnings.catch_warnings():
+    # authlib ≥ 1.7 prefers the httpx2 fork and warns when it falls back to
+    # httpx, which is the HTTP client this project chose; the API is the same.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import OAuth2Client, OAuthError
+
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+STATUS_QUERY_LIMIT = 5000
+GENERATE_TOKENS_LIMIT = 500
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass(frozen=True)
+class PatientStatus:
+    """One `patientStatus` of a FHIR `$status-query` answer."""
+
+    nhs_number: str
+    deceased: bool | None
+    registered: bool | None
+    date_of_birth: dt.date | None
+    diagnostics: str | None
+
+
+@dataclass(frozen=True)
+class PatientTokens:
+    """One `patientTokens` of a FHIR `$generate-invitation-tokens` answer."""
+
+    nhs_number: str
+    codes: CodePair | None
+    diagnostics: str | None
+
+
+class RecordAccessDenied(PkbApiError):
+    """PKB refused codes for a record (created by another organisation)."""
+
+
+class PkbClient:
+    """One authenticated session with PKB. Use as a context manager."""
+
+    def __init__(
+        self,
+        connection: PkbConnection,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.connection = connection
+        self._http = OAuth2Client(
+            client_id=connection.client_id,
+            client_secret=connection.client_secret,
+            token_endpoint=connection.token_url,
+            token_endpoint_auth_method="client_secret_basic",
+            grant_type="client_credentials",
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> PkbClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- REST -------------------------------------------------------------
+    def user_by_nhs_number(self, nhs_number: str) -> dict[str, Any] | None:
+        """The PKB user object, or None when PKB does not know the NHS number."""
+        url = f"{self.connection.rest_base}/v2-beta/users/byNationalId/{nhs_number}/NHS_NUMBER"
+        response = self._call("GET", url, what="byNationalId")
+        if response.status_code == 404:
+            return None
+        return _json(_ok(response, "byNationalId"), "byNationalId")
+
+    def record_access_token(self, pkb_id: str) -> tuple[str, str]:
+        """A NEW (invitation code, access code) pair: every call creates a live credential."""
+        url = f"{self.connection.rest_base}/v1/users/{pkb_id}/recordAccessToken"
+        response = self._call("GET", url, what="recordAccessToken")
+        if response.status_code == 401:
+            raise RecordAccessDenied(f"PKB refused codes for PKB user {pkb_id} (401)")
+        body = _json(_ok(response, "recordAccessToken"), "recordAccessToken")
+        try:
+            return str(body["invitationCode"]), str(body["token"])
+        except (KeyError, TypeError) as exc:
+            raise PkbApiError("recordAccessToken answer has no invitationCode/token") from exc
+
+    # -- FHIR -------------------------------------------------------------
+    def status_query(self, nhs_numbers: Sequence[str]) -> list[PatientStatus]:
+        _check_batch(nhs_numbers, STATUS_QUERY_LIMIT, "$status-query")
+        body = self._fhir("Patient/$status-query", nhs_numbers)
+        return [_patient_status(parts) for parts in _parameters(body, "patientStatus")]
+
+    def generate_invitation_tokens(self, nhs_numbers: Sequence[str]) -> list[PatientTokens]:
+        _check_batch(nhs_numbers, GENERATE_TOKENS_LIMIT, "$generate-invitation-tokens")
+        body = self._fhir("Organization/$generate-invitation-tokens", nhs_numbers)
+        return [_patient_tokens(parts) for parts in _parameters(body, "patientTokens")]
+
+    def _fhir(self, operation: str, nhs_numbers: Sequence[str]) -> dict[str, Any]:
+        request = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patientIdentifier", "valueIdentifier": {"system": NHS_NUMBER_SYSTEM, "value": n}}
+                for n in nhs_numbers
+            ],
+        }
+        headers = {
+            "X-Org-Public-Id": self.connection.org_id,
+            "Content-Type": FHIR_JSON,
+            "Accept": FHIR_JSON,
+        }
+        url = f"{self.connection.fhir_base}/{operation}"
+        response = self._call("POST", url, what=operation, json=request, headers=headers)
+        return _json(_ok(response, operation), operation)
+
+    # -- transport --------------------------------------------------------
+    def _call(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        """Send with a valid access token; on a 401, fetch a new token and try once more."""
+        response = self._send(method, url, what, **kwargs)
+        if response.status_code == 401:
+            self._fetch_token()
+            response = self._send(method, url, what, **kwargs)
+        return response
+
+    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        if not self._http.token:
+            self._fetch_token()
+        try:
+            return self._http.request(method, url, **kwargs)
+        except OAuthError as exc:
+            raise _auth_error(self.connection, exc) from exc
+        except httpx.HTTPError as exc:
+            raise PkbApiError(f"PKB {what}: {type(exc).__name__}: {exc}") from exc
+
+    def _fetch_token(self) -> None:
+        try:
+            self._http.fetch_token(grant_type="client_credentials")
+        except OAuthError as exc:
+            raise _auth_error(self.connection, exc) from exc
+        except httpx.HTTPError as exc:
+            raise PkbApiError(f"PKB token endpoint {self.connection.token_url}: {exc}") from exc
+
+
+def _auth_error(connection: PkbConnection, exc: OAuthError) -> PkbAuthError:
+    return PkbAuthError(
+        f"PKB refused the client credentials for client_id {connection.client_id!r} at "
+        f"{connection.token_url} ({exc.error}); check PKB_CLIENT_ID and the client secret"
+    )
+
+
+def _check_batch(nhs_numbers: Sequence[str], limit: int, operation: str) -> None:
+    if not 1 <= len(nhs_numbers) <= limit:
+        raise ValueError(f"{operation} takes 1..{limit} identifiers, not {len(nhs_numbers)}")
+
+
+def _ok(response: httpx.Response, what: str) -> httpx.Response:
+    if response.status_code == 401:
+        raise PkbAuthError(f"PKB {what}: access token refused twice (401); check the client's permissions")
+    if response.is_error:
+        raise PkbApiError(f"PKB {what}: HTTP {response.status_code}: {_error_summary(response)}")
+    return response
+
+
+def _error_summary(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if body.get("resourceType") == "OperationOutcome":
+        return "; ".join(issue.get("diagnostics", "?") for issue in body.get("issue", []))
+    return str(body.get("error_description") or body.get("error") or body)[:200]
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise PkbApiError(f"PKB {what}: answer is not JSON") from exc
+    if not isinstance(body, dict):
+        raise PkbApiError(f"PKB {what}: answer is not a JSON object")
+    return body
+
+
+def _parameters(body: dict[str, Any], name: str) -> list[dict[str, dict[str, Any]]]:
+    """Each `name` parameter's parts, keyed by part name."""
+    if body.get("resourceType") != "Parameters":
+        raise PkbApiError(f"PKB answered {body.get('resourceType')!r}, expected Parameters")
+    return [
+        {part["name"]: part for part in parameter.get("part", [])}
+        for parameter in body.get("parameter", [])
+        if parameter.get("name") == name
+    ]
+
+
+def _identifier(parts: dict[str, dict[str, Any]]) -> str:
+    try:
+        return str(parts["patientIdentifier"]["valueIdentifier"]["value"])
+    except KeyError as exc:
+        raise PkbApiError("PKB answer part has no patientIdentifier") from exc
+
+
+def _patient_status(parts: dict[str, dict[str, Any]]) -> PatientStatus:
+    dob = parts.get("dateOfBirth", {}).get("valueDate")
+    return PatientStatus(
+        nhs_number=_identifier(parts),
+        deceased=parts.get("deceased", {}).get("valueBoolean"),
+        registered=parts.get("registered", {}).get("valueBoolean"),
+        date_of_birth=dt.date.fromisoformat(dob) if dob else None,
+        diagnostics=parts.get("diagnostics", {}).get("valueString"),
+    )
+
+
+def _patient_tokens(parts: dict[str, dict[str, Any]]) -> PatientTokens:
+    diagnostics = parts.get("diagnostics", {}).get("valueString")
+    code = parts.get("code", {}).get("valueString")
+    token = parts.get("token", {}).get("valueString")
+    expiry = parts.get("expiry", {}).get("valueDateTime")
+    codes = None
+    if code and token and expiry:
+        codes = CodePair(code, token, _expiry_date(expiry))
+    return PatientTokens(_identifier(parts), codes, diagnostics)
+
+
+def _expiry_date(value: str) -> dt.date:
+    """The UTC date of the expiry instant: never later than the UK date, so never overstated."""
+    instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if instant.tzinfo is not None:
+        instant = instant.astimezone(dt.UTC)
+    return instant.date()
