@@ -1,0 +1,122 @@
+"""The command line: parse options, call the library, map errors to exit codes. Nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from . import config
+from .errors import PkbLettersError
+from .pipeline import PRINT_FILE, JobSummary, run_job
+from .progress import TerminalProgress
+
+REPO_DIR = config.PACKAGE_DIR.parent.parent
+DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
+
+
+@click.group()
+@click.version_option(package_name="pkb-letters")
+@click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress to stderr.")
+def main(verbose: bool) -> None:
+    """Patients Know Best invitation letters, from patient list to print-ready PDF."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@main.command()
+@click.argument("patients", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for letters.pdf, the manifests, exceptions.csv and the job journal.")
+@click.option("--sandbox", is_flag=True, help="Start the embedded PKB sandbox and use it (no PKB account needed).")
+@click.option("--sandbox-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=DEFAULT_SANDBOX_DATA, show_default=True, help="Patients the sandbox knows.")
+@click.option("--api", type=click.Choice(config.APIS), default="fhir", show_default=True,
+              help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.")
+@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
+@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Job file (TOML) with [pkb], [letter] and [codes] tables.")
+def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
+        template_dir: Path, job_file: Path | None) -> None:
+    """Make letters for every eligible patient in PATIENTS (CSV)."""
+    with _errors_to_exit_codes():
+        job = config.load_job_file(job_file)
+        job_dir = job_file.parent if job_file else Path.cwd()
+        with _connection(job, job_dir, sandbox, sandbox_data) as (connection, join_url, organisation):
+            letter = config.letter_settings(job, join_url)
+            if "organisation" not in job.get("letter", {}) and organisation:
+                letter = dataclasses.replace(letter, organisation=organisation)
+            settings = config.JobSettings(
+                patients=patients,
+                out_dir=out_dir,
+                api=api,
+                template_dir=template_dir,
+                letter=letter,
+                rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
+            )
+            summary = run_job(settings, connection, TerminalProgress())
+        _print_summary(summary)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8700, show_default=True, type=int)
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=DEFAULT_SANDBOX_DATA, show_default=True)
+@click.option("--token-ttl", type=int, default=None, help="OAuth access token lifetime in seconds.")
+def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None) -> None:
+    """Serve the PKB sandbox (OAuth, REST and FHIR) until interrupted."""
+    from .sandbox import serve
+
+    with _errors_to_exit_codes():
+        serve(data_path, host=host, port=port, token_ttl=token_ttl)
+
+
+@contextmanager
+def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> Iterator[tuple]:
+    if not sandbox:
+        yield config.pkb_connection(job, config.environment(), job_dir), config.PRODUCTION_JOIN_URL, None
+        return
+    from .sandbox import SandboxServer, load_sandbox_data
+
+    data = load_sandbox_data(sandbox_data)
+    with SandboxServer(data) as server:
+        connection = config.PkbConnection(
+            token_url=server.token_url,
+            rest_base=server.rest_base,
+            fhir_base=server.fhir_base,
+            client_id=server.client_id,
+            org_id=server.org_id,
+            client_secret=server.client_secret,
+        )
+        yield connection, config.SANDBOX_JOIN_URL, data.organisation.name
+
+
+@contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:  # bad data files and settings from the library's own checks
+        raise click.ClickException(str(exc)) from exc
+    except PkbLettersError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _print_summary(summary: JobSummary) -> None:
+    echo = click.echo
+    echo(f"Job {summary.job_id} written to {summary.out_dir}")
+    echo(f"  input rows   {summary.input_rows:>7}")
+    echo(f"  letters      {summary.letters:>7}   {summary.pages} pages in {PRINT_FILE}")
+    echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
+    for reason, count in summary.by_reason.items():
+        echo(f"    {reason:<24}{count:>5}")
+    echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")

@@ -1,0 +1,239 @@
+"""The job: intake → resolve → tokens → render → assemble → manifest, over one journal.
+
+`run_job` takes settings and a PKB connection and gives a `JobSummary`; each
+stage's decisions are written to the journal as they are made, and every
+output file is derived from the journal at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import resolve, tokens
+from .assemble import PrintFile, assemble
+from .config import JobSettings, PkbConnection
+from .envelope import C5, EnvelopeProfile
+from .errors import ConfigError, InvariantError, TemplateError
+from .files import make_private_dir, write_atomic
+from .intake import read_patient_list
+from .journal import JOURNAL_NAME, Journal, Stage
+from .manifest import build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
+from .pkb import PkbClient
+from .progress import NoProgress, Progress
+from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
+from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+
+PRINT_FILE = "letters.pdf"
+WORK_DIR = "work"
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: str
+    out_dir: Path
+    input_rows: int
+    letters: int
+    exceptions: int
+    pages: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def run_job(
+    settings: JobSettings,
+    connection: PkbConnection,
+    progress: Progress | None = None,
+    envelope: EnvelopeProfile = C5,
+) -> JobSummary:
+    progress = progress or NoProgress()
+    template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
+    if (settings.out_dir / JOURNAL_NAME).exists():
+        raise ConfigError(f"{settings.out_dir} already holds a job; choose a new --out directory")
+    make_private_dir(settings.out_dir)
+    with Journal.in_dir(settings.out_dir) as journal:
+        job = _start(journal, settings, template)
+        renderer = ChunkRenderer(template, settings.letter, envelope)
+        _intake(journal, settings.patients)
+        _check_addresses(journal, renderer)
+        with PkbClient(connection) as client:
+            _resolve(journal, client, settings, progress)
+            _issue(journal, client, settings, progress)
+        print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
+        return _finish(journal, settings.out_dir, job, [print_file] if print_file else [])
+
+
+def _start(journal: Journal, settings: JobSettings, template: LetterTemplate) -> dict[str, str]:
+    job = {
+        "id": f"PKB-{settings.letter.date:%Y%m%d}-{secrets.token_hex(3).upper()}",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "template": template.name,
+        "api": settings.api,
+    }
+    journal.set_settings({**job, "patients": str(settings.patients), "letter_date": settings.letter.date.isoformat()})
+    return job
+
+
+def _intake(journal: Journal, patients: Path) -> None:
+    result = read_patient_list(patients)
+    journal.add_patients(result.patients)
+    journal.add_exclusions(result.exclusions)
+    logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
+
+
+def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
+    """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
+    for input_row, problem in renderer.check_addresses(journal.patients_at(Stage.READ)).items():
+        if isinstance(problem, TemplateError):
+            journal.exclude(input_row, Reason.TEMPLATE_ERROR, str(problem))
+        else:
+            journal.exclude(input_row, problem.reason, problem.detail)
+
+
+def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
+    patients = journal.patients_at(Stage.READ)
+    route = resolve.resolve_fhir if settings.api == "fhir" else resolve.resolve_rest
+    with progress.stage("resolve", len(patients)) as advance:
+        for decision in route(patients, client, settings.letter.date, advance):
+            _record_decision(journal, decision)
+
+
+def _record_decision(journal: Journal, decision: Eligible | Exclusion) -> None:
+    if isinstance(decision, Exclusion):
+        journal.exclude(decision.input_row, decision.reason, decision.detail)
+    else:
+        journal.mark_eligible(decision)
+
+
+def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
+    eligible = journal.eligible()
+    with progress.stage("codes", len(eligible)) as advance:
+        if settings.api == "fhir":
+            batches = tokens.issue_fhir(eligible, client, advance)
+        else:
+            batches = tokens.issue_rest(eligible, client, settings.rest_code_validity_days, advance)
+        for batch in batches:
+            for item, outcome in batch:
+                if isinstance(outcome, CodePair):
+                    journal.record_codes(item.patient.input_row, outcome)
+                else:
+                    journal.exclude(outcome.input_row, outcome.reason, outcome.detail)
+
+
+def _render_and_assemble(
+    journal: Journal, renderer: ChunkRenderer, job_id: str, settings: JobSettings, progress: Progress
+) -> PrintFile | None:
+    """Number, lay out and place letters chunk by chunk, then join the chunks into the print file."""
+    work = settings.out_dir / WORK_DIR
+    make_private_dir(work)
+    coded = journal.coded()
+    chunk_paths: list[Path] = []
+    next_sequence = next_page = 1
+    with progress.stage("render", len(coded)) as advance:
+        for index, chunk in enumerate(_chunks(coded, settings.chunk_size), 1):
+            letters, rendered = _render_chunk(journal, renderer, job_id, chunk, next_sequence)
+            if letters:
+                path = work / f"chunk-{index:05d}.pdf"
+                write_atomic(path, rendered.pdf)
+                chunk_paths.append(path)
+                next_page = _place(journal, letters, rendered.page_counts, next_page)
+                next_sequence += len(letters)
+            advance(len(chunk))
+    print_file = None
+    if chunk_paths:  # a job where nobody is eligible hands over no PDF at all
+        print_file = assemble(chunk_paths, settings.out_dir / PRINT_FILE, expected_pages=next_page - 1)
+    for path in chunk_paths:
+        path.unlink()
+    work.rmdir()
+    return print_file
+
+
+def _render_chunk(
+    journal: Journal, renderer: ChunkRenderer, job_id: str, chunk: Sequence[tuple[PatientRow, CodePair]], first: int
+) -> tuple[list[Letter], RenderedChunk]:
+    """Lay out a chunk, excluding letters the template fails on or whose address does not fit.
+
+    Sequence numbers are given here, after those exclusions, so the print file's
+    pieces are numbered without gaps.
+    """
+    candidates = list(chunk)
+    while True:
+        letters = [Letter(n, f"{job_id}-{n:06d}", p, c) for n, (p, c) in enumerate(candidates, first)]
+        bodies, failed = _bodies(renderer, letters)
+        if failed:
+            for letter, error in failed:
+                journal.exclude(letter.patient.input_row, Reason.TEMPLATE_ERROR, str(error))
+            failed_sequences = {letter.sequence for letter, _ in failed}
+            candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in failed_sequences]
+            continue
+        if not letters:
+            return [], RenderedChunk(None, ())
+        rendered = renderer.render(letters, bodies)
+        if not rendered.misfits:
+            return letters, rendered
+        by_sequence = {lt.sequence: lt for lt in letters}
+        for misfit in rendered.misfits:
+            journal.exclude(by_sequence[misfit.sequence].patient.input_row, misfit.reason, misfit.detail)
+        dropped = {m.sequence for m in rendered.misfits}
+        candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in dropped]
+
+
+def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[str], list[tuple[Letter, TemplateError]]]:
+    bodies, failed = [], []
+    for letter in letters:
+        try:
+            bodies.append(renderer.body(letter))
+        except TemplateError as exc:
+            failed.append((letter, exc))
+    return bodies, failed
+
+
+def _place(journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int) -> int:
+    placed = []
+    for letter, pages in zip(letters, page_counts):
+        placed.append(PlacedLetter(letter, PRINT_FILE, first_page, pages))
+        first_page += pages
+    journal.record_placements(placed)
+    return first_page
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[PrintFile]) -> JobSummary:
+    placed = list(journal.placed())
+    exclusions = journal.exclusions()
+    input_rows = journal.row_count()
+    _check_every_row_accounted(journal, input_rows, placed, exclusions)
+    manifest = build_manifest({**job, "input_rows": input_rows, "exceptions": len(exclusions)}, placed, files)
+    write_manifest_json(out_dir, manifest)
+    write_manifest_csv(out_dir, manifest["letters"])
+    write_exceptions_csv(out_dir, exclusions)
+    summary = JobSummary(
+        job_id=job["id"],
+        out_dir=out_dir,
+        input_rows=input_rows,
+        letters=len(placed),
+        exceptions=len(exclusions),
+        pages=manifest["job"]["pages"],
+        by_reason=journal.count_by_reason(),
+    )
+    logger.info("job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions)
+    return summary
+
+
+def _check_every_row_accounted(
+    journal: Journal, input_rows: int, placed: Sequence[PlacedLetter], exclusions: Sequence[Exclusion]
+) -> None:
+    stuck = {stage: n for stage, n in journal.count_by_stage().items() if stage not in (Stage.PLACED, Stage.EXCLUDED)}
+    if stuck or input_rows != len(placed) + len(exclusions):
+        raise InvariantError(
+            f"input rows ({input_rows}) != letters ({len(placed)}) + exceptions ({len(exclusions)}); "
+            f"rows stuck mid-way: {stuck or 'none'}"
+        )

@@ -1,0 +1,32 @@
+"""Progress reporting for long stages: a bar with rate and ETA on a terminal, silence elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
+
+import click
+
+Advance = Callable[[int], None]
+
+
+class Progress(Protocol):
+    def stage(self, label: str, total: int) -> AbstractContextManager[Advance]: ...
+
+
+class NoProgress:
+    @contextmanager
+    def stage(self, label: str, total: int) -> Iterator[Advance]:
+        yield lambda n: None
+
+
+class TerminalProgress:
+    """click's progress bar on stderr; click hides it when stderr is not a terminal."""
+
+    @contextmanager
+    def stage(self, label: str, total: int) -> Iterator[Advance]:
+        with click.progressbar(
+            length=total, label=f"{label:<8}", show_pos=True, show_eta=True, file=click.get_text_stream("stderr")
+        ) as bar:
+            yield bar.update

@@ -1,0 +1,279 @@
+"""Render: letters in, one PDF per chunk of letters out, with each letter's page count.
+
+The customer's template (`letter.html` + `letter.css` in a folder) is Jinja
+rendered once per letter; the letters of a chunk then go through ONE WeasyPrint
+document, which is what makes rendering fast. This module adds only what every
+letter needs whatever its wording: page size and margins, the address window
+from the envelope profile, a new page per letter and per-letter page numbers
+(`counter(page)` and `string(pkb-letter-pages)` for "Page n of m").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from xml.etree import ElementTree
+
+import jinja2
+import segno
+import tinyhtml5
+from jinja2.sandbox import SandboxedEnvironment
+from weasyprint import CSS, HTML
+from weasyprint.text.fonts import FontConfiguration
+
+from .config import LetterSettings
+from .envelope import EnvelopeProfile
+from .errors import TemplateError
+from .records import CodePair, Letter, PatientRow, Reason
+
+LETTER_TEMPLATE = "letter.html"
+LETTER_STYLESHEET = "letter.css"
+ANCHOR_PREFIX = "pkb-letter-"
+ADDRESS_WINDOW_CLASS = "pkb-address-window"
+MM_PER_PX = 25.4 / 96
+_MAX_LAYOUT_PASSES = 3
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """A letter whose address does not fit the envelope window at the template's font."""
+
+    sequence: int
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True)
+class RenderedChunk:
+    pdf: bytes | None  # None when any letter is a misfit: the chunk must be laid out again without it
+    page_counts: tuple[int, ...]  # one per letter, in the chunk's order
+    misfits: tuple[Misfit, ...] = ()
+
+
+class LetterTemplate:
+    """A template folder: `letter.html` (one letter's body, Jinja) and `letter.css`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+        if not (self.directory / LETTER_TEMPLATE).is_file():
+            raise TemplateError(f"template folder {directory} has no {LETTER_TEMPLATE}")
+        self._env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.directory),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self._env.filters["long_date"] = long_date
+        try:
+            self._template = self._env.get_template(LETTER_TEMPLATE)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or LETTER_TEMPLATE}, line {exc.lineno}: {exc.message}") from exc
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    def render_body(self, context: dict[str, Any]) -> str:
+        try:
+            return self._template.render(context)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"{self.name}/{LETTER_TEMPLATE}: {exc}") from exc
+
+
+def long_date(day: dt.date) -> str:
+    """'21 November 2026', the form NHS letters use."""
+    return f"{day.day} {day:%B %Y}"
+
+
+def letter_context(letter: Letter, settings: LetterSettings) -> dict[str, Any]:
+    """What a template may use. Deliberately no date of birth and no NHS number."""
+    patient = letter.patient
+    join_url = f"{settings.join_url}?{urlencode({'t1': letter.codes.invitation_code, 't2': letter.codes.access_code})}"
+    return {
+        "letter": {"sequence": letter.sequence, "piece_id": letter.piece_id, "date": settings.date},
+        "patient": {
+            "title": patient.title,
+            "first_name": patient.first_name,
+            "last_name": patient.last_name,
+            "display_name": patient.display_name,
+            "customer_ref": patient.customer_ref,
+        },
+        "address": {"lines": [patient.display_name, *patient.address_lines], "postcode": patient.postcode},
+        "codes": {
+            "invitation": letter.codes.invitation_code,
+            "access": letter.codes.access_code,
+            "expires": letter.codes.expires,
+            "join_url": join_url,
+            "qr_svg": qr_data_uri(join_url),
+        },
+        "website": _website(settings.join_url),
+        "organisation": {
+            "name": settings.organisation,
+            "contact": settings.contact,
+            "signatory": settings.signatory,
+            "signatory_role": settings.signatory_role,
+        },
+    }
+
+
+def qr_data_uri(url: str) -> str:
+    return segno.make_qr(url, error="m").svg_data_uri(dark="#000", light=None, border=0, xmldecl=False)
+
+
+def _website(join_url: str) -> str:
+    parts = urlsplit(join_url)
+    return (parts.netloc + parts.path).rstrip("/")
+
+
+class ChunkRenderer:
+    """Lays out chunks of letters with one template, envelope and font set."""
+
+    def __init__(self, template: LetterTemplate, settings: LetterSettings, envelope: EnvelopeProfile) -> None:
+        self.template = template
+        self.settings = settings
+        self._font_config = FontConfiguration()
+        self._layout_css = CSS(string=layout_css(envelope), font_config=self._font_config)
+        self._expected_pages = 1
+
+    def body(self, letter: Letter) -> str:
+        """One letter's HTML; raises TemplateError for this letter alone."""
+        return self.template.render_body(letter_context(letter, self.settings))
+
+    def check_addresses(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
+        """Before any code is issued: lay out each patient's address block alone, with the
+        template's own markup and CSS, and report (by input row) those that would not print."""
+        problems: dict[int, Misfit | TemplateError] = {}
+        blocks: dict[int, str] = {}
+        for patient in patients:
+            trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
+            try:
+                blocks[patient.input_row] = _address_block(self.body(trial), self.template.name)
+            except TemplateError as exc:
+                problems[patient.input_row] = exc
+        if blocks:
+            sections = "\n".join(
+                f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{row}">{block}</section>' for row, block in blocks.items()
+            )
+            for misfit in address_misfits(self._document(sections)):
+                problems[misfit.sequence] = misfit
+        return problems
+
+    def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
+        page_totals = [self._expected_pages] * len(letters)
+        for _ in range(_MAX_LAYOUT_PASSES):
+            document = self._layout(letters, bodies, page_totals)
+            counts = pages_per_letter(document, [lt.sequence for lt in letters])
+            misfits = address_misfits(document)
+            if misfits:
+                return RenderedChunk(None, tuple(counts), tuple(misfits))
+            if counts == page_totals:
+                self._expected_pages = max(set(counts), key=counts.count)
+                return RenderedChunk(document.write_pdf(), tuple(counts))
+            page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
+        raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
+
+    def _layout(self, letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int]):
+        sections = "\n".join(
+            f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{lt.sequence}" data-pages="{total}"'
+            f' data-piece="{lt.piece_id}">\n{body}\n</section>'
+            for lt, body, total in zip(letters, bodies, page_totals)
+        )
+        return self._document(sections)
+
+    def _document(self, sections: str):
+        html = (
+            '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
+            f'<link rel="stylesheet" href="{LETTER_STYLESHEET}"></head><body>{sections}</body></html>'
+        )
+        return HTML(string=html, base_url=self.template.directory.as_uri() + "/").render(
+            stylesheets=[self._layout_css], font_config=self._font_config
+        )
+
+
+_PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
+
+
+def _address_block(body: str, template_name: str) -> str:
+    """The template's address window element, cut out of one rendered letter body."""
+    tree = tinyhtml5.parse(body, namespace_html_elements=False)
+    for element in tree.iter():
+        if ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
+            return ElementTree.tostring(element, method="html", encoding="unicode")
+    raise TemplateError(f"{template_name}/{LETTER_TEMPLATE} has no element with class {ADDRESS_WINDOW_CLASS!r}")
+
+
+def pages_per_letter(document, sequences: Sequence[int]) -> list[int]:
+    """Count each letter's pages from the anchor each letter's section carries."""
+    counts = dict.fromkeys(sequences, 0)
+    for number, page in enumerate(document.pages, 1):
+        owners = [int(a.removeprefix(ANCHOR_PREFIX)) for a in page.anchors if a.startswith(ANCHOR_PREFIX)]
+        if len(owners) != 1:
+            raise TemplateError(f"page {number} of a chunk belongs to {len(owners)} letters; expected 1")
+        counts[owners[0]] += 1
+    return [counts[s] for s in sequences]
+
+
+def address_misfits(document) -> list[Misfit]:
+    """Measure each letter's address block as laid out, with the real font: never print it clipped."""
+    misfits = []
+    seen: set[int] = set()
+    for page in document.pages:
+        (sequence,) = [int(a.removeprefix(ANCHOR_PREFIX)) for a in page.anchors if a.startswith(ANCHOR_PREFIX)]
+        if sequence in seen:
+            continue
+        seen.add(sequence)
+        misfit = _address_misfit(sequence, _address_window_box(page, sequence))
+        if misfit:
+            misfits.append(misfit)
+    return misfits
+
+
+def _address_window_box(page, sequence: int):
+    for box in page._page_box.descendants():
+        element = box.element
+        if element is not None and ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
+            return box
+    raise TemplateError(f"letter {sequence}: the template has no element with class {ADDRESS_WINDOW_CLASS!r} on page 1")
+
+
+def _address_misfit(sequence: int, window) -> Misfit | None:
+    left, top = window.content_box_x(), window.content_box_y()
+    lines = [box for box in window.descendants() if type(box).__name__ == "LineBox"]
+    for number, line in enumerate(lines, 1):
+        right = max((child.position_x + child.margin_width() for child in line.children), default=left)
+        if right - left > window.width + 0.01:
+            return Misfit(sequence, Reason.ADDRESS_TOO_WIDE,
+                          f"address line {number} is {(right - left) * MM_PER_PX:.1f} mm wide in the letter's font; "
+                          f"the envelope window is {window.width * MM_PER_PX:.1f} mm: shorten that line "
+                          "(for a name, use initials for middle names)")
+    bottom = max((line.position_y + line.height for line in lines), default=top)
+    if bottom - top > window.height + 0.01:
+        return Misfit(sequence, Reason.ADDRESS_TOO_TALL,
+                      f"the address is {(bottom - top) * MM_PER_PX:.1f} mm tall in the letter's font; the envelope "
+                      f"window is {window.height * MM_PER_PX:.1f} mm: use fewer address lines")
+    return None
+
+
+def layout_css(envelope: EnvelopeProfile) -> str:
+    """The geometry every letter shares; author CSS loaded last, so a template cannot move the window."""
+    m, w = envelope.margins, envelope.window
+    return f"""
+html, body {{ margin: 0; padding: 0; }}
+@page {{ size: A4 portrait; margin: {m.top}mm {m.right}mm {m.bottom}mm {m.left}mm; }}
+@page pkb-letter:nth(1 of pkb-letter) {{ counter-reset: page 1; }}
+section.pkb-letter {{
+  display: flow-root; page: pkb-letter; break-before: page; position: relative;
+  string-set: pkb-letter-pages attr(data-pages), pkb-piece-id attr(data-piece);
+}}
+.pkb-address-window {{
+  position: absolute; margin: 0; padding: 0; overflow: visible; white-space: nowrap;
+  left: {w.left - m.left:.2f}mm; top: {w.top - m.top:.2f}mm; width: {w.width}mm; height: {w.height}mm;
+}}
+.pkb-body {{ margin-top: {envelope.body_top - m.top:.2f}mm; }}
+"""
