@@ -14,7 +14,7 @@ import click
 from . import config
 from .errors import PkbLettersError
 from .pipeline import PRINT_FILE, JobSummary, run_job
-from .progress import TerminalProgress
+from .progress import NoProgress, TerminalProgress
 
 REPO_DIR = config.PACKAGE_DIR.parent.parent
 DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
@@ -62,7 +62,8 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 letter=letter,
                 rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
             )
-            summary = run_job(settings, connection, TerminalProgress())
+            progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
+            summary = run_job(settings, connection, progress)
         _print_summary(summary)
 
 
