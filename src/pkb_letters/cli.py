@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import click
 
 from . import config
 from .errors import PkbLettersError
+from .log import configure_logging
 from .pipeline import PRINT_FILE, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
 
@@ -25,10 +25,7 @@ DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress to stderr.")
 def main(verbose: bool) -> None:
     """Patients Know Best invitation letters, from patient list to print-ready PDF."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(verbose)
 
 
 @main.command()

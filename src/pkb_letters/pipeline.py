@@ -87,11 +87,13 @@ def _intake(journal: Journal, patients: Path) -> None:
 
 def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    for input_row, problem in renderer.check_addresses(journal.patients_at(Stage.READ)).items():
+    problems = renderer.check_addresses(journal.patients_at(Stage.READ))
+    for input_row, problem in problems.items():
         if isinstance(problem, TemplateError):
             journal.exclude(input_row, Reason.TEMPLATE_ERROR, str(problem))
         else:
             journal.exclude(input_row, problem.reason, problem.detail)
+    logger.info("address fit: %d blocks would not print", len(problems))
 
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
@@ -100,6 +102,7 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
     with progress.stage("resolve", len(patients)) as advance:
         for decision in route(patients, client, settings.letter.date, advance):
             _record_decision(journal, decision)
+    logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
 
 
 def _record_decision(journal: Journal, decision: Eligible | Exclusion) -> None:
@@ -122,6 +125,7 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
                     journal.record_codes(item.patient.input_row, outcome)
                 else:
                     journal.exclude(outcome.input_row, outcome.reason, outcome.detail)
+    logger.info("codes: %d asked, %d pairs issued", len(eligible), len(journal.coded()))
 
 
 def _render_and_assemble(
@@ -143,6 +147,7 @@ def _render_and_assemble(
                 next_page = _place(journal, letters, rendered.page_counts, next_page)
                 next_sequence += len(letters)
             advance(len(chunk))
+    logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunk_paths), next_page - 1)
     print_file = None
     if chunk_paths:  # a job where nobody is eligible hands over no PDF at all
         print_file = assemble(chunk_paths, settings.out_dir / PRINT_FILE, expected_pages=next_page - 1)
