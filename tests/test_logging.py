@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PATIENTS_CSV, SANDBOX_JSON
 
 CLI = Path(sys.executable).parent / "pkb-letters"
@@ -30,7 +29,8 @@ def test_verbose_run_logs_no_codes_secrets_or_nhs_numbers(tmp_path, api):
     with PATIENTS_CSV.open(encoding="utf-8", newline="") as handle:
         nhs_numbers = [row["NHS number"] for row in csv.DictReader(handle)]
     with sqlite3.connect(out / "job.sqlite") as db:
-        codes = [c for pair in db.execute("SELECT invitation_code, access_code FROM rows WHERE invitation_code IS NOT NULL") for c in pair]
+        pairs = db.execute("SELECT invitation_code, access_code FROM rows WHERE invitation_code IS NOT NULL")
+        codes = [code for pair in pairs for code in pair]
     secret = json.loads(SANDBOX_JSON.read_text(encoding="utf-8"))["clients"][0]["client_secret"]
 
     assert len(codes) == 16

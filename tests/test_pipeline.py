@@ -8,10 +8,10 @@ import json
 import re
 
 import pytest
-from pypdf import PdfReader
-
 from conftest import EXPECTED_EXCLUSIONS, EXPECTED_LETTERS, PATIENTS_CSV, DemoJob
 from pdf_inspect import page_texts, page_words
+from pypdf import PdfReader
+
 from pkb_letters.envelope import C5
 from pkb_letters.render import long_date
 
@@ -122,7 +122,7 @@ def test_address_lies_inside_the_window_on_each_first_page(demo_job: DemoJob):
 def _find_line(words, line: str):
     """The run of words on one baseline that spells `line`, or []."""
     tokens = line.split()
-    for start, word in enumerate(words):
+    for start in range(len(words)):
         run = words[start : start + len(tokens)]
         if [w.text for w in run] == tokens and len({round(w.bottom, 1) for w in run}) == 1:
             return run
@@ -134,8 +134,10 @@ def test_nothing_else_is_printed_in_the_window(demo_job: DemoJob):
     window = C5.window
     for entry in manifest(demo_job)["letters"]:
         expected = " ".join([entry["name"], *entry["address_lines"]]).split()
-        inside = [w.text for w in words[entry["first_page"] - 1]
-                  if w.right > window.left and w.left < window.right and w.bottom > window.top and w.top < window.bottom]
+        inside = [
+            w.text for w in words[entry["first_page"] - 1]
+            if w.right > window.left and w.left < window.right and w.bottom > window.top and w.top < window.bottom
+        ]
         assert inside == expected
 
 
@@ -170,7 +172,9 @@ def test_manifest_csv_matches_manifest_json(demo_job: DemoJob):
 def test_manifest_schema(demo_job: DemoJob):
     data = manifest(demo_job)
     assert set(data) == {"job", "letters"}
-    assert set(data["job"]) == {"id", "created", "template", "api", "input_rows", "letters", "exceptions", "pages", "files"}
+    assert set(data["job"]) == {
+        "id", "created", "template", "api", "input_rows", "letters", "exceptions", "pages", "files"
+    }
     assert data["job"]["api"] == demo_job.api
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", data["job"]["created"])
     for n, entry in enumerate(data["letters"], 1):

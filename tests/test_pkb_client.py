@@ -6,8 +6,8 @@ import dataclasses
 import time
 
 import pytest
-
 from conftest import SANDBOX_JSON, connection_to
+
 from pkb_letters.errors import InvariantError, PkbAuthError
 from pkb_letters.journal import Journal
 from pkb_letters.pipeline import _check_every_row_accounted

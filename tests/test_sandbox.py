@@ -140,7 +140,7 @@ def tokens_by_value(response: httpx.Response) -> dict[str, dict]:
 def check_digit_ok(number: str) -> bool:
     if not re.fullmatch(r"\d{10}", number):
         return False
-    remainder = sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1))) % 11
+    remainder = sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1), strict=True)) % 11
     check = 11 - remainder
     if check == 10:
         return False
@@ -397,9 +397,9 @@ def test_by_national_id_unknown_type(server, client):
 def test_record_access_token_gives_a_new_pair_each_call(server, client):
     headers = bearer(client, server)
     url = f"{server.rest_base}/v1/users/3594342/recordAccessToken"
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     first, second = (client.get(url, headers=headers) for _ in range(2))
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     pairs = [(r.json()["invitationCode"], r.json()["token"]) for r in (first, second)]
     assert [r.status_code for r in (first, second)] == [200, 200]
     assert set(first.json()) == {"invitationCode", "token"}
@@ -521,9 +521,9 @@ def test_status_query_over_5000_is_refused(server, client):
 def test_generate_tokens_only_for_eligible_patients(server, client):
     numbers = [READ_RICHARDS, DECEASED, "7569602005", REGISTERED, NO_DOB, UNDER_16, OTHER_ORG,
                NOT_FOUND]
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     response = post_fhir(client, server, TOKENS, identifiers(numbers))
-    after = dt.datetime.now(dt.timezone.utc)
+    after = dt.datetime.now(dt.UTC)
     assert response.status_code == 200
     body = response.json()
     assert [p["name"] for p in body["parameter"]] == ["patientTokens"] * len(numbers)
@@ -546,7 +546,7 @@ def test_generate_tokens_only_for_eligible_patients(server, client):
     assert [(p.route, p.pkb_id, p.nhs_number, p.invitation_code, p.access_code, p.expiry)
             for p in issued] == [
         ("fhir", pkb, g["patientIdentifier"]["value"], g["code"], g["token"], utc(g["expiry"]))
-        for pkb, g in zip(("3594342", "3601187"), issued_parts)]
+        for pkb, g in zip(("3594342", "3601187"), issued_parts, strict=True)]
 
 
 def test_generate_tokens_twice_gives_new_codes(server, client):

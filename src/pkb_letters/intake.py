@@ -68,7 +68,7 @@ def read_patient_list(path: Path) -> IntakeResult:
     result = IntakeResult()
     first_row_of: dict[str, int] = {}
     for line, cells in records:
-        outcome = _check_row(line, dict(zip(columns, cells)), first_row_of)
+        outcome = _check_row(line, columns, cells, first_row_of)
         if isinstance(outcome, PatientRow):
             result.patients.append(outcome)
         else:
@@ -124,16 +124,28 @@ def _map_columns(header: list[str], path: Path) -> list[str]:
     return columns
 
 
-def _check_row(line: int, cells: dict[str, str], first_row_of: dict[str, int]) -> PatientRow | Exclusion:
-    get = lambda key: cells.get(key, "").strip()  # noqa: E731
+def _check_row(line: int, columns: list[str], cells: list[str], first_row_of: dict[str, int]) -> PatientRow | Exclusion:
+    values = dict(zip(columns, cells, strict=False))  # short rows: the missing trailing cells are empty
+    get = lambda key: values.get(key, "").strip()  # noqa: E731
     raw_nhs = get("nhs_number")
     try:
+        _check_cell_count(columns, cells)
         number = _checked_nhs_number(raw_nhs, line, first_row_of)
         patient = _patient(line, get, number)
     except _RowProblem as problem:
         shown = re.sub(r"[\s-]", "", raw_nhs)
         return Exclusion(line, get("customer_ref"), shown, problem.reason, problem.detail)
     return patient
+
+
+def _check_cell_count(columns: list[str], cells: list[str]) -> None:
+    extra = [cell for cell in cells[len(columns) :] if cell.strip()]
+    if extra:
+        raise _RowProblem(
+            Reason.MALFORMED_ROW,
+            f"row has {len(columns) + len(extra)} cells but the header has {len(columns)} columns: "
+            "a value probably holds an unquoted separator; quote it or remove the separator",
+        )
 
 
 def _checked_nhs_number(raw: str, line: int, first_row_of: dict[str, int]) -> str:

@@ -199,7 +199,7 @@ def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[st
 
 def _place(journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int) -> int:
     placed = []
-    for letter, pages in zip(letters, page_counts):
+    for letter, pages in zip(letters, page_counts, strict=True):
         placed.append(PlacedLetter(letter, PRINT_FILE, first_page, pages))
         first_page += pages
     journal.record_placements(placed)
@@ -229,7 +229,9 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[Pr
         pages=manifest["job"]["pages"],
         by_reason=journal.count_by_reason(),
     )
-    logger.info("job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions)
+    logger.info(
+        "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions
+    )
     return summary
 
 

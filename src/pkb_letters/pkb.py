@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import authlib.deprecate  # noqa: F401  (its import adds an "always" filter; ours must come after it)
 import httpx
 
 from .config import PkbConnection
 from .errors import PkbApiError, PkbAuthError
 from .records import CodePair
-
-import authlib.deprecate  # noqa: F401  (its import adds an "always" filter; ours must come after it)
 
 with warnings.catch_warnings():
     # authlib ≥ 1.7 prefers the httpx2 fork and warns when it falls back to

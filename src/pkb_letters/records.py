@@ -15,6 +15,7 @@ from enum import StrEnum
 class Reason(StrEnum):
     """Why an input row produced no letter. Stable codes: customers script on them."""
 
+    MALFORMED_ROW = "malformed-row"
     INVALID_NHS_NUMBER = "invalid-nhs-number"
     DUPLICATE_NHS_NUMBER = "duplicate-nhs-number"
     MISSING_NAME = "missing-name"

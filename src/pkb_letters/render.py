@@ -158,7 +158,8 @@ class ChunkRenderer:
                 problems[patient.input_row] = exc
         if blocks:
             sections = "\n".join(
-                f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{row}">{block}</section>' for row, block in blocks.items()
+                f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{row}">{block}</section>'
+                for row, block in blocks.items()
             )
             for misfit in address_misfits(self._document(sections)):
                 problems[misfit.sequence] = misfit
@@ -182,7 +183,7 @@ class ChunkRenderer:
         sections = "\n".join(
             f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{lt.sequence}" data-pages="{total}"'
             f' data-piece="{lt.piece_id}">\n{body}\n</section>'
-            for lt, body, total in zip(letters, bodies, page_totals)
+            for lt, body, total in zip(letters, bodies, page_totals, strict=True)
         )
         return self._document(sections)
 

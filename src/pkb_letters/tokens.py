@@ -36,7 +36,8 @@ def issue_fhir(eligible: Sequence[Eligible], client: PkbClient, advance: Advance
         for item in batch:
             answer = answers.get(item.patient.nhs_number)
             if answer is None:
-                results.append((item, exclusion(item.patient, Reason.PKB_REFUSED, "PKB returned no codes and no reason")))
+                refused = exclusion(item.patient, Reason.PKB_REFUSED, "PKB returned no codes and no reason")
+                results.append((item, refused))
             elif answer.codes is not None:
                 results.append((item, answer.codes))
             else:

@@ -140,7 +140,7 @@ class IssuedPair:
 
 def iso_utc(moment: dt.datetime) -> str:
     """ISO 8601 in UTC with a `Z` suffix, as FHIR valueDateTime expects."""
-    return moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def issued_pair_json(pair: IssuedPair) -> dict[str, str]:
@@ -168,7 +168,7 @@ class IssuedLog:
         self._lock = threading.Lock()
 
     def issue(self, route: str, patient: Patient, id_value: str) -> IssuedPair:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         # Whole seconds, so the expiry a client parses equals the one logged here.
         expiry = now.replace(microsecond=0) + self._validity
         pair = IssuedPair(route, patient.id, id_value, new_code(), new_code(), expiry, now)

@@ -148,7 +148,7 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | No
     if len(pattern) != len(segments):
         return None
     captured = {}
-    for want, got in zip(pattern, segments):
+    for want, got in zip(pattern, segments, strict=False):
         if want.startswith("{"):
             captured[want[1:-1]] = got
         elif want != got:
