@@ -156,7 +156,9 @@ def _checked_nhs_number(raw: str, line: int, first_row_of: dict[str, int]) -> st
     if number in first_row_of:
         raise _RowProblem(
             Reason.DUPLICATE_NHS_NUMBER,
-            f"same NHS number as row {first_row_of[number]}, which gets the letter; remove this row",
+            f"same NHS number as row {first_row_of[number]}: one patient gets one letter, from the first "
+            f"row with the number; remove this row (if row {first_row_of[number]} is also in this "
+            "report, fix that row)",
         )
     first_row_of[number] = line
     return number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _SEPARATORS = re.compile(r"[\s-]+")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 _EXCEL_SCIENTIFIC = re.compile(r"^\d(\.\d+)?E\+?\d+$", re.IGNORECASE)
 
 
@@ -22,8 +23,8 @@ def normalise(raw: str) -> str:
             f"NHS number {raw.strip()!r} was turned into a rounded number by a spreadsheet; "
             "re-export the column formatted as text"
         )
-    if not value.isdigit():
-        raise InvalidNhsNumber("NHS number must contain only digits, spaces or dashes")
+    if not _ASCII_DIGITS.fullmatch(value):  # str.isdigit() also accepts '²' and full-width digits
+        raise InvalidNhsNumber("NHS number must contain only the digits 0-9, spaces or dashes")
     if len(value) == 9:
         raise InvalidNhsNumber(
             "NHS number has 9 digits: a leading zero was probably lost by a spreadsheet; "

@@ -20,7 +20,7 @@ from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, TemplateError
 from .files import make_private_dir, write_atomic
-from .intake import read_patient_list
+from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, Journal, Stage
 from .manifest import build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
 from .pkb import PkbClient
@@ -54,11 +54,12 @@ def run_job(
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
     if (settings.out_dir / JOURNAL_NAME).exists():
         raise ConfigError(f"{settings.out_dir} already holds a job; choose a new --out directory")
+    intake = read_patient_list(settings.patients)  # an unreadable list leaves no job folder behind
     make_private_dir(settings.out_dir)
     with Journal.in_dir(settings.out_dir) as journal:
         job = _start(journal, settings, template)
         renderer = ChunkRenderer(template, settings.letter, envelope)
-        _intake(journal, settings.patients)
+        _record_intake(journal, intake)
         _check_addresses(journal, renderer)
         with PkbClient(connection) as client:
             _resolve(journal, client, settings, progress)
@@ -78,8 +79,7 @@ def _start(journal: Journal, settings: JobSettings, template: LetterTemplate) ->
     return job
 
 
-def _intake(journal: Journal, patients: Path) -> None:
-    result = read_patient_list(patients)
+def _record_intake(journal: Journal, result: IntakeResult) -> None:
     journal.add_patients(result.patients)
     journal.add_exclusions(result.exclusions)
     logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
