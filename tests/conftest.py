@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection
+from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection, sandbox_connection
 from pkb_letters.pipeline import JobSummary, run_job
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 
@@ -67,14 +67,7 @@ def sandbox() -> Iterator[SandboxServer]:
 
 
 def connection_to(server: SandboxServer) -> PkbConnection:
-    return PkbConnection(
-        token_url=server.token_url,
-        rest_base=server.rest_base,
-        fhir_base=server.fhir_base,
-        client_id=server.client_id,
-        org_id=server.org_id,
-        client_secret=server.client_secret,
-    )
+    return sandbox_connection(server)
 
 
 def demo_settings(out_dir: Path, api: str, **overrides) -> JobSettings:

@@ -87,15 +87,7 @@ def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> 
 
     data = load_sandbox_data(sandbox_data)
     with SandboxServer(data) as server:
-        connection = config.PkbConnection(
-            token_url=server.token_url,
-            rest_base=server.rest_base,
-            fhir_base=server.fhir_base,
-            client_id=server.client_id,
-            org_id=server.org_id,
-            client_secret=server.client_secret,
-        )
-        yield connection, config.SANDBOX_JOIN_URL, data.organisation.name
+        yield config.sandbox_connection(server), config.SANDBOX_JOIN_URL, data.organisation.name
 
 
 @contextmanager

@@ -67,6 +67,18 @@ class JobSettings:
     chunk_size: int = 100
 
 
+def sandbox_connection(server: Any) -> PkbConnection:
+    """The connection to a running `pkb_letters.sandbox.SandboxServer`."""
+    return PkbConnection(
+        token_url=server.token_url,
+        rest_base=server.rest_base,
+        fhir_base=server.fhir_base,
+        client_id=server.client_id,
+        org_id=server.org_id,
+        client_secret=server.client_secret,
+    )
+
+
 def load_job_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
