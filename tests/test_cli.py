@@ -191,3 +191,12 @@ def test_console_script_sandbox_on_a_free_port_issues_tokens():
         _, err = proc.communicate(timeout=10)
     assert err == ""
 
+
+
+def test_bad_sandbox_data_is_a_clear_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "sandbox.json"
+    bad.write_text('{"patients": 3}', encoding="utf-8")
+    result = invoke("run", PATIENTS_CSV, "--out", tmp_path / "job", "--sandbox", "--sandbox-data", bad)
+    assert result.exit_code == 2
+    assert "bad sandbox data" in result.stderr and "organisation" in result.stderr
+    assert not (tmp_path / "job").exists()

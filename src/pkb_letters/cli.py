@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from . import config
-from .errors import PkbLettersError
+from .errors import ConfigError, PkbLettersError
 from .log import configure_logging
 from .pipeline import PRINT_FILE, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
@@ -75,6 +75,7 @@ def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None) -> Non
     from .sandbox import serve
 
     with _errors_to_exit_codes():
+        _sandbox_data(data_path)  # refuse bad data with a clear message before binding the port
         serve(data_path, host=host, port=port, token_ttl=token_ttl)
 
 
@@ -83,19 +84,26 @@ def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> 
     if not sandbox:
         yield config.pkb_connection(job, config.environment(), job_dir), config.PRODUCTION_JOIN_URL, None
         return
-    from .sandbox import SandboxServer, load_sandbox_data
+    from .sandbox import SandboxServer
 
-    data = load_sandbox_data(sandbox_data)
+    data = _sandbox_data(sandbox_data)
     with SandboxServer(data) as server:
         yield config.sandbox_connection(server), config.SANDBOX_JOIN_URL, data.organisation.name
+
+
+def _sandbox_data(path: Path):
+    from .sandbox import load_sandbox_data
+
+    try:
+        return load_sandbox_data(path)
+    except ValueError as exc:
+        raise ConfigError(f"bad sandbox data: {exc}") from exc
 
 
 @contextmanager
 def _errors_to_exit_codes() -> Iterator[None]:
     try:
         yield
-    except ValueError as exc:  # bad data files and settings from the library's own checks
-        raise click.ClickException(str(exc)) from exc
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
