@@ -10,6 +10,7 @@ fake invitation/access code pairs and remembers every pair it issued, for tests 
 """
 
 from ._data import IssuedPair, SandboxData, load_sandbox_data
+from ._faults import Faults
 from ._server import SandboxServer, serve
 
-__all__ = ["IssuedPair", "SandboxData", "SandboxServer", "load_sandbox_data", "serve"]
+__all__ = ["Faults", "IssuedPair", "SandboxData", "SandboxServer", "load_sandbox_data", "serve"]

@@ -41,6 +41,7 @@ from ._data import (
     issued_pair_json,
     load_sandbox_data,
 )
+from ._faults import FaultInjector, Faults
 
 JSON = "application/json;charset=UTF-8"
 FHIR_JSON = "application/fhir+json;charset=UTF-8"
@@ -195,16 +196,34 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent on purpose: request lines carry NHS numbers, answers carry codes."""
 
     def _dispatch(self) -> None:
+        faulty = worked = False
         try:
             self._body = self._read_body()
             route, params = _find_route(self.command, self.path)
+            faulty = route.action != "api_issued_log"
+            if faulty:
+                self._refuse_by_fault()
             response = getattr(self, route.action)(**params)
+            worked = True
         except _Abort as abort:
             response = abort.response
         except Exception:
             self._send(_Response(500, {"error": "server_error"}, close=True))
             raise  # handle_error reports it without the message
+        if faulty and worked and self._sandbox.faults.drop_after_work():
+            self.close_connection = True  # the work is done, the answer is lost: the nastiest case
+            return
         self._send(response)
+
+    def _refuse_by_fault(self) -> None:
+        refusal = self._sandbox.faults.before()
+        if refusal is None:
+            return
+        if refusal.status == 429:
+            raise _json_error(429, "too_many_requests", "Rate limit exceeded",
+                              headers=(("Retry-After", str(refusal.retry_after)),))
+        raise _json_error(refusal.status, "server_error" if refusal.status == 500 else "unavailable",
+                          "Injected fault")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
@@ -443,8 +462,10 @@ class SandboxServer:
         port: int = 0,
         token_ttl: int | None = None,
         today: dt.date | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.data = data
+        self.faults = FaultInjector(faults or Faults())
         self.tokens = _TokenStore(token_ttl if token_ttl is not None else data.token_ttl)
         self.log = IssuedLog(data.token_validity_days)
         self._today = today
@@ -510,15 +531,18 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8700,
     token_ttl: int | None = None,
+    faults: Faults | None = None,
 ) -> None:
     """Run a sandbox in the foreground until Ctrl-C."""
     data = load_sandbox_data(data_path)
-    with SandboxServer(data, host=host, port=port, token_ttl=token_ttl) as server:
+    with SandboxServer(data, host=host, port=port, token_ttl=token_ttl, faults=faults) as server:
         print(
             f"PKB sandbox listening on {server.url} "
             f"(client_id={server.client_id}, org_id={server.org_id})",
             flush=True,
         )
+        if server.faults.faults.any:
+            print(f"  injecting faults: {server.faults.faults}", flush=True)
         try:
             while True:
                 time.sleep(3600)

@@ -1,0 +1,94 @@
+"""Fault injection: the sandbox misbehaving the way a production API under load does.
+
+Takes `Faults` (latency, a random 500/503 rate, a request-per-second limit answered with
+429 and `Retry-After`, and a rate of connections dropped *after* the work was done) and
+gives, per API request, what to do before and after answering. One seeded random stream
+makes a run repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Faults:
+    latency_ms: int = 0
+    fail_rate: float = 0.0
+    rate_limit: float | None = None  # requests per second; None is unlimited
+    drop_rate: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fail_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must not be negative, not {self.latency_ms}")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError(f"rate_limit must be positive, not {self.rate_limit}")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int  # 429, 500 or 503
+    retry_after: int | None = None
+
+
+class FaultInjector:
+    """Decides, thread-safely and repeatably for a given seed, which requests misbehave."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self._random = random.Random(faults.seed)
+        self._lock = threading.Lock()
+        self._window_start = time.monotonic()
+        self._window_count = 0
+        self.counts = {"latency": 0, "429": 0, "500": 0, "503": 0, "dropped": 0}
+
+    def before(self) -> Refusal | None:
+        """Called as a request arrives: delay it, and maybe refuse it without doing the work."""
+        if self.faults.latency_ms:
+            time.sleep(self.faults.latency_ms / 1000)
+        with self._lock:
+            if self._over_rate_limit():
+                self.counts["429"] += 1
+                return Refusal(429, retry_after=self._seconds_left_in_window())
+            if self._random.random() < self.faults.fail_rate:
+                status = self._random.choice((500, 503))
+                self.counts[str(status)] += 1
+                return Refusal(status)
+        return None
+
+    def drop_after_work(self) -> bool:
+        """Called once the work is done: should the answer be lost on the way back?"""
+        if not self.faults.drop_rate:
+            return False
+        with self._lock:
+            dropped = self._random.random() < self.faults.drop_rate
+            if dropped:
+                self.counts["dropped"] += 1
+        return dropped
+
+    def _over_rate_limit(self) -> bool:
+        # A fixed one-second window, like many API gateways: simple, and strict enough that a
+        # client which ignores Retry-After sees 429s.
+        if self.faults.rate_limit is None:
+            return False
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        return self._window_count > self.faults.rate_limit
+
+    def _seconds_left_in_window(self) -> int:
+        return max(1, math.ceil(1.0 - (time.monotonic() - self._window_start)))
