@@ -8,7 +8,9 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── InputFileError              the patient list cannot be read at all
     ├── TemplateError               the letter template cannot be loaded or rendered
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
-    │   └── PkbAuthError            PKB refused our credentials
+    │   ├── PkbAuthError            PKB refused our credentials
+    │   ├── PkbUnavailable          PKB kept failing (network, 429, 5xx): stop, resume later
+    │   └── PkbOutcomeUnknown       a code request may or may not have been carried out
     └── InvariantError              a safety check on the job's own output failed
 
 Third-party errors (httpx, WeasyPrint, sqlite3) are translated at the
@@ -42,6 +44,32 @@ class TemplateError(PkbLettersError):
 
 class PkbApiError(PkbLettersError):
     """PKB answered something the job cannot continue from."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PkbUnavailable(PkbApiError):
+    """PKB or the network kept failing after retries; the job stops and can be resumed.
+
+    `processed` is False when PKB certainly did not act on the request (no connection,
+    429, 503), None when it may have (the answer was lost, 502, 504).
+    """
+
+    exit_code = 4
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None,
+        processed: bool | None = False,
+    ) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
+        self.processed = processed
+
+
+class PkbOutcomeUnknown(PkbApiError):
+    """A request that creates codes failed in a way that leaves unknown whether PKB created them."""
 
 
 class PkbAuthError(PkbApiError):

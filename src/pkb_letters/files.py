@@ -31,9 +31,18 @@ def atomic_writer(path: Path, mode: str = "wb", **open_kwargs: object) -> Iterat
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        _fsync_dir(path.parent)  # the rename itself must survive a power cut
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

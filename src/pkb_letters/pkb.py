@@ -9,6 +9,8 @@ httpx and authlib errors are translated here into `PkbApiError`/`PkbAuthError`.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,8 +20,9 @@ import authlib.deprecate  # noqa: F401  (its import adds an "always" filter; our
 import httpx
 
 from .config import PkbConnection
-from .errors import PkbApiError, PkbAuthError
+from .errors import PkbApiError, PkbAuthError, PkbOutcomeUnknown, PkbUnavailable
 from .records import CodePair
+from .retry import RateLimit, Retries, RetryPolicy
 
 with warnings.catch_warnings():
     # authlib ≥ 1.7 prefers the httpx2 fork and warns when it falls back to
@@ -65,16 +68,23 @@ class PkbClient:
         connection: PkbConnection,
         *,
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        requests_per_second: float | None = None,
+        max_connections: int = 10,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.connection = connection
+        self.retries = Retries(retry or RetryPolicy())
+        self._rate_limit = RateLimit(requests_per_second)
+        self._token_lock = threading.Lock()
         self._http = OAuth2Client(
             client_id=connection.client_id,
             client_secret=connection.client_secret,
             token_endpoint=connection.token_url,
             token_endpoint_auth_method="client_secret_basic",
             grant_type="client_credentials",
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
         )
 
@@ -99,7 +109,7 @@ class PkbClient:
     def record_access_token(self, pkb_id: str) -> tuple[str, str]:
         """A NEW (invitation code, access code) pair: every call creates a live credential."""
         url = f"{self.connection.rest_base}/v1/users/{pkb_id}/recordAccessToken"
-        response = self._call("GET", url, what="recordAccessToken")
+        response = self._call("GET", url, what="recordAccessToken", creates_codes=True)
         if response.status_code == 401:
             raise RecordAccessDenied(f"PKB refused codes for PKB user {pkb_id} (401)")
         body = _json(_ok(response, "recordAccessToken"), "recordAccessToken")
@@ -116,10 +126,10 @@ class PkbClient:
 
     def generate_invitation_tokens(self, nhs_numbers: Sequence[str]) -> list[PatientTokens]:
         _check_batch(nhs_numbers, GENERATE_TOKENS_LIMIT, "$generate-invitation-tokens")
-        body = self._fhir("Organization/$generate-invitation-tokens", nhs_numbers)
+        body = self._fhir("Organization/$generate-invitation-tokens", nhs_numbers, creates_codes=True)
         return [_patient_tokens(parts) for parts in _parameters(body, "patientTokens")]
 
-    def _fhir(self, operation: str, nhs_numbers: Sequence[str]) -> dict[str, Any]:
+    def _fhir(self, operation: str, nhs_numbers: Sequence[str], creates_codes: bool = False) -> dict[str, Any]:
         request = {
             "resourceType": "Parameters",
             "parameter": [
@@ -133,35 +143,97 @@ class PkbClient:
             "Accept": FHIR_JSON,
         }
         url = f"{self.connection.fhir_base}/{operation}"
-        response = self._call("POST", url, what=operation, json=request, headers=headers)
+        response = self._call("POST", url, what=operation, creates_codes=creates_codes, json=request, headers=headers)
         return _json(_ok(response, operation), operation)
 
     # -- transport --------------------------------------------------------
-    def _call(self, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        """Send with a valid access token; on a 401, fetch a new token and try once more."""
-        response = self._send(method, url, what, **kwargs)
+    def _call(self, method: str, url: str, *, what: str, creates_codes: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send with retries (see `Retries`); a request that creates codes is never resent blindly."""
+        for attempt in self.retries.attempts():
+            with attempt:
+                return self._call_once(method, url, what, creates_codes, **kwargs)
+        raise AssertionError("unreachable: Retries re-raises the last error")
+
+    def _call_once(self, method: str, url: str, what: str, creates_codes: bool, **kwargs: Any) -> httpx.Response:
+        """One request with a valid access token; on a 401, fetch a new token and try once more."""
+        response = self._send(method, url, what, creates_codes, **kwargs)
         if response.status_code == 401:
             self._fetch_token()
-            response = self._send(method, url, what, **kwargs)
+            response = self._send(method, url, what, creates_codes, **kwargs)
         return response
 
-    def _send(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, what: str, creates_codes: bool, **kwargs: Any) -> httpx.Response:
         if not self._http.token:
             self._fetch_token()
+        self._rate_limit.wait()
         try:
-            return self._http.request(method, url, **kwargs)
+            response = self._http.request(method, url, **kwargs)
         except OAuthError as exc:
             raise _auth_error(self.connection, exc) from exc
         except httpx.HTTPError as exc:
-            raise PkbApiError(f"PKB {what}: {type(exc).__name__}: {exc}") from exc
+            raise _network_error(what, exc, creates_codes) from exc
+        return _raise_for_transient(response, what, creates_codes)
 
     def _fetch_token(self) -> None:
+        with self._token_lock:
+            for attempt in self.retries.attempts():
+                with attempt:
+                    self._fetch_token_once()
+
+    def _fetch_token_once(self) -> None:
+        self._rate_limit.wait()
         try:
             self._http.fetch_token(grant_type="client_credentials")
         except OAuthError as exc:
             raise _auth_error(self.connection, exc) from exc
         except httpx.HTTPError as exc:
-            raise PkbApiError(f"PKB token endpoint {self.connection.token_url}: {exc}") from exc
+            raise _network_error(f"token endpoint {self.connection.token_url}", exc, creates_codes=False) from exc
+
+
+# A request that never reached PKB, or that PKB refused before doing anything, is safe to
+# resend even when it creates codes. Anything else may have been carried out.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NOT_PROCESSED_STATUSES = {429, 503}
+_TRANSIENT_STATUSES = {429, 502, 503, 504}
+
+
+def _network_error(what: str, exc: httpx.HTTPError, creates_codes: bool) -> PkbApiError:
+    message = f"PKB {what}: {type(exc).__name__}: {exc or 'connection failed'}"
+    if isinstance(exc, _NOT_SENT):
+        return PkbUnavailable(message, processed=False)
+    if isinstance(exc, httpx.TransportError):
+        if creates_codes:
+            return PkbOutcomeUnknown(message + " (PKB may have issued codes that never arrived)")
+        return PkbUnavailable(message, processed=None)
+    return PkbApiError(message)
+
+
+def _raise_for_transient(response: httpx.Response, what: str, creates_codes: bool) -> httpx.Response:
+    """Raise for answers worth another try; others (a plain 500 too) are left to `_ok` and the stage."""
+    status = response.status_code
+    if status < 500 and status != 429:
+        return response
+    message = f"PKB {what}: HTTP {status}"
+    processed = False if status in _NOT_PROCESSED_STATUSES else None
+    if creates_codes and processed is None:
+        raise PkbOutcomeUnknown(message + " (PKB may have issued codes that never arrived)", status)
+    if status in _TRANSIENT_STATUSES:
+        raise PkbUnavailable(message, status, retry_after=_retry_after(response), processed=processed)
+    return response
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _auth_error(connection: PkbConnection, exc: OAuthError) -> PkbAuthError:
@@ -180,7 +252,7 @@ def _ok(response: httpx.Response, what: str) -> httpx.Response:
     if response.status_code == 401:
         raise PkbAuthError(f"PKB {what}: access token refused twice (401); check the client's permissions")
     if response.is_error:
-        raise PkbApiError(f"PKB {what}: HTTP {response.status_code}: {_error_summary(response)}")
+        raise PkbApiError(f"PKB {what}: HTTP {response.status_code}: {_error_summary(response)}", response.status_code)
     return response
 
 
