@@ -79,13 +79,24 @@ def test_sandbox_run_succeeds_and_writes_every_output(demo_run):
         assert re.search(rf"^\s+{reason}\s+1$", result.stdout, re.MULTILINE), reason
 
 
-def test_second_run_into_the_same_folder_is_refused_and_changes_nothing(demo_run):
+def test_rerunning_a_finished_job_resumes_it_and_changes_nothing(demo_run):
     _, out_dir = demo_run
     before = {name: (out_dir / name).read_bytes() for name in OUTPUTS}
     result = run_demo(out_dir)
-    assert result.exit_code != 0
-    assert "already holds a job" in result.stderr and str(out_dir) in result.stderr
-    assert "--out" in result.stderr  # says what to do instead
+    assert result.exit_code == 0, result.output
+    assert "resumed" in result.stdout and CHECK_LINE in result.stdout
+    assert {name: (out_dir / name).read_bytes() for name in OUTPUTS} == before
+
+
+def test_a_run_with_a_different_list_into_a_job_folder_is_refused_and_changes_nothing(demo_run, tmp_path):
+    _, out_dir = demo_run
+    other_list = tmp_path / "other.csv"
+    other_list.write_bytes(PATIENTS_CSV.read_bytes() + b"\n")
+    before = {name: (out_dir / name).read_bytes() for name in OUTPUTS}
+    result = invoke("run", other_list, "--out", out_dir, "--sandbox")
+    assert result.exit_code == 2
+    assert "different input file" in result.stderr and str(out_dir) in result.stderr
+    assert "--restart" in result.stderr and "--out" in result.stderr  # says what to do instead
     assert {name: (out_dir / name).read_bytes() for name in OUTPUTS} == before
 
 

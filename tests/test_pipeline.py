@@ -173,13 +173,15 @@ def test_manifest_schema(demo_job: DemoJob):
     data = manifest(demo_job)
     assert set(data) == {"job", "letters"}
     assert set(data["job"]) == {
-        "id", "created", "template", "api", "input_rows", "letters", "exceptions", "pages", "files"
+        "id", "created", "template", "api", "input_rows", "letters", "exceptions", "pages", "files", "reissued"
     }
+    assert data["job"]["reissued"] == {}  # a clean run asks once per patient
     assert data["job"]["api"] == demo_job.api
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", data["job"]["created"])
     for n, entry in enumerate(data["letters"], 1):
         assert set(entry) == {"sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-                              "name", "address_lines", "postcode", "codes_expire"}
+                              "name", "address_lines", "postcode", "codes_expire", "codes_reissued"}
+        assert entry["codes_reissued"] == ""
         assert entry["sequence"] == n
         assert entry["piece_id"] == f"{data['job']['id']}-{n:06d}"
         assert entry["address_lines"][-1] == entry["postcode"]

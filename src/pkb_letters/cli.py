@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from . import config
-from .errors import ConfigError, PkbLettersError
+from .errors import ConfigError, PkbApiError, PkbLettersError
+from .journal import JOURNAL_NAME
 from .log import configure_logging
-from .pipeline import PRINT_FILE, JobSummary, run_job
+from .pipeline import PRINT_FILE, STOP_POINTS, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
 
 REPO_DIR = config.PACKAGE_DIR.parent.parent
@@ -40,11 +41,26 @@ def main(verbose: bool) -> None:
 @click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML) with [pkb], [letter] and [codes] tables.")
+              help="Job file (TOML) with [pkb], [letter], [codes] and [sandbox] tables.")
+@click.option("--restart", is_flag=True,
+              help="Replace the job already in --out instead of resuming it (its code pairs are kept and reused).")
+@click.option("--min-validity-days", type=click.IntRange(min=0), default=21, show_default=True,
+              help="Re-issue codes from an earlier run that expire within this many days of printing.")
+@click.option("--concurrency", type=click.IntRange(min=1, max=64), default=8, show_default=True,
+              help="REST route: requests to PKB in flight at once.")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="At most this many requests a second to PKB (what you agreed with PKB).")
+@click.option("--stop-after", type=click.Choice(STOP_POINTS), default=None,
+              help="Stop once this stage is done; run again without it to carry on.")
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
-        template_dir: Path, job_file: Path | None) -> None:
-    """Make letters for every eligible patient in PATIENTS (CSV)."""
-    with _errors_to_exit_codes():
+        template_dir: Path, job_file: Path | None, restart: bool, min_validity_days: int,
+        concurrency: int, rate_limit: float | None, stop_after: str | None) -> None:
+    """Make letters for every eligible patient in PATIENTS (CSV).
+
+    Running it again with the same --out resumes the job where it stopped: no patient is
+    asked for codes twice, no letter is printed twice.
+    """
+    with _errors_to_exit_codes(out_dir):
         job = config.load_job_file(job_file)
         job_dir = job_file.parent if job_file else Path.cwd()
         with _connection(job, job_dir, sandbox, sandbox_data) as (connection, join_url, organisation):
@@ -58,9 +74,12 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 template_dir=template_dir,
                 letter=letter,
                 rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
+                min_validity_days=min_validity_days,
+                concurrency=concurrency,
+                requests_per_second=rate_limit,
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
-            summary = run_job(settings, connection, progress)
+            summary = run_job(settings, connection, progress, restart=restart, stop_after=stop_after)
         _print_summary(summary)
 
 
@@ -70,13 +89,33 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=DEFAULT_SANDBOX_DATA, show_default=True)
 @click.option("--token-ttl", type=int, default=None, help="OAuth access token lifetime in seconds.")
-def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None) -> None:
-    """Serve the PKB sandbox (OAuth, REST and FHIR) until interrupted."""
-    from .sandbox import serve
+@click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay every answer by this much.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 500 or 503.")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Requests a second before answering 429 with Retry-After.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of requests whose connection is closed after the work is done (codes issued, never seen).")
+@click.option("--seed", type=int, default=None, help="Seed for the faults, for repeatable runs.")
+def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None, latency_ms: int, fail_rate: float,
+            rate_limit: float | None, drop_rate: float, seed: int | None) -> None:
+    """Serve the PKB sandbox (OAuth, REST and FHIR) until interrupted, optionally misbehaving."""
+    from .sandbox import Faults, serve
 
     with _errors_to_exit_codes():
         _sandbox_data(data_path)  # refuse bad data with a clear message before binding the port
-        serve(data_path, host=host, port=port, token_ttl=token_ttl)
+        faults = Faults(latency_ms=latency_ms, fail_rate=fail_rate, rate_limit=rate_limit, drop_rate=drop_rate,
+                        seed=seed)
+        serve(data_path, host=host, port=port, token_ttl=token_ttl, faults=faults)
+
+
+@main.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def status(out_dir: Path) -> None:
+    """Show where the job in DIR stands and what running it again would do."""
+    from .status import job_status
+
+    with _errors_to_exit_codes():
+        click.echo(job_status(out_dir).report())
 
 
 @contextmanager
@@ -87,8 +126,19 @@ def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> 
     from .sandbox import SandboxServer
 
     data = _sandbox_data(sandbox_data)
-    with SandboxServer(data) as server:
+    with SandboxServer(data, faults=_sandbox_faults(job), token_ttl=job.get("sandbox", {}).get("token_ttl")) as server:
         yield config.sandbox_connection(server), config.SANDBOX_JOIN_URL, data.organisation.name
+
+
+def _sandbox_faults(job: dict):
+    from .sandbox import Faults
+
+    table = dict(job.get("sandbox", {}))
+    table.pop("token_ttl", None)
+    try:
+        return Faults(**table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad [sandbox] settings in the job file: {exc}") from exc
 
 
 def _sandbox_data(path: Path):
@@ -101,20 +151,33 @@ def _sandbox_data(path: Path):
 
 
 @contextmanager
-def _errors_to_exit_codes() -> Iterator[None]:
+def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
     try:
         yield
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
+        if isinstance(exc, PkbApiError) and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
+            click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
+                       f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
         sys.exit(exc.exit_code)
 
 
 def _print_summary(summary: JobSummary) -> None:
     echo = click.echo
-    echo(f"Job {summary.job_id} written to {summary.out_dir}")
+    if not summary.complete:
+        echo(f"Job {summary.job_id} stopped as asked in {summary.out_dir}"
+             f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on")
+        for stage, count in summary.by_stage.items():
+            echo(f"  {stage:<12} {count:>7}")
+        return
+    echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
     echo(f"  letters      {summary.letters:>7}   {summary.pages} pages in {PRINT_FILE}")
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
         echo(f"    {reason:<24}{count:>5}")
+    if summary.reissues:
+        echo(f"  re-issued code pairs {sum(summary.reissues.values()):>3}   (a second pair was asked for)")
+        for why, count in summary.reissues.items():
+            echo(f"    {why:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")

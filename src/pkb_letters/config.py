@@ -65,6 +65,22 @@ class JobSettings:
     letter: LetterSettings = field(default_factory=LetterSettings)
     rest_code_validity_days: int = 30
     chunk_size: int = 100
+    min_validity_days: int = 21  # codes expiring sooner than this after printing are re-issued
+    concurrency: int = 8  # REST requests in flight at once
+    requests_per_second: float | None = None  # client-side cap agreed with PKB; None is none
+    failure_limit: int = 10  # PKB failures in a row before the job stops (resumably)
+
+    def __post_init__(self) -> None:
+        if self.api == "rest" and self.rest_code_validity_days <= self.min_validity_days:
+            raise ConfigError(
+                f"REST codes valid {self.rest_code_validity_days} days could never meet the minimum validity "
+                f"of {self.min_validity_days} days at printing; lower --min-validity-days or raise "
+                "[codes] rest_validity_days"
+            )
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.requests_per_second is not None and self.requests_per_second <= 0:
+            raise ConfigError(f"a rate limit must be positive, not {self.requests_per_second}")
 
 
 def sandbox_connection(server: Any) -> PkbConnection:

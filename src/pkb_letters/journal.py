@@ -6,6 +6,12 @@ output writers. The PDF and manifests are derived from it, never the reverse.
 
 Each input row has exactly one record, whose `stage` moves forward:
 ``read → eligible → coded → placed``, or to ``excluded`` with a reason code.
+
+Code requests are written down *before* they are sent (`codes_requested`) and cleared when
+the answer is recorded, so after a crash the journal knows which patients PKB may have
+issued codes to without us seeing them. A second request for such a patient, or for one
+whose codes expire too soon, is a re-issue: the row's `reissue` column and the `events`
+table say why. Every write is one transaction; WAL with full sync survives a power cut.
 """
 
 from __future__ import annotations
@@ -43,9 +49,35 @@ CREATE TABLE IF NOT EXISTS rows (
     file            TEXT,
     first_page      INTEGER,
     page_count      INTEGER,
+    chunk           INTEGER,
+    codes_requested TEXT,
+    codes_issued    TEXT,
+    reissue         TEXT,
     updated         TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    id        INTEGER PRIMARY KEY,
+    time      TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    input_row INTEGER,
+    detail    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS carried_codes (
+    nhs_number      TEXT PRIMARY KEY,
+    invitation_code TEXT,
+    access_code     TEXT,
+    codes_expire    TEXT,
+    codes_issued    TEXT,
+    uncertain       INTEGER NOT NULL
+);
 """
+
+
+class Reissue(StrEnum):
+    """Why a patient was asked for a second code pair: the only two reasons there are."""
+
+    LOST_RESPONSE = "lost-response"  # a request's answer never arrived; PKB may have issued a pair
+    EXPIRING = "expiring"  # the pair would expire within --min-validity-days of printing
 
 
 class Stage(StrEnum):
@@ -65,6 +97,8 @@ class Journal:
         os.close(fd)
         try:
             self._db = sqlite3.connect(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise PkbLettersError(f"cannot open job journal {path}: {exc}") from exc
@@ -76,6 +110,10 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def checkpoint(self) -> None:
+        """Move everything from the write-ahead log into the main file."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def __enter__(self) -> Journal:
         return self
@@ -94,27 +132,67 @@ class Journal:
         return {row["key"]: row["value"] for row in self._db.execute("SELECT key, value FROM settings")}
 
     # -- intake -----------------------------------------------------------
+    def record_intake(self, patients: Iterable[PatientRow], exclusions: Iterable[Exclusion]) -> None:
+        """All rows of the list at once: a crash leaves either every row or none."""
+        with self._db:
+            self._insert_patients(patients)
+            self._insert_exclusions(exclusions)
+            self._mark_done("intake")
+
     def add_patients(self, patients: Iterable[PatientRow]) -> None:
         with self._db:
-            self._db.executemany(
-                "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, patient, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (p.input_row, p.customer_ref, p.nhs_number, Stage.READ, _patient_json(p), _now())
-                    for p in patients
-                ),
-            )
+            self._insert_patients(patients)
 
     def add_exclusions(self, exclusions: Iterable[Exclusion]) -> None:
         with self._db:
-            self._db.executemany(
-                "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, reason, detail, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (e.input_row, e.customer_ref, e.nhs_number, Stage.EXCLUDED, e.reason, e.detail, _now())
-                    for e in exclusions
-                ),
-            )
+            self._insert_exclusions(exclusions)
+
+    def _insert_patients(self, patients: Iterable[PatientRow]) -> None:
+        self._db.executemany(
+            "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, patient, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ((p.input_row, p.customer_ref, p.nhs_number, Stage.READ, _patient_json(p), _now()) for p in patients),
+        )
+
+    def _insert_exclusions(self, exclusions: Iterable[Exclusion]) -> None:
+        self._db.executemany(
+            "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, reason, detail, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (e.input_row, e.customer_ref, e.nhs_number, Stage.EXCLUDED, e.reason, e.detail, _now())
+                for e in exclusions
+            ),
+        )
+
+    # -- stages done ------------------------------------------------------
+    def _mark_done(self, stage: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (f"done:{stage}", _now()))
+
+    def mark_done(self, stage: str) -> None:
+        with self._db:
+            self._mark_done(stage)
+
+    def is_done(self, stage: str) -> bool:
+        return self._db.execute("SELECT 1 FROM settings WHERE key = ?", (f"done:{stage}",)).fetchone() is not None
+
+    def undo_done(self, stage: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM settings WHERE key = ?", (f"done:{stage}",))
+
+    # -- events -----------------------------------------------------------
+    def add_event(self, kind: str, detail: str, input_row: int | None = None) -> None:
+        with self._db:
+            self._add_event(kind, detail, input_row)
+
+    def _add_event(self, kind: str, detail: str, input_row: int | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO events (time, kind, input_row, detail) VALUES (?, ?, ?, ?)", (_now(), kind, input_row, detail)
+        )
+
+    def events(self, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind is None:
+            return list(self._db.execute("SELECT * FROM events ORDER BY id"))
+        return list(self._db.execute("SELECT * FROM events WHERE kind = ? ORDER BY id", (kind,)))
 
     # -- stage transitions -----------------------------------------------
     def exclude(self, input_row: int, reason: Reason, detail: str) -> None:
@@ -125,32 +203,175 @@ class Journal:
             )
 
     def mark_eligible(self, eligible: Eligible) -> None:
+        self.record_decisions([eligible])
+
+    def record_decisions(self, decisions: Iterable[Eligible | Exclusion]) -> None:
+        """A batch of resolve outcomes in one transaction."""
+        now = _now()
         with self._db:
-            self._db.execute(
-                "UPDATE rows SET stage = ?, pkb_id = ?, updated = ? WHERE input_row = ?",
-                (Stage.ELIGIBLE, eligible.pkb_id, _now(), eligible.patient.input_row),
+            for decision in decisions:
+                if isinstance(decision, Exclusion):
+                    self._db.execute(
+                        "UPDATE rows SET stage = ?, reason = ?, detail = ?, updated = ? WHERE input_row = ?",
+                        (Stage.EXCLUDED, decision.reason, decision.detail, now, decision.input_row),
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE rows SET stage = ?, pkb_id = ?, updated = ? WHERE input_row = ?",
+                        (Stage.ELIGIBLE, decision.pkb_id, now, decision.patient.input_row),
+                    )
+
+    def begin_code_request(self, input_rows: Iterable[int]) -> None:
+        """Write down, before asking PKB, that these rows' codes are being requested.
+
+        A row whose earlier request never got an answer is marked as a re-issue first.
+        """
+        rows = list(input_rows)
+        now = _now()
+        with self._db:
+            for input_row in rows:
+                earlier = self._db.execute(
+                    "SELECT codes_requested FROM rows WHERE input_row = ?", (input_row,)
+                ).fetchone()
+                if earlier is not None and earlier["codes_requested"]:
+                    self._db.execute(
+                        "UPDATE rows SET reissue = ? WHERE input_row = ?", (Reissue.LOST_RESPONSE, input_row)
+                    )
+                    self._add_event(
+                        "reissue", f"{Reissue.LOST_RESPONSE}: the answer to the code request sent at "
+                        f"{earlier['codes_requested']} never arrived; PKB may have issued a pair", input_row,
+                    )
+            self._db.executemany(
+                "UPDATE rows SET codes_requested = ?, updated = ? WHERE input_row = ?",
+                ((now, now, input_row) for input_row in rows),
+            )
+
+    def cancel_code_request(self, input_rows: Iterable[int]) -> None:
+        """PKB certainly did not act on the request (it was never sent, or refused before any work)."""
+        with self._db:
+            self._db.executemany(
+                "UPDATE rows SET codes_requested = NULL WHERE input_row = ?", ((r,) for r in input_rows)
             )
 
     def record_codes(self, input_row: int, codes: CodePair) -> None:
+        self.record_issued([(input_row, codes)], [])
+
+    def record_issued(self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion]) -> None:
+        """A code request's answer: pairs to print, and patients PKB gave no pair to."""
+        now = _now()
         with self._db:
-            self._db.execute(
+            self._db.executemany(
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
-                " updated = ? WHERE input_row = ?",
-                (Stage.CODED, codes.invitation_code, codes.access_code, codes.expires.isoformat(),
-                 _now(), input_row),
+                " codes_issued = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
+                (
+                    (Stage.CODED, c.invitation_code, c.access_code, c.expires.isoformat(), now, now, input_row)
+                    for input_row, c in pairs
+                ),
+            )
+            self._db.executemany(
+                "UPDATE rows SET stage = ?, reason = ?, detail = ?, codes_requested = NULL, updated = ?"
+                " WHERE input_row = ?",
+                ((Stage.EXCLUDED, e.reason, e.detail, now, e.input_row) for e in refusals),
             )
 
-    def record_placements(self, placed: Iterable[PlacedLetter]) -> None:
+    def send_back_for_reissue(self, input_rows: Iterable[int], why: Reissue, detail: str) -> None:
+        """Coded rows whose pair must not be printed go back to `eligible` to be asked again."""
+        now = _now()
+        with self._db:
+            for input_row in input_rows:
+                self._db.execute(
+                    "UPDATE rows SET stage = ?, reissue = ?, invitation_code = NULL, access_code = NULL,"
+                    " codes_expire = NULL, codes_issued = NULL, updated = ? WHERE input_row = ?",
+                    (Stage.ELIGIBLE, why, now, input_row),
+                )
+                self._add_event("reissue", f"{why}: {detail}", input_row)
+
+    def requested_without_answer(self) -> list[int]:
+        rows = self._db.execute(
+            "SELECT input_row FROM rows WHERE codes_requested IS NOT NULL AND stage = ? ORDER BY input_row",
+            (Stage.ELIGIBLE,),
+        )
+        return [r["input_row"] for r in rows]
+
+    def record_placements(self, placed: Iterable[PlacedLetter], chunk: int | None = None) -> None:
         with self._db:
             self._db.executemany(
                 "UPDATE rows SET stage = ?, sequence = ?, piece_id = ?, file = ?, first_page = ?,"
-                " page_count = ?, updated = ? WHERE input_row = ?",
+                " page_count = ?, chunk = ?, updated = ? WHERE input_row = ?",
                 (
                     (Stage.PLACED, p.letter.sequence, p.letter.piece_id, p.file, p.first_page, p.page_count,
-                     _now(), p.letter.patient.input_row)
+                     chunk, _now(), p.letter.patient.input_row)
                     for p in placed
                 ),
             )
+
+    def unplace_from_chunk(self, chunk: int) -> int:
+        """Send letters in this chunk and later ones back to `coded`, to be laid out again."""
+        with self._db:
+            cursor = self._db.execute(
+                "UPDATE rows SET stage = ?, sequence = NULL, piece_id = NULL, file = NULL, first_page = NULL,"
+                " page_count = NULL, chunk = NULL, updated = ? WHERE stage = ? AND chunk >= ?",
+                (Stage.CODED, _now(), Stage.PLACED, chunk),
+            )
+            return cursor.rowcount
+
+    def render_position(self) -> tuple[int, int, int]:
+        """(last chunk, last sequence, last page) placed so far; zeros before the first chunk."""
+        row = self._db.execute(
+            "SELECT MAX(chunk) AS chunk, MAX(sequence) AS sequence, MAX(first_page + page_count - 1) AS page"
+            " FROM rows WHERE stage = ?",
+            (Stage.PLACED,),
+        ).fetchone()
+        return row["chunk"] or 0, row["sequence"] or 0, row["page"] or 0
+
+    def placed_chunks(self) -> list[int]:
+        rows = self._db.execute("SELECT DISTINCT chunk FROM rows WHERE stage = ? ORDER BY chunk", (Stage.PLACED,))
+        return [r["chunk"] for r in rows]
+
+    # -- carrying codes over a restart ---------------------------------------
+    def carry_codes_from(self, previous: Journal) -> int:
+        """Remember the previous job's pairs (and unanswered requests), by NHS number."""
+        rows = previous._db.execute(
+            "SELECT nhs_number, invitation_code, access_code, codes_expire, codes_issued, codes_requested"
+            " FROM rows WHERE invitation_code IS NOT NULL OR codes_requested IS NOT NULL"
+        ).fetchall()
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO carried_codes VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (r["nhs_number"], r["invitation_code"], r["access_code"], r["codes_expire"], r["codes_issued"],
+                     int(r["invitation_code"] is None))
+                    for r in rows
+                ),
+            )
+        return len(rows)
+
+    def carried_codes(self, nhs_number: str) -> tuple[CodePair | None, bool]:
+        """A pair issued for this NHS number in the job this one replaced, and whether one may be unseen."""
+        row = self._db.execute("SELECT * FROM carried_codes WHERE nhs_number = ?", (nhs_number,)).fetchone()
+        if row is None:
+            return None, False
+        if row["uncertain"]:
+            return None, True
+        return _codes(row), False
+
+    def mark_lost_response_from_previous_job(self, input_row: int) -> None:
+        """The replaced job asked for this patient's codes and never saw an answer."""
+        with self._db:
+            self._db.execute(
+                "UPDATE rows SET codes_requested = ? WHERE input_row = ? AND codes_requested IS NULL",
+                (_now(), input_row),
+            )
+
+    def take_carried_codes(self, input_row: int, codes: CodePair) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
+                " codes_issued = ?, updated = ? WHERE input_row = ?",
+                (Stage.CODED, codes.invitation_code, codes.access_code, codes.expires.isoformat(), _now(), _now(),
+                 input_row),
+            )
+            self._add_event("carried", "code pair carried over from the job this one replaced", input_row)
 
     # -- reading back -----------------------------------------------------
     def patients_at(self, stage: Stage) -> list[PatientRow]:
@@ -170,6 +391,25 @@ class Journal:
             "SELECT * FROM rows WHERE stage = ? ORDER BY input_row", (Stage.CODED,)
         )
         return [(_patient_from_json(r["patient"]), _codes(r)) for r in rows]
+
+    def coded_expiring_before(self, day: dt.date, issued_before: str) -> list[tuple[int, dt.date]]:
+        """Coded rows whose pair expires before `day`, issued before this run began."""
+        rows = self._db.execute(
+            "SELECT input_row, codes_expire FROM rows WHERE stage = ? AND codes_expire < ? AND codes_issued < ?"
+            " ORDER BY input_row",
+            (Stage.CODED, day.isoformat(), issued_before),
+        )
+        return [(r["input_row"], dt.date.fromisoformat(r["codes_expire"])) for r in rows]
+
+    def reissues(self) -> dict[int, str]:
+        """input row → why its printed pair is a second one."""
+        rows = self._db.execute("SELECT input_row, reissue FROM rows WHERE reissue IS NOT NULL")
+        return {r["input_row"]: r["reissue"] for r in rows}
+
+    def last_update(self) -> str | None:
+        rows = self._db.execute("SELECT MAX(updated) FROM rows").fetchone()[0]
+        events = self._db.execute("SELECT MAX(time) FROM events").fetchone()[0]
+        return max((t for t in (rows, events) if t), default=None)
 
     def placed(self) -> Iterator[PlacedLetter]:
         rows = self._db.execute(

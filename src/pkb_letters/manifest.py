@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,13 @@ MANIFEST_CSV = "manifest.csv"
 EXCEPTIONS_CSV = "exceptions.csv"
 LETTER_FIELDS = (
     "sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-    "name", "address_lines", "postcode", "codes_expire",
+    "name", "address_lines", "postcode", "codes_expire", "codes_reissued",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
 
-def letter_entry(placed: PlacedLetter) -> dict[str, Any]:
+def letter_entry(placed: PlacedLetter, reissued: str | None = None) -> dict[str, Any]:
+    """`codes_reissued` says why this patient's pair is a second one (see `journal.Reissue`), or is empty."""
     letter = placed.letter
     return {
         "sequence": letter.sequence,
@@ -40,11 +41,16 @@ def letter_entry(placed: PlacedLetter) -> dict[str, Any]:
         "address_lines": list(letter.patient.address_lines),
         "postcode": letter.patient.postcode,
         "codes_expire": letter.codes.expires.isoformat(),
+        "codes_reissued": reissued or "",
     }
 
 
-def build_manifest(job: dict[str, Any], placed: Iterable[PlacedLetter], files: Sequence[PrintFile]) -> dict[str, Any]:
-    letters = [letter_entry(p) for p in placed]
+def build_manifest(
+    job: dict[str, Any], placed: Iterable[PlacedLetter], files: Sequence[PrintFile],
+    reissues: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    reissues = reissues or {}
+    letters = [letter_entry(p, reissues.get(p.letter.patient.input_row)) for p in placed]
     return {
         "job": {**job, "letters": len(letters), "pages": sum(f.pages for f in files),
                 "files": [asdict(f) for f in files]},

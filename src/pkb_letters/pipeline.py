@@ -3,14 +3,22 @@
 `run_job` takes settings and a PKB connection and gives a `JobSummary`; each
 stage's decisions are written to the journal as they are made, and every
 output file is derived from the journal at the end.
+
+Running it again on the same output folder resumes: each stage works only on the rows
+the journal shows it has not finished, so no patient is asked for codes twice and no
+letter is laid out twice. A different input file or template is refused unless
+`restart` is given; a restart keeps the replaced job's code pairs for its patients.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +26,10 @@ from . import resolve, tokens
 from .assemble import PrintFile, assemble
 from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
-from .errors import ConfigError, InvariantError, TemplateError
-from .files import make_private_dir, write_atomic
+from .errors import ConfigError, InvariantError, PkbApiError, TemplateError
+from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
-from .journal import JOURNAL_NAME, Journal, Stage
+from .journal import JOURNAL_NAME, Journal, Reissue, Stage
 from .manifest import build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
 from .pkb import PkbClient
 from .progress import NoProgress, Progress
@@ -30,6 +38,7 @@ from .render import ChunkRenderer, LetterTemplate, RenderedChunk
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
+STOP_POINTS = ("resolve", "codes")
 logger = logging.getLogger(__name__)
 
 
@@ -42,6 +51,10 @@ class JobSummary:
     exceptions: int
     pages: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    reissues: dict[str, int] = field(default_factory=dict)
+    resumed: bool = False
+    complete: bool = True
+    by_stage: dict[str, int] = field(default_factory=dict)
 
 
 def run_job(
@@ -49,39 +62,155 @@ def run_job(
     connection: PkbConnection,
     progress: Progress | None = None,
     envelope: EnvelopeProfile = C5,
+    *,
+    restart: bool = False,
+    stop_after: str | None = None,
+    today: Callable[[], dt.date] = dt.date.today,
 ) -> JobSummary:
     progress = progress or NoProgress()
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
-    if (settings.out_dir / JOURNAL_NAME).exists():
-        raise ConfigError(f"{settings.out_dir} already holds a job; choose a new --out directory")
-    intake = read_patient_list(settings.patients)  # an unreadable list leaves no job folder behind
+    fingerprint = job_fingerprint(settings, template, envelope)
+    journal_path = settings.out_dir / JOURNAL_NAME
+    resuming = journal_path.exists() and not restart
+    if journal_path.exists():
+        _check_same_job(journal_path, fingerprint, restart)
+    intake = None if resuming else read_patient_list(settings.patients)  # a bad list leaves no job behind
     make_private_dir(settings.out_dir)
+    previous = _archive_journal(journal_path) if restart and journal_path.exists() else None
     with Journal.in_dir(settings.out_dir) as journal:
-        job = _start(journal, settings, template)
-        renderer = ChunkRenderer(template, settings.letter, envelope)
-        _record_intake(journal, intake)
+        if resuming:
+            job = _job_record(journal.settings())
+            settings = _with_job_letter_date(settings, journal.settings())
+            logger.info("resuming job %s", job["id"], extra={"event": "resume", "job_id": job["id"]})
+        else:
+            job = _start(journal, settings, template, fingerprint, previous)
+        try:
+            return _run_stages(journal, job, settings, connection, template, envelope, progress, stop_after,
+                               today, resuming, intake)
+        except PkbApiError as exc:
+            journal.add_event("stopped", str(exc))
+            raise
+
+
+def _run_stages(
+    journal: Journal, job: dict[str, str], settings: JobSettings, connection: PkbConnection,
+    template: LetterTemplate, envelope: EnvelopeProfile, progress: Progress, stop_after: str | None,
+    today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
+) -> JobSummary:
+    renderer = ChunkRenderer(template, settings.letter, envelope)
+    run_started = _now()
+    if not journal.is_done("intake"):
+        _record_intake(journal, intake or read_patient_list(settings.patients))
+    if not journal.is_done("address-fit"):
         _check_addresses(journal, renderer)
-        with PkbClient(connection) as client:
-            _resolve(journal, client, settings, progress)
+        journal.mark_done("address-fit")
+    with PkbClient(connection, retry=None, requests_per_second=settings.requests_per_second,
+                   max_connections=max(settings.concurrency, 2)) as client:
+        _resolve(journal, client, settings, progress)
+        if stop_after == "resolve":
+            return _partial_summary(journal, job, resumed)
+        _issue(journal, client, settings, progress)
+        if stop_after == "codes":
+            return _partial_summary(journal, job, resumed)
+        if _send_back_expiring(journal, settings, today(), run_started):
             _issue(journal, client, settings, progress)
-        print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
-        return _finish(journal, settings.out_dir, job, [print_file] if print_file else [])
+    print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
+    return _finish(journal, settings.out_dir, job, [print_file] if print_file else [], resumed)
 
 
-def _start(journal: Journal, settings: JobSettings, template: LetterTemplate) -> dict[str, str]:
+# -- the job's identity and resuming ------------------------------------------------------------
+
+
+def job_fingerprint(settings: JobSettings, template: LetterTemplate, envelope: EnvelopeProfile) -> dict[str, str]:
+    """What must not change between a job's first run and a resume."""
+    letter = {k: str(v) for k, v in dataclasses.asdict(settings.letter).items() if k != "date"}
+    return {
+        "input_sha256": sha256_of(settings.patients),
+        "template_sha256": _directory_digest(template.directory),
+        "api": settings.api,
+        "letter_settings": json.dumps(letter, sort_keys=True),
+        "envelope": envelope.name,
+    }
+
+
+_FINGERPRINT_WORDS = {
+    "input_sha256": "input file",
+    "template_sha256": "letter template",
+    "api": "PKB route (--api)",
+    "letter_settings": "[letter] settings",
+    "envelope": "envelope profile",
+}
+
+
+def _check_same_job(journal_path: Path, fingerprint: dict[str, str], restart: bool) -> None:
+    with Journal(journal_path) as journal:
+        recorded = journal.settings()
+    changed = [word for key, word in _FINGERPRINT_WORDS.items() if recorded.get(key) != fingerprint[key]]
+    if changed and not restart:
+        raise ConfigError(
+            f"{journal_path.parent} holds job {recorded.get('id', '?')}, made with a different "
+            f"{', '.join(changed)}. Run again with the original settings to resume it, choose a new --out, "
+            "or add --restart to replace that job (its code pairs are carried over, never requested again)"
+        )
+
+
+def _archive_journal(journal_path: Path) -> Path:
+    """Keep the replaced job's journal beside the new one: its code pairs are live credentials."""
+    with Journal(journal_path) as old:
+        old_id = old.settings().get("id", "unknown")
+        old.checkpoint()  # everything into the main file, so moving that one file moves the job
+    archived = journal_path.with_name(f"replaced-{old_id}-{secrets.token_hex(2)}.sqlite")
+    journal_path.rename(archived)
+    work = journal_path.parent / WORK_DIR
+    if work.exists():
+        for path in work.iterdir():
+            path.unlink()
+        work.rmdir()
+    logger.info("replaced job %s; its journal is kept as %s", old_id, archived.name)
+    return archived
+
+
+def _directory_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        digest.update(sha256_of(path).encode())
+    return digest.hexdigest()
+
+
+def _job_record(stored: dict[str, str]) -> dict[str, str]:
+    return {key: stored[key] for key in ("id", "created", "template", "api")}
+
+
+def _with_job_letter_date(settings: JobSettings, stored: dict[str, str]) -> JobSettings:
+    """A resumed job keeps the letter date it started with, so all its letters carry one date."""
+    letter_date = dt.date.fromisoformat(stored["letter_date"])
+    return dataclasses.replace(settings, letter=dataclasses.replace(settings.letter, date=letter_date))
+
+
+def _start(
+    journal: Journal, settings: JobSettings, template: LetterTemplate, fingerprint: dict[str, str],
+    previous: Path | None,
+) -> dict[str, str]:
     job = {
         "id": f"PKB-{settings.letter.date:%Y%m%d}-{secrets.token_hex(3).upper()}",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created": _now(),
         "template": template.name,
         "api": settings.api,
     }
-    journal.set_settings({**job, "patients": str(settings.patients), "letter_date": settings.letter.date.isoformat()})
+    journal.set_settings({
+        **job, **fingerprint, "patients": str(settings.patients), "letter_date": settings.letter.date.isoformat(),
+    })
+    if previous is not None:
+        with Journal(previous) as old:
+            carried = journal.carry_codes_from(old)
+        journal.set_settings({"replaces": previous.name})
+        journal.add_event("restart", f"replaces the job in {previous.name}; {carried} code requests carried over")
     return job
 
 
 def _record_intake(journal: Journal, result: IntakeResult) -> None:
-    journal.add_patients(result.patients)
-    journal.add_exclusions(result.exclusions)
+    journal.record_intake(result.patients, result.exclusions)
     logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
 
 
@@ -98,63 +227,132 @@ def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
     patients = journal.patients_at(Stage.READ)
-    route = resolve.resolve_fhir if settings.api == "fhir" else resolve.resolve_rest
+    if not patients:
+        return
     with progress.stage("resolve", len(patients)) as advance:
-        for decision in route(patients, client, settings.letter.date, advance):
-            _record_decision(journal, decision)
+        if settings.api == "fhir":
+            resolve.resolve_fhir(patients, client, settings.letter.date, journal.record_decisions, advance)
+        else:
+            resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
+                                 workers=settings.concurrency, failure_limit=settings.failure_limit)
     logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
 
 
-def _record_decision(journal: Journal, decision: Eligible | Exclusion) -> None:
-    if isinstance(decision, Exclusion):
-        journal.exclude(decision.input_row, decision.reason, decision.detail)
-    else:
-        journal.mark_eligible(decision)
-
-
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    eligible = journal.eligible()
+    eligible = _take_carried_codes(journal, journal.eligible())
+    if not eligible:
+        return
+
+    def record(results: list[tokens.Issued]) -> None:
+        pairs = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, CodePair)]
+        refusals = [outcome for _, outcome in results if isinstance(outcome, Exclusion)]
+        journal.record_issued(pairs, refusals)
+
     with progress.stage("codes", len(eligible)) as advance:
         if settings.api == "fhir":
-            batches = tokens.issue_fhir(eligible, client, advance)
+            tokens.issue_fhir(eligible, client, journal, record, advance)
         else:
-            batches = tokens.issue_rest(eligible, client, settings.rest_code_validity_days, advance)
-        for batch in batches:
-            for item, outcome in batch:
-                if isinstance(outcome, CodePair):
-                    journal.record_codes(item.patient.input_row, outcome)
-                else:
-                    journal.exclude(outcome.input_row, outcome.reason, outcome.detail)
-    logger.info("codes: %d asked, %d pairs issued", len(eligible), len(journal.coded()))
+            tokens.issue_rest(eligible, client, journal, record, advance,
+                              validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
+                              failure_limit=settings.failure_limit)
+    logger.info("codes: %d asked, %d pairs held", len(eligible), len(journal.coded()))
+
+
+def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[Eligible]:
+    """After a restart: patients the replaced job already holds a pair for get that pair, not a new one."""
+    still_to_ask = []
+    for item in eligible:
+        codes, uncertain = journal.carried_codes(item.patient.nhs_number)
+        if codes is not None:
+            journal.take_carried_codes(item.patient.input_row, codes)
+            continue
+        if uncertain:
+            journal.mark_lost_response_from_previous_job(item.patient.input_row)
+        still_to_ask.append(item)
+    return still_to_ask
+
+
+def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date, run_started: str) -> int:
+    """Pairs from an earlier run that would expire within the minimum validity are asked for again."""
+    deadline = today + dt.timedelta(days=settings.min_validity_days)
+    expiring = journal.coded_expiring_before(deadline, issued_before=run_started)
+    for input_row, expires in expiring:
+        journal.send_back_for_reissue(
+            [input_row], Reissue.EXPIRING,
+            f"the pair expires on {expires.isoformat()}, within {settings.min_validity_days} days of "
+            f"printing on {today.isoformat()}",
+        )
+    if expiring:
+        logger.info("codes: %d pairs expire before %s and are re-issued", len(expiring), deadline.isoformat())
+    return len(expiring)
 
 
 def _render_and_assemble(
     journal: Journal, renderer: ChunkRenderer, job_id: str, settings: JobSettings, progress: Progress
 ) -> PrintFile | None:
-    """Number, lay out and place letters chunk by chunk, then join the chunks into the print file."""
+    """Number, lay out and place letters chunk by chunk, then join the chunks into the print file.
+
+    Each chunk's PDF is written before its letters are recorded as placed, so a chunk the
+    journal knows about always exists; one written but not recorded is simply written again.
+    """
     work = settings.out_dir / WORK_DIR
+    target = settings.out_dir / PRINT_FILE
+    if _print_file_intact(journal, target):
+        return _recorded_print_file(journal, target)
     make_private_dir(work)
+    _lay_out_again_from_missing_chunk(journal, work)
+    last_chunk, last_sequence, last_page = journal.render_position()
     coded = journal.coded()
-    chunk_paths: list[Path] = []
-    next_sequence = next_page = 1
+    next_sequence, next_page = last_sequence + 1, last_page + 1
     with progress.stage("render", len(coded)) as advance:
-        for index, chunk in enumerate(_chunks(coded, settings.chunk_size), 1):
+        for index, chunk in enumerate(_chunks(coded, settings.chunk_size), last_chunk + 1):
             letters, rendered = _render_chunk(journal, renderer, job_id, chunk, next_sequence)
             if letters:
-                path = work / f"chunk-{index:05d}.pdf"
-                write_atomic(path, rendered.pdf)
-                chunk_paths.append(path)
-                next_page = _place(journal, letters, rendered.page_counts, next_page)
+                write_atomic(_chunk_path(work, index), rendered.pdf)
+                next_page = _place(journal, letters, rendered.page_counts, next_page, index)
                 next_sequence += len(letters)
             advance(len(chunk))
-    logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunk_paths), next_page - 1)
+    chunks = journal.placed_chunks()
+    logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunks), next_page - 1)
     print_file = None
-    if chunk_paths:  # a job where nobody is eligible hands over no PDF at all
-        print_file = assemble(chunk_paths, settings.out_dir / PRINT_FILE, expected_pages=next_page - 1)
-    for path in chunk_paths:
+    if chunks:  # a job where nobody is eligible hands over no PDF at all
+        print_file = assemble([_chunk_path(work, c) for c in chunks], target, expected_pages=next_page - 1)
+        journal.set_settings({"print_file": json.dumps(dataclasses.asdict(print_file))})
+    journal.mark_done("assemble")
+    for path in work.iterdir():
         path.unlink()
     work.rmdir()
     return print_file
+
+
+def _chunk_path(work: Path, index: int) -> Path:
+    return work / f"chunk-{index:05d}.pdf"
+
+
+def _print_file_intact(journal: Journal, target: Path) -> bool:
+    if not journal.is_done("assemble"):
+        return False
+    recorded = journal.settings().get("print_file")
+    if recorded is None:
+        return not journal.placed_chunks()  # nobody to print: no file was ever due
+    if target.exists() and sha256_of(target) == json.loads(recorded)["sha256"]:
+        return True
+    logger.warning("%s is missing or changed since it was assembled; laying the letters out again", target.name)
+    journal.undo_done("assemble")
+    return False
+
+
+def _recorded_print_file(journal: Journal, target: Path) -> PrintFile | None:
+    recorded = journal.settings().get("print_file")
+    return PrintFile(**json.loads(recorded)) if recorded else None
+
+
+def _lay_out_again_from_missing_chunk(journal: Journal, work: Path) -> None:
+    for chunk in journal.placed_chunks():
+        if not _chunk_path(work, chunk).exists():
+            undone = journal.unplace_from_chunk(chunk)
+            logger.info("render: chunk %d is missing; %d letters will be laid out again", chunk, undone)
+            return
 
 
 def _render_chunk(
@@ -197,12 +395,14 @@ def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[st
     return bodies, failed
 
 
-def _place(journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int) -> int:
+def _place(
+    journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int, chunk: int
+) -> int:
     placed = []
     for letter, pages in zip(letters, page_counts, strict=True):
         placed.append(PlacedLetter(letter, PRINT_FILE, first_page, pages))
         first_page += pages
-    journal.record_placements(placed)
+    journal.record_placements(placed, chunk)
     return first_page
 
 
@@ -211,15 +411,22 @@ def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[start : start + size]
 
 
-def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[PrintFile]) -> JobSummary:
+def _finish(
+    journal: Journal, out_dir: Path, job: dict[str, str], files: list[PrintFile], resumed: bool
+) -> JobSummary:
     placed = list(journal.placed())
     exclusions = journal.exclusions()
     input_rows = journal.row_count()
     _check_every_row_accounted(journal, input_rows, placed, exclusions)
-    manifest = build_manifest({**job, "input_rows": input_rows, "exceptions": len(exclusions)}, placed, files)
+    reissues = journal.reissues()
+    manifest = build_manifest(
+        {**job, "input_rows": input_rows, "exceptions": len(exclusions), "reissued": _count(reissues.values())},
+        placed, files, reissues,
+    )
     write_manifest_json(out_dir, manifest)
     write_manifest_csv(out_dir, manifest["letters"])
     write_exceptions_csv(out_dir, exclusions)
+    journal.mark_done("job")
     summary = JobSummary(
         job_id=job["id"],
         out_dir=out_dir,
@@ -228,11 +435,35 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[Pr
         exceptions=len(exclusions),
         pages=manifest["job"]["pages"],
         by_reason=journal.count_by_reason(),
+        reissues=_count(reissues[p.letter.patient.input_row] for p in placed if p.letter.patient.input_row in reissues),
+        resumed=resumed,
+        by_stage=journal.count_by_stage(),
     )
     logger.info(
-        "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions
+        "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions,
+        extra={"event": "job-finished", "job_id": summary.job_id},
     )
     return summary
+
+
+def _partial_summary(journal: Journal, job: dict[str, str], resumed: bool) -> JobSummary:
+    by_stage = journal.count_by_stage()
+    return JobSummary(
+        job_id=job["id"], out_dir=journal.path.parent, input_rows=journal.row_count(), letters=0,
+        exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.count_by_reason(),
+        reissues=_count(journal.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
+    )
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _check_every_row_accounted(

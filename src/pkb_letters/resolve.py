@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .batching import SINGLE_ATTEMPTS, ConsecutiveFailures, Failed, is_batch_failure, isolate_failures, run_bounded
 from .errors import PkbApiError
 from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient
 from .records import Eligible, Exclusion, PatientRow, Reason
@@ -19,6 +20,7 @@ MINIMUM_AGE = 16
 
 Decision = Eligible | Exclusion
 Advance = Callable[[int], None]
+Record = Callable[[list[Decision]], None]
 
 _DETAILS = {
     Reason.NOT_FOUND: "PKB has no record with this NHS number; check the number, or add the patient to PKB first",
@@ -41,20 +43,38 @@ def age_on(date_of_birth: dt.date, day: dt.date) -> int:
 
 
 def resolve_fhir(
-    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, advance: Advance
-) -> Iterator[Decision]:
+    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, record: Record, advance: Advance
+) -> None:
+    """`$status-query` in batches; a failing batch is retried, then split to isolate a bad identifier."""
     for start in range(0, len(patients), STATUS_QUERY_LIMIT):
         batch = patients[start : start + STATUS_QUERY_LIMIT]
-        statuses = {s.nhs_number: s for s in client.status_query([p.nhs_number for p in batch])}
-        for patient in batch:
-            status = statuses.get(patient.nhs_number)
-            if status is None:
-                raise PkbApiError(f"PKB $status-query gave no answer for input row {patient.input_row}")
-            yield _decide_from_status(patient, status, letter_date)
+        for part, outcome in isolate_failures(batch, client_status_query(client)):
+            if isinstance(outcome, Failed):
+                record([_failed(patient, outcome) for patient in part])
+            else:
+                record([_decide_from_status(patient, outcome.get(patient.nhs_number), letter_date)
+                        for patient in part])
         advance(len(batch))
 
 
-def _decide_from_status(patient: PatientRow, status: PatientStatus, letter_date: dt.date) -> Decision:
+def client_status_query(client: PkbClient) -> Callable[[Sequence[PatientRow]], dict[str, PatientStatus]]:
+    def query(part: Sequence[PatientRow]) -> dict[str, PatientStatus]:
+        return {s.nhs_number: s for s in client.status_query([p.nhs_number for p in part])}
+
+    return query
+
+
+def _failed(patient: PatientRow, failure: Failed) -> Exclusion:
+    return exclusion(
+        patient, Reason.PKB_REFUSED,
+        f"PKB failed on this patient {failure.attempts} times while other patients succeeded ({failure.error}); "
+        "check the patient's record on PKB, then include the row in a new job",
+    )
+
+
+def _decide_from_status(patient: PatientRow, status: PatientStatus | None, letter_date: dt.date) -> Decision:
+    if status is None:
+        return exclusion(patient, Reason.PKB_REFUSED, "PKB's $status-query answer left this patient out; run again")
     if status.diagnostics == "Not found":
         return exclusion(patient, Reason.NOT_FOUND)
     if status.diagnostics == "No access":
@@ -65,12 +85,56 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus, letter_date:
 
 
 def resolve_rest(
-    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, advance: Advance
-) -> Iterator[Decision]:
-    for patient in patients:
-        user = client.user_by_nhs_number(patient.nhs_number)
-        yield _decide_from_user(patient, user, letter_date)
-        advance(1)
+    patients: Sequence[PatientRow],
+    client: PkbClient,
+    letter_date: dt.date,
+    record: Record,
+    advance: Advance,
+    *,
+    workers: int = 8,
+    failure_limit: int = 10,
+) -> None:
+    """`byNationalId` per patient, `workers` at a time; a patient PKB keeps failing on is excluded."""
+    failures = ConsecutiveFailures(failure_limit)
+    attempts: dict[int, int] = {}
+    queue = list(patients)
+    decided: list[Decision] = []
+
+    def on_answer(patient: PatientRow, outcome: dict[str, Any] | None | PkbApiError) -> None:
+        if isinstance(outcome, PkbApiError):
+            if not is_batch_failure(outcome):
+                raise outcome
+            failures.failed(outcome)
+            attempts[patient.input_row] = attempts.get(patient.input_row, 0) + 1
+            if attempts[patient.input_row] < SINGLE_ATTEMPTS:
+                queue.append(patient)
+                return
+            decided.append(_failed(patient, Failed(outcome, attempts[patient.input_row])))
+        else:
+            failures.succeeded()
+            decided.append(_decide_from_user(patient, outcome, letter_date))
+        if len(decided) >= _RECORD_EVERY:
+            _flush(decided, record, advance)
+
+    def take(items: list[PatientRow]) -> Iterator[PatientRow]:
+        while items:
+            yield items.pop(0)
+
+    try:
+        while queue:
+            run_bounded(lambda p: client.user_by_nhs_number(p.nhs_number), take(queue), workers, on_answer)
+    finally:
+        _flush(decided, record, advance)
+
+
+_RECORD_EVERY = 200  # resolve decisions are safe to repeat, so they are written in batches
+
+
+def _flush(decided: list[Decision], record: Record, advance: Advance) -> None:
+    if decided:
+        record(list(decided))
+        advance(len(decided))
+        decided.clear()
 
 
 def _decide_from_user(patient: PatientRow, user: dict[str, Any] | None, letter_date: dt.date) -> Decision:

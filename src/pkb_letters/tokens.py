@@ -1,21 +1,26 @@
 """Tokens: eligible patients in, each with a fresh `CodePair` or an `Exclusion`.
 
-Every pair PKB issues is a live credential, so results are yielded batch by
-batch for the caller to record in the journal at once, and no patient is ever
-asked for twice here.
+Every pair PKB issues is a live credential. So each request is written down in the
+`RequestLog` (the journal) *before* it is sent, and its answer handed to `record` as soon as
+it arrives. A request whose answer is lost stays written down: asking again for that patient
+is a re-issue, and the journal says so. No patient is asked for twice for any other reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
-from .pkb import GENERATE_TOKENS_LIMIT, PkbClient, RecordAccessDenied
+from .batching import SINGLE_ATTEMPTS, ConsecutiveFailures, Failed, is_batch_failure, isolate_failures, run_bounded
+from .errors import PkbApiError, PkbUnavailable
+from .pkb import GENERATE_TOKENS_LIMIT, PatientTokens, PkbClient, RecordAccessDenied
 from .records import CodePair, Eligible, Exclusion, Reason
 from .resolve import exclusion
 
 Issued = tuple[Eligible, CodePair | Exclusion]
 Advance = Callable[[int], None]
+Record = Callable[[list[Issued]], None]
 
 _FHIR_DIAGNOSTICS = {
     "Not found": Reason.NOT_FOUND,
@@ -27,23 +32,55 @@ _FHIR_DIAGNOSTICS = {
 }
 
 
-def issue_fhir(eligible: Sequence[Eligible], client: PkbClient, advance: Advance) -> Iterator[list[Issued]]:
-    """Yield one list of results per `$generate-invitation-tokens` batch."""
+class RequestLog(Protocol):
+    def begin_code_request(self, input_rows: Sequence[int]) -> None: ...
+
+    def cancel_code_request(self, input_rows: Sequence[int]) -> None: ...
+
+
+def issue_fhir(
+    eligible: Sequence[Eligible], client: PkbClient, log: RequestLog, record: Record, advance: Advance
+) -> None:
+    """`$generate-invitation-tokens` in batches; a failing batch is retried, then split."""
     for start in range(0, len(eligible), GENERATE_TOKENS_LIMIT):
         batch = eligible[start : start + GENERATE_TOKENS_LIMIT]
-        answers = {a.nhs_number: a for a in client.generate_invitation_tokens([e.patient.nhs_number for e in batch])}
-        results: list[Issued] = []
-        for item in batch:
-            answer = answers.get(item.patient.nhs_number)
-            if answer is None:
-                refused = exclusion(item.patient, Reason.PKB_REFUSED, "PKB returned no codes and no reason")
-                results.append((item, refused))
-            elif answer.codes is not None:
-                results.append((item, answer.codes))
+        for part, outcome in isolate_failures(batch, _fhir_request(client, log)):
+            if isinstance(outcome, Failed):
+                record([(item, _failed(item, outcome)) for item in part])
             else:
-                results.append((item, _refusal(item, answer.diagnostics)))
-        yield results
+                record(outcome)
         advance(len(batch))
+
+
+def _fhir_request(client: PkbClient, log: RequestLog) -> Callable[[Sequence[Eligible]], list[Issued]]:
+    def request(part: Sequence[Eligible]) -> list[Issued]:
+        rows = [item.patient.input_row for item in part]
+        log.begin_code_request(rows)
+        try:
+            answers = client.generate_invitation_tokens([item.patient.nhs_number for item in part])
+        except PkbUnavailable as error:
+            if error.processed is False:
+                log.cancel_code_request(rows)
+            raise
+        except PkbApiError as error:
+            if not is_batch_failure(error):  # refused outright, e.g. 403: nothing was issued
+                log.cancel_code_request(rows)
+            raise
+        return list(_match_answers(part, answers))
+
+    return request
+
+
+def _match_answers(part: Sequence[Eligible], answers: Sequence[PatientTokens]) -> Iterator[Issued]:
+    by_number = {a.nhs_number: a for a in answers}
+    for item in part:
+        answer = by_number.get(item.patient.nhs_number)
+        if answer is None:
+            yield item, exclusion(item.patient, Reason.PKB_REFUSED, "PKB returned no codes and no reason")
+        elif answer.codes is not None:
+            yield item, answer.codes
+        else:
+            yield item, _refusal(item, answer.diagnostics)
 
 
 def _refusal(item: Eligible, diagnostics: str | None) -> Exclusion:
@@ -53,19 +90,65 @@ def _refusal(item: Eligible, diagnostics: str | None) -> Exclusion:
     return exclusion(item.patient, reason)
 
 
+def _failed(item: Eligible, failure: Failed) -> Exclusion:
+    return exclusion(
+        item.patient, Reason.PKB_REFUSED,
+        f"PKB failed on this patient {failure.attempts} times while other patients succeeded ({failure.error}); "
+        "check the patient's record on PKB, then include the row in a new job",
+    )
+
+
 def issue_rest(
-    eligible: Sequence[Eligible], client: PkbClient, validity_days: int, advance: Advance
-) -> Iterator[list[Issued]]:
-    """Yield one result per `recordAccessToken` call; REST answers carry no expiry, so it is computed."""
+    eligible: Sequence[Eligible],
+    client: PkbClient,
+    log: RequestLog,
+    record: Record,
+    advance: Advance,
+    *,
+    validity_days: int,
+    workers: int = 8,
+    failure_limit: int = 10,
+) -> None:
+    """One `recordAccessToken` per patient, `workers` at a time; REST answers carry no expiry, so it is computed."""
     for item in eligible:
         if item.pkb_id is None:
             raise ValueError(f"input row {item.patient.input_row}: REST route needs a PKB id")
+    failures = ConsecutiveFailures(failure_limit)
+    attempts: dict[int, int] = {}
+    queue = list(eligible)
+
+    def send(item: Eligible) -> tuple[str, str] | Exclusion:
         issued_on = dt.datetime.now(dt.UTC).date()
         try:
-            invitation_code, access_code = client.record_access_token(item.pkb_id)
+            invitation_code, access_code = client.record_access_token(item.pkb_id or "")
         except RecordAccessDenied:
-            yield [(item, exclusion(item.patient, Reason.NO_ACCESS))]
+            return exclusion(item.patient, Reason.NO_ACCESS)
+        return CodePair(invitation_code, access_code, issued_on + dt.timedelta(days=validity_days))
+
+    def begin(items: list[Eligible]) -> Iterator[Eligible]:
+        while items:
+            item = items.pop(0)
+            log.begin_code_request([item.patient.input_row])
+            yield item
+
+    def on_answer(item: Eligible, outcome: CodePair | Exclusion | PkbApiError) -> None:
+        row = item.patient.input_row
+        if not isinstance(outcome, PkbApiError):
+            failures.succeeded()
+            record([(item, outcome)])
+            advance(1)
+            return
+        if isinstance(outcome, PkbUnavailable) and outcome.processed is False or not is_batch_failure(outcome):
+            log.cancel_code_request([row])
+        if not is_batch_failure(outcome):
+            raise outcome
+        failures.failed(outcome)
+        attempts[row] = attempts.get(row, 0) + 1
+        if attempts[row] < SINGLE_ATTEMPTS:
+            queue.append(item)  # asked again later; begin() marks it as a possible re-issue
         else:
-            expires = issued_on + dt.timedelta(days=validity_days)
-            yield [(item, CodePair(invitation_code, access_code, expires))]
-        advance(1)
+            record([(item, _failed(item, Failed(outcome, attempts[row])))])
+            advance(1)
+
+    while queue:
+        run_bounded(send, begin(queue), workers, on_answer)
