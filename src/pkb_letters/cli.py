@@ -50,11 +50,13 @@ def main(verbose: bool) -> None:
               help="REST route: requests to PKB in flight at once.")
 @click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="At most this many requests a second to PKB (what you agreed with PKB).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Letters laid out together; a resumed job redoes at most one chunk.")
 @click.option("--stop-after", type=click.Choice(STOP_POINTS), default=None,
               help="Stop once this stage is done; run again without it to carry on.")
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
         template_dir: Path, job_file: Path | None, restart: bool, min_validity_days: int,
-        concurrency: int, rate_limit: float | None, stop_after: str | None) -> None:
+        concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV).
 
     Running it again with the same --out resumes the job where it stopped: no patient is
@@ -77,6 +79,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 min_validity_days=min_validity_days,
                 concurrency=concurrency,
                 requests_per_second=rate_limit,
+                chunk_size=chunk_size,
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
             summary = run_job(settings, connection, progress, restart=restart, stop_after=stop_after)

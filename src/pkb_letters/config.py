@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .retry import RetryPolicy
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = PACKAGE_DIR.parent.parent / "templates" / "invitation"
@@ -69,6 +70,7 @@ class JobSettings:
     concurrency: int = 8  # REST requests in flight at once
     requests_per_second: float | None = None  # client-side cap agreed with PKB; None is none
     failure_limit: int = 10  # PKB failures in a row before the job stops (resumably)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if self.api == "rest" and self.rest_code_validity_days <= self.min_validity_days:
@@ -77,6 +79,8 @@ class JobSettings:
                 f"of {self.min_validity_days} days at printing; lower --min-validity-days or raise "
                 "[codes] rest_validity_days"
             )
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.requests_per_second is not None and self.requests_per_second <= 0:

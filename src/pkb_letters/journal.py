@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS rows (
     chunk           INTEGER,
     codes_requested TEXT,
     codes_issued    TEXT,
+    codes_run       INTEGER,
     reissue         TEXT,
     updated         TEXT NOT NULL
 );
@@ -103,6 +104,15 @@ class Journal:
         except sqlite3.Error as exc:
             raise PkbLettersError(f"cannot open job journal {path}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
+        self.run = 0  # which run of the job this is, once begin_run() is called
+
+    def begin_run(self) -> int:
+        """Count this run: pairs issued by an earlier run are the ones re-checked for expiry."""
+        with self._db:
+            runs = int(self.settings().get("runs", "0")) + 1
+            self._db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('runs', ?)", (str(runs),))
+        self.run = runs
+        return runs
 
     @classmethod
     def in_dir(cls, out_dir: Path) -> Journal:
@@ -262,9 +272,10 @@ class Journal:
         with self._db:
             self._db.executemany(
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
-                " codes_issued = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
+                " codes_issued = ?, codes_run = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
                 (
-                    (Stage.CODED, c.invitation_code, c.access_code, c.expires.isoformat(), now, now, input_row)
+                    (Stage.CODED, c.invitation_code, c.access_code, c.expires.isoformat(), now, self.run, now,
+                     input_row)
                     for input_row, c in pairs
                 ),
             )
@@ -392,12 +403,15 @@ class Journal:
         )
         return [(_patient_from_json(r["patient"]), _codes(r)) for r in rows]
 
-    def coded_expiring_before(self, day: dt.date, issued_before: str) -> list[tuple[int, dt.date]]:
-        """Coded rows whose pair expires before `day`, issued before this run began."""
+    def coded_expiring_before(self, day: dt.date) -> list[tuple[int, dt.date]]:
+        """Coded rows whose pair expires before `day`, issued by an earlier run (or job) than this one.
+
+        A pair PKB has just issued is as fresh as PKB makes them; asking again would not help.
+        """
         rows = self._db.execute(
-            "SELECT input_row, codes_expire FROM rows WHERE stage = ? AND codes_expire < ? AND codes_issued < ?"
-            " ORDER BY input_row",
-            (Stage.CODED, day.isoformat(), issued_before),
+            "SELECT input_row, codes_expire FROM rows WHERE stage = ? AND codes_expire < ?"
+            " AND (codes_run IS NULL OR codes_run < ?) ORDER BY input_row",
+            (Stage.CODED, day.isoformat(), self.run),
         )
         return [(r["input_row"], dt.date.fromisoformat(r["codes_expire"])) for r in rows]
 

@@ -98,13 +98,13 @@ def _run_stages(
     today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
 ) -> JobSummary:
     renderer = ChunkRenderer(template, settings.letter, envelope)
-    run_started = _now()
+    journal.begin_run()
     if not journal.is_done("intake"):
         _record_intake(journal, intake or read_patient_list(settings.patients))
     if not journal.is_done("address-fit"):
         _check_addresses(journal, renderer)
         journal.mark_done("address-fit")
-    with PkbClient(connection, retry=None, requests_per_second=settings.requests_per_second,
+    with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:
         _resolve(journal, client, settings, progress)
         if stop_after == "resolve":
@@ -112,7 +112,7 @@ def _run_stages(
         _issue(journal, client, settings, progress)
         if stop_after == "codes":
             return _partial_summary(journal, job, resumed)
-        if _send_back_expiring(journal, settings, today(), run_started):
+        if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress)
     print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
     return _finish(journal, settings.out_dir, job, [print_file] if print_file else [], resumed)
@@ -272,10 +272,10 @@ def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[
     return still_to_ask
 
 
-def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date, run_started: str) -> int:
+def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date) -> int:
     """Pairs from an earlier run that would expire within the minimum validity are asked for again."""
     deadline = today + dt.timedelta(days=settings.min_validity_days)
-    expiring = journal.coded_expiring_before(deadline, issued_before=run_started)
+    expiring = journal.coded_expiring_before(deadline)
     for input_row, expires in expiring:
         journal.send_back_for_reissue(
             [input_row], Reissue.EXPIRING,

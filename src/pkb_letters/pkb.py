@@ -201,6 +201,12 @@ def _network_error(what: str, exc: httpx.HTTPError, creates_codes: bool) -> PkbA
     message = f"PKB {what}: {type(exc).__name__}: {exc or 'connection failed'}"
     if isinstance(exc, _NOT_SENT):
         return PkbUnavailable(message, processed=False)
+    if isinstance(exc, httpx.HTTPStatusError):  # authlib raises these for the token endpoint
+        status = exc.response.status_code
+        if status in _TRANSIENT_STATUSES:
+            return PkbUnavailable(f"PKB {what}: HTTP {status}", status, retry_after=_retry_after(exc.response),
+                                  processed=None)
+        return PkbApiError(f"PKB {what}: HTTP {status}", status)
     if isinstance(exc, httpx.TransportError):
         if creates_codes:
             return PkbOutcomeUnknown(message + " (PKB may have issued codes that never arrived)")

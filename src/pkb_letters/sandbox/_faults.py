@@ -22,8 +22,10 @@ class Faults:
     rate_limit: float | None = None  # requests per second; None is unlimited
     drop_rate: float = 0.0
     seed: int | None = None
+    fail_on: frozenset[str] = frozenset()  # identifiers that make any FHIR request holding them fail with 500
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fail_on", frozenset(self.fail_on))
         for name in ("fail_rate", "drop_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -35,7 +37,7 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate)
+        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate or self.fail_on)
 
 
 @dataclass(frozen=True)
@@ -92,3 +94,27 @@ class FaultInjector:
 
     def _seconds_left_in_window(self) -> int:
         return max(1, math.ceil(1.0 - (time.monotonic() - self._window_start)))
+
+
+class RequestStats:
+    """What arrived and when: lets tests check a client's concurrency bound and rate limit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.arrivals: list[tuple[float, str]] = []  # (monotonic time, route action)
+
+    def enter(self, action: str) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.arrivals.append((time.monotonic(), action))
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def count(self, action: str) -> int:
+        with self._lock:
+            return sum(1 for _, a in self.arrivals if a == action)

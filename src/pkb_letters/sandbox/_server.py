@@ -41,7 +41,7 @@ from ._data import (
     issued_pair_json,
     load_sandbox_data,
 )
-from ._faults import FaultInjector, Faults
+from ._faults import FaultInjector, Faults, RequestStats
 
 JSON = "application/json;charset=UTF-8"
 FHIR_JSON = "application/fhir+json;charset=UTF-8"
@@ -202,9 +202,15 @@ class _Handler(BaseHTTPRequestHandler):
             route, params = _find_route(self.command, self.path)
             faulty = route.action != "api_issued_log"
             if faulty:
-                self._refuse_by_fault()
-            response = getattr(self, route.action)(**params)
-            worked = True
+                self._sandbox.stats.enter(route.action)
+                try:
+                    self._refuse_by_fault()
+                    response = getattr(self, route.action)(**params)
+                    worked = True
+                finally:
+                    self._sandbox.stats.leave()
+            else:
+                response = getattr(self, route.action)(**params)
         except _Abort as abort:
             response = abort.response
         except Exception:
@@ -338,12 +344,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def api_status_query(self) -> _Response:
         idents = self._fhir_identifiers(fhir.STATUS_QUERY_LIMIT)
+        self._fail_on_poisoned(idents)
         return _fhir_ok([self._status_of(ident) for ident in idents])
 
     def api_generate_tokens(self) -> _Response:
         idents = self._fhir_identifiers(fhir.TOKENS_LIMIT)
+        self._fail_on_poisoned(idents)
         today = self._sandbox.today()
         return _fhir_ok([self._tokens_for(ident, today) for ident in idents])
+
+    def _fail_on_poisoned(self, idents: list[fhir.RequestedIdentifier]) -> None:
+        poisoned = self._sandbox.faults.faults.fail_on
+        if poisoned and any(ident.value in poisoned for ident in idents):
+            raise _json_error(500, "server_error", "Injected fault: an identifier in this batch breaks the server")
 
     def _status_of(self, ident: fhir.RequestedIdentifier) -> dict[str, Any]:
         data = self._sandbox.data
@@ -466,6 +479,7 @@ class SandboxServer:
     ) -> None:
         self.data = data
         self.faults = FaultInjector(faults or Faults())
+        self.stats = RequestStats()
         self.tokens = _TokenStore(token_ttl if token_ttl is not None else data.token_ttl)
         self.log = IssuedLog(data.token_validity_days)
         self._today = today

@@ -1,0 +1,80 @@
+"""Made-up patients of any number: a patient list and matching sandbox data.
+
+For fault-injection tests and the benchmark. Every patient is eligible (adult, alive, not
+registered, our organisation), has a valid NHS number in PKB's range and a Royal Mail-style
+address that fits the window, so every row should end as a letter. Names and places come
+from small fixed lists, so the same `count` and `seed` always give the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..nhs_number import check_digit
+
+ORGANISATION_ID = "a14acc9a-a14b-4fb8-8558-539d93a038d3"
+CLIENT_ID = "pkb-letters-synthetic"
+CLIENT_SECRET = "synthetic-secret-not-for-production"
+
+_FIRST = ("Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Ivy", "Arthur", "Freya", "Leo", "Zoë", "Rhys")
+_LAST = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Davies", "Evans", "O'Neill", "Patel")
+_STREETS = ("High Street", "Station Road", "Church Lane", "Victoria Road", "Mill Lane", "Park Avenue")
+_TOWNS = (("LEEDS", "LS6 1BN"), ("NEWCASTLE UPON TYNE", "NE1 7RU"), ("CARDIFF", "CF10 1EP"),
+          ("NORWICH", "NR2 4SX"), ("EXETER", "EX4 3LS"), ("YORK", "YO1 7HH"))
+HEADER = ("Title", "First name", "Last name", "NHS number", "DoB", "Address1", "Address2", "City",
+          "Post code", "Customer ref")
+
+
+@dataclass(frozen=True)
+class SyntheticJob:
+    patients_csv: Path
+    sandbox_json: Path
+    nhs_numbers: tuple[str, ...]
+
+
+def nhs_numbers(count: int, first: int = 400_000_000) -> list[str]:
+    """`count` valid NHS numbers starting 4, in order (numbers whose check digit would be 10 are skipped)."""
+    numbers = []
+    stem = first
+    while len(numbers) < count:
+        digits = f"{stem:09d}"
+        check = check_digit(digits)
+        if check is not None:
+            numbers.append(digits + check)
+        stem += 1
+    return numbers
+
+
+def write_synthetic_job(directory: Path, count: int, seed: int = 1) -> SyntheticJob:
+    rng = random.Random(seed)
+    numbers = nhs_numbers(count)
+    rows, patients = [], []
+    for index, number in enumerate(numbers, 1):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        town, postcode = rng.choice(_TOWNS)
+        dob = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 60))
+        rows.append(("", first, last, number, dob.isoformat(), f"{rng.randrange(1, 300)} {rng.choice(_STREETS)}",
+                     "", town, postcode, f"SYN-{index:06d}"))
+        patients.append({
+            "id": str(5_000_000 + index), "firstName": first, "lastName": last, "dob": dob.isoformat(),
+            "dateDeceased": None, "postalCode": postcode, "registered": False,
+            "organisations": [ORGANISATION_ID], "nationalIds": [{"type": "NHS_NUMBER", "value": number}],
+        })
+    directory.mkdir(parents=True, exist_ok=True)
+    patients_csv = directory / "patients.csv"
+    with patients_csv.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    sandbox_json = directory / "sandbox.json"
+    sandbox_json.write_text(json.dumps({
+        "organisation": {"id": ORGANISATION_ID, "name": "Synthetic NHS Trust"},
+        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+        "patients": patients,
+    }), encoding="utf-8")
+    return SyntheticJob(patients_csv, sandbox_json, tuple(numbers))
