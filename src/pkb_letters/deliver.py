@@ -297,11 +297,11 @@ class SftpFolder:
             try:
                 self._sftp.posix_rename(self._path(old), self._path(new))
                 return
-            except OSError as exc:
-                if exc.errno is not None:  # a real failure (missing file, permission), not "unsupported"
-                    raise
+            except FileNotFoundError:
+                raise
+            except OSError as exc:  # an extension: servers may not know it, or refuse it
                 self._posix_rename = False
-                logger.info("%s does not offer posix-rename@openssh.com; replacing files in two steps", self.where)
+                logger.info("%s refused posix-rename@openssh.com (%s); replacing files in two steps", self.where, exc)
         if self.size(new) is not None:  # plain SFTP rename refuses to replace a file
             self._sftp.remove(self._path(new))
         self._sftp.rename(self._path(old), self._path(new))
@@ -364,24 +364,26 @@ def _connect(destination: SftpDestination, ssh: SshOptions) -> paramiko.SSHClien
             timeout=_TIMEOUT_S, banner_timeout=_TIMEOUT_S, auth_timeout=_TIMEOUT_S,
         )
     except (paramiko.SSHException, OSError, EOFError) as exc:
+        transport = client.get_transport()
+        line_alive = transport is not None and transport.is_active()
         client.close()
-        raise _connect_error(exc, destination, known_hosts) from exc
+        raise _connect_error(exc, destination, known_hosts, line_alive) from exc
     except BaseException:
         client.close()
         raise
     return client
 
 
-def _connect_error(exc: Exception, destination: SftpDestination, known_hosts: Path) -> DeliveryError:
+def _connect_error(exc: Exception, destination: SftpDestination, known_hosts: Path, line_alive: bool) -> DeliveryError:
     if isinstance(exc, paramiko.BadHostKeyException):
         return HostKeyError(
             f"the host key of {destination.host}:{destination.port} has CHANGED: it offers "
             f"{describe_key(exc.key)}, {known_hosts} expects {describe_key(exc.expected_key)}. Nothing was sent. "
             f"Ask the mail house whether they changed it before replacing the line in {known_hosts}."
         )
-    if isinstance(exc, paramiko.AuthenticationException):
+    if isinstance(exc, paramiko.AuthenticationException) and line_alive:  # paramiko also says so on EOF
         return DeliveryError(f"{destination.user}@{destination.host} refused our credentials: {exc}")
-    return DeliveryError(f"cannot connect to {destination.host}:{destination.port}: {exc or type(exc).__name__}")
+    return DeliveryError(f"cannot connect to {destination.host}:{destination.port}: {_reason(exc)}")
 
 
 # -- the rules ----------------------------------------------------------------------------------
@@ -539,8 +541,12 @@ def _errors_as_delivery_errors(where: str) -> Iterator[None]:
     try:
         yield
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DeliveryError(f"delivery to {where} stopped: {reason}. Rerun to resume; nothing is sent twice") from exc
+        message = f"delivery to {where} stopped: {_reason(exc)}. Rerun to resume; nothing is sent twice"
+        raise DeliveryError(message) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).rstrip(" :.") or type(exc).__name__  # paramiko's messages may end in an empty detail
 
 
 def _now() -> dt.datetime:
