@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 
 from . import config
+from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
 from .errors import ConfigError, PkbApiError, PkbLettersError
-from .journal import JOURNAL_NAME
+from .journal import JOURNAL_NAME, Journal
 from .log import configure_logging
 from .pipeline import PRINT_FILE, STOP_POINTS, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
+from .records import Delivery, DeliveryOutcome
 
 REPO_DIR = config.PACKAGE_DIR.parent.parent
 DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
@@ -184,3 +186,49 @@ def _print_summary(summary: JobSummary) -> None:
         for why, count in summary.reissues.items():
             echo(f"    {why:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+
+
+# -- deliver ------------------------------------------------------------------------------------
+
+
+@main.command("deliver")
+@click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--to", "destination", required=True, metavar="sftp://USER@HOST[:PORT]/PATH | FOLDER",
+              help="The mail house's drop folder: an SFTP address, or a local or mounted folder.")
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="SSH private key (default: the keys in ~/.ssh and the SSH agent).")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_KNOWN_HOSTS, show_default=True,
+              help="Known host keys; a server whose key is not there is refused.")
+@click.option("--redeliver", is_flag=True,
+              help="Send again a job this journal already delivered there and the mail house has since taken.")
+def deliver_command(job_dir: Path, destination: str, identity: Path | None, known_hosts: Path,
+                    redeliver: bool) -> None:
+    """Hand the job in JOB_DIR to the mail house: every file in its manifest, then JOB.done.
+
+    The SFTP password, for servers that take no keys, comes only from
+    the PKB_LETTERS_SFTP_PASSWORD environment variable.
+    """
+    with _errors_to_exit_codes():
+        ssh = SshOptions(identity, known_hosts, config.sftp_password(config.environment()))
+        delivery = deliver_job(job_dir, parse_destination(destination), ssh, redeliver)
+        with Journal.in_dir(job_dir) as journal:
+            job_id, history = journal.settings()["id"], journal.deliveries()
+    _print_delivery(job_id, delivery, history)
+
+
+def _print_delivery(job_id: str, delivery: Delivery, history: list[Delivery]) -> None:
+    echo = click.echo
+    if delivery.outcome == DeliveryOutcome.ALREADY_DELIVERED:
+        echo(f"{delivery.destination} already holds this job, complete: nothing sent")
+    else:
+        echo(f"Delivered to {delivery.destination}")
+    if delivery.host_key:
+        echo(f"  host key       {delivery.host_key}")
+    for file in delivery.files:
+        echo(f"  {file.action:<14} {file.name:<20} {file.bytes:>10} bytes  sha256 {file.sha256}")
+    if delivery.outcome == DeliveryOutcome.DELIVERED:
+        echo(f"  {'trigger':<14} {job_id}.done, written last")
+    echo("Deliveries of this job (journal; also in `pkb-letters status`):")
+    for past in history:
+        echo(f"  {past.finished:%Y-%m-%d %H:%M:%S}Z  {past.outcome:<17} {past.destination}  {past.detail}".rstrip())

@@ -165,3 +165,11 @@ def letter_settings(job: Mapping[str, Any], join_url: str) -> LetterSettings:
 
 def environment() -> Mapping[str, str]:
     return os.environ
+
+
+SFTP_PASSWORD_ENV = "PKB_LETTERS_SFTP_PASSWORD"
+
+
+def sftp_password(env: Mapping[str, str]) -> str | None:
+    """The SFTP password, for mail houses that do not take keys: from the environment only."""
+    return env.get(SFTP_PASSWORD_ENV) or None

@@ -11,9 +11,12 @@ exception but an `Exclusion` record with a reason code (see `records`).
     │   ├── PkbAuthError            PKB refused our credentials
     │   ├── PkbUnavailable          PKB kept failing (network, 429, 5xx): stop, resume later
     │   └── PkbOutcomeUnknown       a code request may or may not have been carried out
-    └── InvariantError              a safety check on the job's own output failed
+    ├── InvariantError              a safety check on the job's own output failed
+    └── DeliveryError               the hand-off to the mail house's drop folder failed
+        ├── HostKeyError            the SFTP server's host key is unknown or has changed
+        └── DeliveryConflict        the drop folder holds a different job, or this one was picked up
 
-Third-party errors (httpx, WeasyPrint, sqlite3) are translated at the
+Third-party errors (httpx, WeasyPrint, sqlite3, paramiko) are translated at the
 boundary into one of these, with context, and re-raised ``from exc``.
 """
 
@@ -80,3 +83,17 @@ class InvariantError(PkbLettersError):
     """The job's own output failed a safety check (e.g. rows lost)."""
 
     exit_code = 3
+
+
+class DeliveryError(PkbLettersError):
+    """The job could not be handed over; rerunning `deliver` resumes where it stopped."""
+
+    exit_code = 4
+
+
+class HostKeyError(DeliveryError):
+    """The SFTP server's host key is not the one known for it: nothing was sent."""
+
+
+class DeliveryConflict(DeliveryError):
+    """Delivering would overwrite another job or hand over a job a second time."""

@@ -26,7 +26,18 @@ from enum import StrEnum
 from pathlib import Path
 
 from .errors import PkbLettersError
-from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
+from .records import (
+    CodePair,
+    DeliveredFile,
+    Delivery,
+    DeliveryOutcome,
+    Eligible,
+    Exclusion,
+    Letter,
+    PatientRow,
+    PlacedLetter,
+    Reason,
+)
 
 JOURNAL_NAME = "job.sqlite"
 
@@ -70,6 +81,20 @@ CREATE TABLE IF NOT EXISTS carried_codes (
     codes_expire    TEXT,
     codes_issued    TEXT,
     uncertain       INTEGER NOT NULL
+);
+"""
+
+# Created on first use, so journals written before deliveries existed gain it too.
+_DELIVERIES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    started     TEXT NOT NULL,
+    finished    TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    host_key    TEXT,
+    files       TEXT NOT NULL,
+    detail      TEXT NOT NULL
 );
 """
 
@@ -455,6 +480,36 @@ class Journal:
 
     def row_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    # -- deliveries to the mail house ---------------------------------------
+    def record_delivery(self, delivery: Delivery) -> None:
+        files = json.dumps([asdict(f) for f in delivery.files])
+        with self._db:
+            self._db.executescript(_DELIVERIES_SCHEMA)
+            self._db.execute(
+                "INSERT INTO deliveries (started, finished, destination, outcome, host_key, files, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (delivery.started.isoformat(timespec="seconds"), delivery.finished.isoformat(timespec="seconds"),
+                 delivery.destination, delivery.outcome, delivery.host_key, files, delivery.detail),
+            )
+
+    def deliveries(self) -> list[Delivery]:
+        """Every delivery attempt of this job, oldest first (for `status` and for `deliver` itself)."""
+        with self._db:
+            self._db.executescript(_DELIVERIES_SCHEMA)
+        rows = self._db.execute("SELECT * FROM deliveries ORDER BY id")
+        return [
+            Delivery(
+                started=dt.datetime.fromisoformat(r["started"]),
+                finished=dt.datetime.fromisoformat(r["finished"]),
+                destination=r["destination"],
+                outcome=DeliveryOutcome(r["outcome"]),
+                host_key=r["host_key"],
+                files=tuple(DeliveredFile(**f) for f in json.loads(r["files"])),
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

@@ -103,3 +103,32 @@ class PlacedLetter:
     file: str
     first_page: int  # 1-based within `file`
     page_count: int
+
+
+class DeliveryOutcome(StrEnum):
+    """How one `pkb-letters deliver` attempt ended."""
+
+    DELIVERED = "delivered"
+    ALREADY_DELIVERED = "already-delivered"  # the drop folder already held this job, complete
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    name: str
+    bytes: int
+    sha256: str
+    action: str  # "sent", or "already-there" when a resumed delivery found it in place
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery attempt as the journal keeps it; `destination` never holds a password."""
+
+    started: dt.datetime
+    finished: dt.datetime
+    destination: str
+    outcome: DeliveryOutcome
+    host_key: str | None  # the SFTP server's verified key, "ssh-ed25519 SHA256:…"
+    files: tuple[DeliveredFile, ...]
+    detail: str = ""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .journal import JOURNAL_NAME, Journal, Stage
+from .records import Delivery
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class JobStatus:
     awaiting_answer: int
     last_stop: str | None
     finished: bool
+    deliveries: tuple[Delivery, ...] = ()
 
     @property
     def input_rows(self) -> int:
@@ -69,6 +71,12 @@ class JobStatus:
             lines.extend(f"    {why:<24}{n:>5}" for why, n in self.reissues.items())
         if self.last_stop and not self.finished:
             lines.append(f"  last stopped   {self.last_stop}")
+        if self.deliveries:
+            lines.append("  deliveries to the mail house")
+            for d in self.deliveries:
+                files = ", ".join(f"{f.name} sha256 {f.sha256[:12]}…" for f in d.files)
+                when = f"{d.finished:%Y-%m-%d %H:%M:%S}Z"
+                lines.append(f"    {when}  {d.outcome:<17} {d.destination}  {files or d.detail}")
         lines.append("  a rerun would:")
         lines.extend(f"    - {step}" for step in self.next_steps())
         return "\n".join(lines)
@@ -96,4 +104,5 @@ def job_status(out_dir: Path) -> JobStatus:
             awaiting_answer=len(journal.requested_without_answer()),
             last_stop=f"{stops[-1]['time']}: {stops[-1]['detail']}" if stops else None,
             finished=journal.is_done("job"),
+            deliveries=tuple(journal.deliveries()),
         )
