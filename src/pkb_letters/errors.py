@@ -7,6 +7,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── ConfigError                 job file, settings or credentials unusable
     ├── InputFileError              the patient list cannot be read at all
     ├── TemplateError               the letter template cannot be loaded or rendered
+    ├── UnsafeTemplateError         the template reached outside its sandbox: stop the job
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
     │   └── PkbAuthError            PKB refused our credentials
     └── InvariantError              a safety check on the job's own output failed
@@ -38,6 +39,11 @@ class InputFileError(PkbLettersError):
 
 class TemplateError(PkbLettersError):
     """The letter template is missing, broken, or failed to render."""
+
+
+class UnsafeTemplateError(PkbLettersError):
+    """The template tried to reach Python internals at run time. Not a `TemplateError`
+    on purpose: that is one row's problem, this is the whole template's."""
 
 
 class PkbApiError(PkbLettersError):

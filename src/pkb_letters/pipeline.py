@@ -61,6 +61,7 @@ def run_job(
         renderer = ChunkRenderer(template, settings.letter, envelope)
         _record_intake(journal, intake)
         _check_addresses(journal, renderer)
+        renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
         with PkbClient(connection) as client:
             _resolve(journal, client, settings, progress)
             _issue(journal, client, settings, progress)
