@@ -12,7 +12,7 @@ import click
 
 from . import config
 from .errors import ConfigError, PkbLettersError
-from .log import configure_logging
+from .log import LOG_FORMATS, configure_logging
 from .pipeline import PRINT_FILE, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
 
@@ -23,9 +23,11 @@ DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
 @click.group()
 @click.version_option(package_name="pkb-letters")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress to stderr.")
-def main(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines for people (text) or one JSON object per line for a log collector (json).")
+def main(verbose: bool, log_format: str) -> None:
     """Patients Know Best invitation letters, from patient list to print-ready PDF."""
-    configure_logging(verbose)
+    configure_logging(verbose, log_format)
 
 
 @main.command()
