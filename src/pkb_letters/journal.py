@@ -62,6 +62,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # codes live here: owner only
+        os.fchmod(fd, 0o600)  # whatever the umask, and even if the file was there before
         os.close(fd)
         try:
             self._db = sqlite3.connect(path)
