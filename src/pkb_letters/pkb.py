@@ -20,6 +20,7 @@ import httpx
 from .config import PkbConnection
 from .errors import PkbApiError, PkbAuthError
 from .records import CodePair
+from .tls import pkb_ssl_context
 
 with warnings.catch_warnings():
     # authlib ≥ 1.7 prefers the httpx2 fork and warns when it falls back to
@@ -76,6 +77,7 @@ class PkbClient:
             grant_type="client_credentials",
             timeout=timeout,
             transport=transport,
+            verify=pkb_ssl_context(connection.ca_bundle),  # always verifying; see tls.py
         )
 
     def __enter__(self) -> PkbClient:
@@ -153,7 +155,7 @@ class PkbClient:
         except OAuthError as exc:
             raise _auth_error(self.connection, exc) from exc
         except httpx.HTTPError as exc:
-            raise PkbApiError(f"PKB {what}: {type(exc).__name__}: {exc}") from exc
+            raise PkbApiError(f"PKB {what}: {type(exc).__name__}: {exc}{_tls_hint(exc)}") from exc
 
     def _fetch_token(self) -> None:
         try:
@@ -161,7 +163,13 @@ class PkbClient:
         except OAuthError as exc:
             raise _auth_error(self.connection, exc) from exc
         except httpx.HTTPError as exc:
-            raise PkbApiError(f"PKB token endpoint {self.connection.token_url}: {exc}") from exc
+            raise PkbApiError(f"PKB token endpoint {self.connection.token_url}: {exc}{_tls_hint(exc)}") from exc
+
+
+def _tls_hint(exc: httpx.HTTPError) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+        return ""
+    return " (PKB's TLS certificate was not trusted; for a private CA set PKB_CA_BUNDLE or [pkb] ca_bundle)"
 
 
 def _auth_error(connection: PkbConnection, exc: OAuthError) -> PkbAuthError:
