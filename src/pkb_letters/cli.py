@@ -81,6 +81,23 @@ def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None) -> Non
         serve(data_path, host=host, port=port, token_ttl=token_ttl)
 
 
+@main.command()
+@click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dispatched-on", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The day the mail house confirmed it posted this job's letters (YYYY-MM-DD).")
+def purge(job_dir: Path, dispatched_on) -> None:
+    """After dispatch: erase JOB_DIR's codes and delete its PDFs, keeping the manifests and a record."""
+    from .purge import PURGE_RECORD, purge_job
+
+    with _errors_to_exit_codes():
+        record = purge_job(job_dir, dispatched_on.date())
+    click.echo(f"Job {record.job_id} purged (dispatched on {record.dispatched_on})")
+    click.echo(f"  codes erased from the journal   {record.codes_erased:>7}")
+    for deleted in record.deleted_files:
+        click.echo(f"  deleted {deleted.name}  ({deleted.bytes} bytes, sha256 {deleted.sha256})")
+    click.echo(f"  kept: {', '.join(record.kept)}; the record is in {PURGE_RECORD}")
+
+
 @contextmanager
 def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> Iterator[tuple]:
     if not sandbox:

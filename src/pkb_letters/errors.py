@@ -10,6 +10,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── UnsafeTemplateError         the template reached outside its sandbox: stop the job
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
     │   └── PkbAuthError            PKB refused our credentials
+    ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
     └── InvariantError              a safety check on the job's own output failed
 
 Third-party errors (httpx, WeasyPrint, sqlite3) are translated at the
@@ -52,6 +53,12 @@ class PkbApiError(PkbLettersError):
 
 class PkbAuthError(PkbApiError):
     """PKB refused the client credentials or the access token."""
+
+
+class PurgeRefused(PkbLettersError):
+    """`purge` was pointed at something it cannot confirm is a finished job; it removed nothing."""
+
+    exit_code = 2
 
 
 class InvariantError(PkbLettersError):

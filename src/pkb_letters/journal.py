@@ -203,6 +203,20 @@ class Journal:
     def row_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
 
+    # -- purge ------------------------------------------------------------
+    def erase_codes(self) -> int:
+        """Set every code to NULL and rebuild the file, so no free page keeps an old value.
+        Gives the number of rows whose codes were erased."""
+        self._db.execute("PRAGMA secure_delete = ON")  # zero freed content as it is freed
+        with self._db:
+            erased = self._db.execute(
+                "UPDATE rows SET invitation_code = NULL, access_code = NULL, updated = ?"
+                " WHERE invitation_code IS NOT NULL OR access_code IS NOT NULL",
+                (_now(),),
+            ).rowcount
+        self._db.execute("VACUUM")
+        return erased
+
 
 def _codes(row: sqlite3.Row) -> CodePair:
     return CodePair(row["invitation_code"], row["access_code"], dt.date.fromisoformat(row["codes_expire"]))
