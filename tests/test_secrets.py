@@ -127,3 +127,20 @@ def test_help_never_shows_the_secret(secret_sandbox, command):
     assert result.exit_code == 0
     assert secret_sandbox.client_secret not in result.output
     assert "secret" not in result.output.lower()  # no option to pass one on a command line
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_secret_file_others_can_read_is_refused_without_quoting_it(tmp_path, secret_sandbox, mode):
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text(secret_sandbox.client_secret)
+    secret_file.chmod(mode)
+    (tmp_path / "job.toml").write_text('[pkb]\nclient_secret_file = "secret.txt"\n')
+    result = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--config", str(tmp_path / "job.toml"), "--out", str(tmp_path / "job")],
+        env=pkb_env(secret_sandbox),
+    )
+    assert result.exit_code == 2
+    assert f"secret file {secret_file} can be read by other users" in result.output
+    assert f"chmod 600 {secret_file}" in result.output
+    assert secret_sandbox.client_secret not in result.output
+    assert not (tmp_path / "job").exists()
