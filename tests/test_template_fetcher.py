@@ -6,8 +6,10 @@ connection. Files outside the folder are real files that would render if read.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import logging
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from conftest import PATIENTS_CSV, connection_to, demo_settings
 from pdf_inspect import page_texts
 
 from pkb_letters.cli import main
-from pkb_letters.config import LetterSettings
+from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
 from pkb_letters.envelope import C5
 from pkb_letters.errors import TemplateError
 from pkb_letters.pipeline import run_job
@@ -203,3 +205,23 @@ def test_a_template_fetching_from_the_network_stops_the_job_before_codes(tmp_pat
     assert result.exit_code == 1
     assert f"Error: the template asked for http://127.0.0.1:{listener.port}/track.png" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_refusal_for_one_patients_data_excludes_that_row_and_the_job_goes_on(tmp_path, sandbox, listener):
+    folder = tmp_path / "tpl"
+    shutil.copytree(DEFAULT_TEMPLATE, folder)
+    html = (folder / "letter.html").read_text(encoding="utf-8")
+    tracker = f'<img src="http://127.0.0.1:{listener.port}/track.png">'
+    html = html.replace('<main class="pkb-body">',
+                        '<main class="pkb-body">{% if patient.customer_ref == "DEMO-0003" %}' + tracker + "{% endif %}")
+    (folder / "letter.html").write_text(html, encoding="utf-8")
+
+    summary = run_job(demo_settings(tmp_path / "job", "fhir", template_dir=folder), connection_to(sandbox))
+
+    with (tmp_path / "job" / "exceptions.csv").open(encoding="utf-8", newline="") as handle:
+        exceptions = {row["customer_ref"]: row for row in csv.DictReader(handle)}
+    assert exceptions["DEMO-0003"]["reason"] == "template-error"
+    assert exceptions["DEMO-0003"]["detail"].startswith(
+        f"the template asked for http://127.0.0.1:{listener.port}/track.png: http URLs are not fetched")
+    assert summary.letters == 7 and summary.input_rows == summary.letters + summary.exceptions
+    assert listener.connections == 0

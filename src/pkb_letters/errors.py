@@ -7,6 +7,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── ConfigError                 job file, settings or credentials unusable
     ├── InputFileError              the patient list cannot be read at all
     ├── TemplateError               the letter template cannot be loaded or rendered
+    │   └── TemplateResourceError   it asked for a resource outside its folder (refused unread)
     ├── UnsafeTemplateError         the template reached outside its sandbox: stop the job
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
     │   └── PkbAuthError            PKB refused our credentials
@@ -40,6 +41,10 @@ class InputFileError(PkbLettersError):
 
 class TemplateError(PkbLettersError):
     """The letter template is missing, broken, or failed to render."""
+
+
+class TemplateResourceError(TemplateError):
+    """The template (or a patient's data in it) asked for a URL or file outside the template folder."""
 
 
 class UnsafeTemplateError(PkbLettersError):

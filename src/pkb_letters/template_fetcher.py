@@ -8,7 +8,7 @@ outside the folder, `..` escapes and symbolic links out of it) before any byte i
 
 A refusal stops the rendering (`ResourceRefused` is fatal for WeasyPrint); because
 WeasyPrint swallows errors while drawing SVG images, every refusal is also recorded,
-and `guarded()` turns either into a `TemplateError` that names the resource.
+and `guarded()` turns either into a `TemplateResourceError` that names the resource.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.request import url2pathname
 
 from weasyprint.urls import FatalURLFetchingError, URLFetcher
 
-from .errors import TemplateError
+from .errors import TemplateResourceError
 
 
 class ResourceRefused(FatalURLFetchingError):
@@ -64,11 +64,11 @@ class TemplateFolderFetcher(URLFetcher):
 
     @contextmanager
     def guarded(self) -> Iterator[None]:
-        """Run WeasyPrint; turn a refused resource into a `TemplateError` naming it."""
+        """Run WeasyPrint; turn a refused resource into a `TemplateResourceError` naming it."""
         self.refused.clear()
         try:
             yield
         except ResourceRefused as exc:
-            raise TemplateError(str(exc)) from exc
+            raise TemplateResourceError(str(exc)) from exc
         if self.refused:
-            raise TemplateError(self.refused[0])
+            raise TemplateResourceError(self.refused[0])
