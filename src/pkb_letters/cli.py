@@ -14,7 +14,7 @@ from . import config
 from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
 from .errors import ConfigError, PkbApiError, PkbLettersError
 from .journal import JOURNAL_NAME, Journal
-from .log import configure_logging
+from .log import LOG_FORMATS, configure_logging
 from .pipeline import PRINT_FILE, STOP_POINTS, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
 from .records import Delivery, DeliveryOutcome
@@ -26,9 +26,11 @@ DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
 @click.group()
 @click.version_option(package_name="pkb-letters")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress to stderr.")
-def main(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="Log lines for people (text) or one JSON object per line for a log collector (json).")
+def main(verbose: bool, log_format: str) -> None:
     """Patients Know Best invitation letters, from patient list to print-ready PDF."""
-    configure_logging(verbose)
+    configure_logging(verbose, log_format)
 
 
 @main.command()
@@ -121,6 +123,23 @@ def status(out_dir: Path) -> None:
 
     with _errors_to_exit_codes():
         click.echo(job_status(out_dir).report())
+
+
+@main.command()
+@click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dispatched-on", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The day the mail house confirmed it posted this job's letters (YYYY-MM-DD).")
+def purge(job_dir: Path, dispatched_on) -> None:
+    """After dispatch: erase JOB_DIR's codes and delete its PDFs, keeping the manifests and a record."""
+    from .purge import PURGE_RECORD, purge_job
+
+    with _errors_to_exit_codes():
+        record = purge_job(job_dir, dispatched_on.date())
+    click.echo(f"Job {record.job_id} purged (dispatched on {record.dispatched_on})")
+    click.echo(f"  codes erased from the journal   {record.codes_erased:>7}")
+    for deleted in record.deleted_files:
+        click.echo(f"  deleted {deleted.name}  ({deleted.bytes} bytes, sha256 {deleted.sha256})")
+    click.echo(f"  kept: {', '.join(record.kept)}; the record is in {PURGE_RECORD}")
 
 
 @contextmanager

@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .retry import RetryPolicy
+from .tls import pkb_ssl_context
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = PACKAGE_DIR.parent.parent / "templates" / "invitation"
@@ -42,6 +44,7 @@ class PkbConnection:
     client_id: str
     org_id: str
     client_secret: str = field(repr=False)
+    ca_bundle: Path | None = None  # CAs to trust for PKB instead of the default store; verification stays on
 
     def __repr__(self) -> str:
         return f"PkbConnection(token_url={self.token_url!r}, client_id={self.client_id!r}, secret=<redacted>)"
@@ -118,7 +121,41 @@ def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path
     missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items() if not value]
     if missing:
         raise ConfigError("PKB connection incomplete; set " + ", ".join(missing))
-    return PkbConnection(client_secret=_client_secret(table, env, job_dir), **values)
+    _refuse_insecure_transport(table, values)
+    return PkbConnection(
+        client_secret=_client_secret(table, env, job_dir), ca_bundle=ca_bundle(table, env, job_dir), **values
+    )
+
+
+# Names people reach for to switch certificate checks off; none of them exists here.
+_VERIFY_OFF_KEYS = ("verify", "verify_tls", "tls_verify", "ssl_verify", "verify_ssl", "insecure")
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _refuse_insecure_transport(table: Mapping[str, Any], urls: Mapping[str, str | None]) -> None:
+    """TLS verification cannot be turned off, and PKB is reached over https (plain http on loopback only)."""
+    for key in _VERIFY_OFF_KEYS:
+        if key in table:
+            raise ConfigError(
+                f"[pkb] {key} is not a setting: TLS certificate verification is always on and cannot be "
+                "turned off; to trust a private CA, name its PEM bundle in [pkb] ca_bundle or PKB_CA_BUNDLE"
+            )
+    for key in ("token_url", "rest_base", "fhir_base"):
+        parts = urlsplit(str(urls[key]))
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
+            raise ConfigError(f"{_ENV_KEYS[key]} ([pkb] {key}) must be an https:// URL, not {urls[key]!r}")
+
+
+def ca_bundle(table: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> Path | None:
+    """PKB_CA_BUNDLE, else [pkb] ca_bundle (relative to the job file); checked now, not at the first call."""
+    value = env.get("PKB_CA_BUNDLE") or table.get("ca_bundle")
+    if not value:
+        return None
+    path = job_dir / value
+    if not path.is_file():
+        raise ConfigError(f"CA bundle {path} (PKB_CA_BUNDLE or [pkb] ca_bundle) is not a file")
+    pkb_ssl_context(path)  # refuse an unreadable or empty bundle with a clear message
+    return path
 
 
 def _client_secret(table: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> str:

@@ -7,10 +7,13 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── ConfigError                 job file, settings or credentials unusable
     ├── InputFileError              the patient list cannot be read at all
     ├── TemplateError               the letter template cannot be loaded or rendered
+    │   └── TemplateResourceError   it asked for a resource outside its folder (refused unread)
+    ├── UnsafeTemplateError         the template reached outside its sandbox: stop the job
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
     │   ├── PkbAuthError            PKB refused our credentials
     │   ├── PkbUnavailable          PKB kept failing (network, 429, 5xx): stop, resume later
     │   └── PkbOutcomeUnknown       a code request may or may not have been carried out
+    ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
     ├── InvariantError              a safety check on the job's own output failed
     └── DeliveryError               the hand-off to the mail house's drop folder failed
         ├── HostKeyError            the SFTP server's host key is unknown or has changed
@@ -45,6 +48,15 @@ class TemplateError(PkbLettersError):
     """The letter template is missing, broken, or failed to render."""
 
 
+class TemplateResourceError(TemplateError):
+    """The template (or a patient's data in it) asked for a URL or file outside the template folder."""
+
+
+class UnsafeTemplateError(PkbLettersError):
+    """The template tried to reach Python internals at run time. Not a `TemplateError`
+    on purpose: that is one row's problem, this is the whole template's."""
+
+
 class PkbApiError(PkbLettersError):
     """PKB answered something the job cannot continue from."""
 
@@ -77,6 +89,12 @@ class PkbOutcomeUnknown(PkbApiError):
 
 class PkbAuthError(PkbApiError):
     """PKB refused the client credentials or the access token."""
+
+
+class PurgeRefused(PkbLettersError):
+    """`purge` was pointed at something it cannot confirm is a finished job; it removed nothing."""
+
+    exit_code = 2
 
 
 class InvariantError(PkbLettersError):

@@ -17,7 +17,11 @@ PRIVATE_DIR = 0o700
 
 
 def make_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+    """Create `path` (and any missing parents) owner-only, whatever the umask."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(directory, PRIVATE_DIR)  # mkdir's mode is cut by the umask, never widened; be exact
     os.chmod(path, PRIVATE_DIR)
 
 
@@ -26,6 +30,7 @@ def atomic_writer(path: Path, mode: str = "wb", **open_kwargs: object) -> Iterat
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     try:
+        os.fchmod(fd, PRIVATE_FILE)  # a left-over temporary file keeps its old mode through O_CREAT
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()

@@ -120,6 +120,7 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # codes live here: owner only
+        os.fchmod(fd, 0o600)  # whatever the umask, and even if the file was there before
         os.close(fd)
         try:
             self._db = sqlite3.connect(path)
@@ -144,6 +145,12 @@ class Journal:
         return cls(out_dir / JOURNAL_NAME)
 
     def close(self) -> None:
+        # Back to a single file at rest (WAL is only for the run): a reader, a copy, `purge` or
+        # a restart's rename then sees the whole journal in job.sqlite, with no -wal beside it.
+        try:
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass  # another connection is open; it will fold the log back in when it closes
         self._db.close()
 
     def checkpoint(self) -> None:
@@ -510,6 +517,20 @@ class Journal:
             )
             for r in rows
         ]
+
+    # -- purge ------------------------------------------------------------
+    def erase_codes(self) -> int:
+        """Set every code to NULL and rebuild the file, so no free page keeps an old value.
+        Gives the number of rows whose codes were erased."""
+        self._db.execute("PRAGMA secure_delete = ON")  # zero freed content as it is freed
+        with self._db:
+            erased = self._db.execute(
+                "UPDATE rows SET invitation_code = NULL, access_code = NULL, updated = ?"
+                " WHERE invitation_code IS NOT NULL OR access_code IS NOT NULL",
+                (_now(),),
+            ).rowcount
+        self._db.execute("VACUUM")
+        return erased
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

@@ -26,7 +26,7 @@ from . import resolve, tokens
 from .assemble import PrintFile, assemble
 from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
-from .errors import ConfigError, InvariantError, PkbApiError, TemplateError
+from .errors import ConfigError, InvariantError, PkbApiError, TemplateError, TemplateResourceError
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, Journal, Reissue, Stage
@@ -103,6 +103,7 @@ def _run_stages(
         _record_intake(journal, intake or read_patient_list(settings.patients))
     if not journal.is_done("address-fit"):
         _check_addresses(journal, renderer)
+        renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
         journal.mark_done("address-fit")
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:
@@ -375,7 +376,17 @@ def _render_chunk(
             continue
         if not letters:
             return [], RenderedChunk(None, ())
-        rendered = renderer.render(letters, bodies)
+        try:
+            rendered = renderer.render(letters, bodies)
+        except TemplateResourceError:
+            refused = _refused_letters(renderer, letters, bodies)
+            if not refused:
+                raise
+            for letter, error in refused:
+                journal.exclude(letter.patient.input_row, Reason.TEMPLATE_ERROR, str(error))
+            refused_sequences = {letter.sequence for letter, _ in refused}
+            candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in refused_sequences]
+            continue
         if not rendered.misfits:
             return letters, rendered
         by_sequence = {lt.sequence: lt for lt in letters}
@@ -393,6 +404,23 @@ def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[st
         except TemplateError as exc:
             failed.append((letter, exc))
     return bodies, failed
+
+
+def _refused_letters(
+    renderer: ChunkRenderer, letters: Sequence[Letter], bodies: Sequence[str]
+) -> list[tuple[Letter, TemplateResourceError]]:
+    """The letters that, laid out alone, ask for a resource outside the template folder.
+
+    The preflight showed the template itself asks for none, so these rows' own data
+    did (say, a URL in a reference column); slow, but only ever on this error path.
+    """
+    refused = []
+    for letter, body in zip(letters, bodies, strict=True):
+        try:
+            renderer.render([letter], [body])
+        except TemplateResourceError as exc:
+            refused.append((letter, exc))
+    return refused
 
 
 def _place(

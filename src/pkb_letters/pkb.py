@@ -23,6 +23,7 @@ from .config import PkbConnection
 from .errors import PkbApiError, PkbAuthError, PkbOutcomeUnknown, PkbUnavailable
 from .records import CodePair
 from .retry import RateLimit, Retries, RetryPolicy
+from .tls import pkb_ssl_context
 
 with warnings.catch_warnings():
     # authlib ≥ 1.7 prefers the httpx2 fork and warns when it falls back to
@@ -86,6 +87,7 @@ class PkbClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,
+            verify=pkb_ssl_context(connection.ca_bundle),  # always verifying; see tls.py
         )
 
     def __enter__(self) -> PkbClient:
@@ -199,6 +201,8 @@ _TRANSIENT_STATUSES = {429, 502, 503, 504}
 
 def _network_error(what: str, exc: httpx.HTTPError, creates_codes: bool) -> PkbApiError:
     message = f"PKB {what}: {type(exc).__name__}: {exc or 'connection failed'}"
+    if _tls_hint(exc):  # an untrusted certificate will not become trusted by trying again
+        return PkbApiError(message + _tls_hint(exc))
     if isinstance(exc, _NOT_SENT):
         return PkbUnavailable(message, processed=False)
     if isinstance(exc, httpx.HTTPStatusError):  # authlib raises these for the token endpoint
@@ -240,6 +244,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         except (TypeError, ValueError):
             return None
         return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def _tls_hint(exc: httpx.HTTPError) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+        return ""
+    return " (PKB's TLS certificate was not trusted; for a private CA set PKB_CA_BUNDLE or [pkb] ca_bundle)"
 
 
 def _auth_error(connection: PkbConnection, exc: OAuthError) -> PkbAuthError:

@@ -22,7 +22,6 @@ from xml.etree import ElementTree
 import jinja2
 import segno
 import tinyhtml5
-from jinja2.sandbox import SandboxedEnvironment
 from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
@@ -30,6 +29,8 @@ from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError
 from .records import CodePair, Letter, PatientRow, Reason
+from .template_fetcher import TemplateFolderFetcher
+from .template_sandbox import render_error, template_environment
 
 LETTER_TEMPLATE = "letter.html"
 LETTER_STYLESHEET = "letter.css"
@@ -64,11 +65,7 @@ class LetterTemplate:
         self.directory = directory.resolve()
         if not (self.directory / LETTER_TEMPLATE).is_file():
             raise TemplateError(f"template folder {directory} has no {LETTER_TEMPLATE}")
-        self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(self.directory),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
+        self._env = template_environment(self.directory)
         self._env.filters["long_date"] = long_date
         try:
             self._template = self._env.get_template(LETTER_TEMPLATE)
@@ -82,8 +79,8 @@ class LetterTemplate:
     def render_body(self, context: dict[str, Any]) -> str:
         try:
             return self._template.render(context)
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"{self.name}/{LETTER_TEMPLATE}: {exc}") from exc
+        except Exception as exc:  # whatever the template's code raises, it is the template's error
+            raise render_error(exc, self.directory, f"{self.name}/{LETTER_TEMPLATE}") from exc
 
 
 def long_date(day: dt.date) -> str:
@@ -139,6 +136,7 @@ class ChunkRenderer:
         self.settings = settings
         self._font_config = FontConfiguration()
         self._layout_css = CSS(string=layout_css(envelope), font_config=self._font_config)
+        self._fetcher = TemplateFolderFetcher(template.directory)
         self._expected_pages = 1
 
     def body(self, letter: Letter) -> str:
@@ -175,7 +173,9 @@ class ChunkRenderer:
                 return RenderedChunk(None, tuple(counts), tuple(misfits))
             if counts == page_totals:
                 self._expected_pages = max(set(counts), key=counts.count)
-                return RenderedChunk(document.write_pdf(), tuple(counts))
+                with self._fetcher.guarded():
+                    pdf = document.write_pdf()
+                return RenderedChunk(pdf, tuple(counts))
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
 
@@ -192,9 +192,23 @@ class ChunkRenderer:
             '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
             f'<link rel="stylesheet" href="{LETTER_STYLESHEET}"></head><body>{sections}</body></html>'
         )
-        return HTML(string=html, base_url=self.template.directory.as_uri() + "/").render(
-            stylesheets=[self._layout_css], font_config=self._font_config
-        )
+        base_url = self.template.directory.as_uri() + "/"
+        with self._fetcher.guarded():
+            return HTML(string=html, base_url=base_url, url_fetcher=self._fetcher).render(
+                stylesheets=[self._layout_css], font_config=self._font_config
+            )
+
+    def preflight(self, patients: Sequence[PatientRow]) -> None:
+        """Before any code is issued: lay out and write one whole letter, with placeholder
+        codes, so that a template reaching for a resource it may not read stops the job now."""
+        for patient in patients:
+            trial = Letter(1, "PREFLIGHT", patient, _PLACEHOLDER_CODES)
+            try:
+                body = self.body(trial)
+            except TemplateError:
+                continue  # that row's own problem; it is reported when its letter is rendered
+            self.render([trial], [body])
+            return
 
 
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))

@@ -17,6 +17,7 @@ import hmac
 import json
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -457,8 +458,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return  # the client went away; nothing to report
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
+            return  # the client went away or refused our certificate; nothing to report
         # Type and place only: an exception message could quote patient data.
         where = traceback.extract_tb(exc.__traceback__)[-1] if exc else None
         place = f" at {where.filename}:{where.lineno}" if where else ""
@@ -476,6 +477,7 @@ class SandboxServer:
         token_ttl: int | None = None,
         today: dt.date | None = None,
         faults: Faults | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.data = data
         self.faults = FaultInjector(faults or Faults())
@@ -484,8 +486,16 @@ class SandboxServer:
         self.log = IssuedLog(data.token_validity_days)
         self._today = today
         self._httpd = _HTTPServer((host, port), self)
+        scheme = "http"
+        if ssl_context is not None:  # HTTPS, for tests of the client's certificate checks
+            # The handshake happens on the first read, in the request's own thread, so a
+            # client that refuses our certificate cannot hold up the accepting thread.
+            self._httpd.socket = ssl_context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+            scheme = "https"
         bound_host, bound_port = self._httpd.server_address[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self.url = f"{scheme}://{bound_host}:{bound_port}"
         self.token_url = self.url + "/oauth/token"
         self.rest_base = self.url + "/json"
         self.fhir_base = self.url + "/fhir"
