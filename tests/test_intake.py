@@ -177,7 +177,8 @@ def test_row_number_is_the_line_where_a_multiline_record_starts(tmp_path, newlin
     text = header + multiline + table(ZOE, newline=newline) + table(SEUN, newline=newline)
     result = intake(write(tmp_path, text), data_rows=3)
     assert [(p.first_name, p.input_row) for p in result.patients] == [("Read", 2), ("Zoë", 4), ("Oluwaseun", 5)]
-    assert result.patients[0].address_lines[0] == "Flat 4 12 Grey Street"
+    # each line of a multi-line cell is its own address line, as the customer typed it
+    assert result.patients[0].address_lines == ("Flat 4", "12 Grey Street", "NEWCASTLE", "NE1 7RU")
 
 
 def test_blank_rows_are_ignored_and_counted_as_lines(tmp_path):
