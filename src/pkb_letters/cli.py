@@ -15,6 +15,7 @@ from .errors import ConfigError, PkbLettersError
 from .log import configure_logging
 from .pipeline import PRINT_FILE, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
+from .validate import ValidationReport, validate_list, write_report
 
 REPO_DIR = config.PACKAGE_DIR.parent.parent
 DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
@@ -40,9 +41,16 @@ def main(verbose: bool) -> None:
 @click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML) with [pkb], [letter] and [codes] tables.")
+              help="Job file (TOML) with [pkb], [letter], [codes] and [rules] tables.")
+@click.option("--international-post/--uk-post-only", "international_post", default=None,
+              help="Post letters abroad too (the last address line names the country). Default: the job "
+                   "file's [rules] international_post, else UK only.")
+@click.option("--postcode-check/--no-postcode-check", "postcode_check", default=None,
+              help="Compare the list's postcode with PKB's record (REST route). Surname and date of birth "
+                   "are always compared. Default: the job file's [rules] postcode_check, else on.")
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
-        template_dir: Path, job_file: Path | None) -> None:
+        template_dir: Path, job_file: Path | None, international_post: bool | None,
+        postcode_check: bool | None) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV)."""
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
@@ -58,10 +66,37 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 template_dir=template_dir,
                 letter=letter,
                 rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
+                rules=config.rule_settings(job, international_post, postcode_check),
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
             summary = run_job(settings, connection, progress)
         _print_summary(summary)
+
+
+@main.command()
+@click.argument("patients", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for exceptions.csv (it holds NHS numbers: keep it private).")
+@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template whose address window to fit.")
+@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Job file (TOML); its [letter] and [rules] tables are used.")
+@click.option("--international-post/--uk-post-only", "international_post", default=None,
+              help="Accept addresses abroad (the last line names the country).")
+def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path | None,
+             international_post: bool | None) -> None:
+    """Check PATIENTS (CSV) without calling PKB: intake and address rules, and that every address
+    fits the envelope window in the letter's font. Writes exceptions.csv as a run would."""
+    with _errors_to_exit_codes():
+        job = config.load_job_file(job_file)
+        report = validate_list(
+            patients,
+            template_dir,
+            config.letter_settings(job, config.PRODUCTION_JOIN_URL),
+            config.rule_settings(job, international_post),
+        )
+        written = write_report(report, out_dir)
+    _print_validation(report, written)
 
 
 @main.command()
@@ -118,3 +153,13 @@ def _print_summary(summary: JobSummary) -> None:
     for reason, count in summary.by_reason.items():
         echo(f"    {reason:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+
+
+def _print_validation(report: ValidationReport, written: Path) -> None:
+    echo = click.echo
+    separator = {",": "comma", ";": "semicolon", "\t": "tab"}[report.delimiter]
+    echo(f"Checked {report.input_rows} rows ({report.encoding}, {separator}-separated); no PKB call made")
+    echo(f"  ready for PKB {len(report.ready):>6}")
+    echo(f"  exceptions    {len(report.exclusions):>6}   see {written}")
+    for reason, count in report.by_reason.items():
+        echo(f"    {reason:<24}{count:>5}")

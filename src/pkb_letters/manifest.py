@@ -22,7 +22,7 @@ MANIFEST_CSV = "manifest.csv"
 EXCEPTIONS_CSV = "exceptions.csv"
 LETTER_FIELDS = (
     "sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-    "name", "address_lines", "postcode", "codes_expire",
+    "name", "address_lines", "postcode", "codes_expire", "postage",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
@@ -40,6 +40,7 @@ def letter_entry(placed: PlacedLetter) -> dict[str, Any]:
         "address_lines": list(letter.patient.address_lines),
         "postcode": letter.patient.postcode,
         "codes_expire": letter.codes.expires.isoformat(),
+        "postage": letter.patient.postage,  # Royal Mail zone: uk, europe or rest-of-world
     }
 
 

@@ -27,6 +27,7 @@ from .pkb import PkbClient
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
 from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+from .validate import address_fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
@@ -54,7 +55,8 @@ def run_job(
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
     if (settings.out_dir / JOURNAL_NAME).exists():
         raise ConfigError(f"{settings.out_dir} already holds a job; choose a new --out directory")
-    intake = read_patient_list(settings.patients)  # an unreadable list leaves no job folder behind
+    # an unreadable list leaves no job folder behind
+    intake = read_patient_list(settings.patients, international=settings.rules.international_post)
     make_private_dir(settings.out_dir)
     with Journal.in_dir(settings.out_dir) as journal:
         job = _start(journal, settings, template)
@@ -87,12 +89,9 @@ def _record_intake(journal: Journal, result: IntakeResult) -> None:
 
 def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    problems = renderer.check_addresses(journal.patients_at(Stage.READ))
-    for input_row, problem in problems.items():
-        if isinstance(problem, TemplateError):
-            journal.exclude(input_row, Reason.TEMPLATE_ERROR, str(problem))
-        else:
-            journal.exclude(input_row, problem.reason, problem.detail)
+    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ))
+    for problem in problems:
+        journal.exclude(problem.input_row, problem.reason, problem.detail)
     logger.info("address fit: %d blocks would not print", len(problems))
 
 
@@ -100,7 +99,8 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
     patients = journal.patients_at(Stage.READ)
     route = resolve.resolve_fhir if settings.api == "fhir" else resolve.resolve_rest
     with progress.stage("resolve", len(patients)) as advance:
-        for decision in route(patients, client, settings.letter.date, advance):
+        for decision in route(patients, client, settings.letter.date, advance,
+                              check_postcode=settings.rules.postcode_check):
             _record_decision(journal, decision)
     logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
 

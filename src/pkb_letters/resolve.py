@@ -2,7 +2,9 @@
 
 The FHIR route asks `$status-query` in batches; the REST route asks
 `byNationalId` per patient and applies the same rules to the user object.
-The deceased check comes first and is never skipped.
+The deceased check comes first and is never skipped. Next, what PKB returned
+about the person is compared with the list (`demographics`): a disagreement
+holds the row as `demographics-mismatch` before any other rule is applied.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from .demographics import PkbDemographics, mismatch_detail, mismatched_fields
 from .errors import PkbApiError
 from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient
 from .records import Eligible, Exclusion, PatientRow, Reason
@@ -41,7 +44,12 @@ def age_on(date_of_birth: dt.date, day: dt.date) -> int:
 
 
 def resolve_fhir(
-    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, advance: Advance
+    patients: Sequence[PatientRow],
+    client: PkbClient,
+    letter_date: dt.date,
+    advance: Advance,
+    *,
+    check_postcode: bool = True,  # $status-query returns no postcode: nothing to compare
 ) -> Iterator[Decision]:
     for start in range(0, len(patients), STATUS_QUERY_LIMIT):
         batch = patients[start : start + STATUS_QUERY_LIMIT]
@@ -61,29 +69,47 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus, letter_date:
         return exclusion(patient, Reason.NO_ACCESS)
     if status.diagnostics or status.deceased is None or status.registered is None:
         return exclusion(patient, Reason.PKB_REFUSED, f"PKB said: {status.diagnostics or 'no status'}")
-    return _decide(patient, None, status.deceased, status.registered, status.date_of_birth, letter_date)
+    return _decide(
+        patient,
+        None,
+        status.deceased,
+        status.registered,
+        status.date_of_birth,
+        letter_date,
+        PkbDemographics(date_of_birth=status.date_of_birth),
+    )
 
 
 def resolve_rest(
-    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, advance: Advance
+    patients: Sequence[PatientRow],
+    client: PkbClient,
+    letter_date: dt.date,
+    advance: Advance,
+    *,
+    check_postcode: bool = True,
 ) -> Iterator[Decision]:
     for patient in patients:
         user = client.user_by_nhs_number(patient.nhs_number)
-        yield _decide_from_user(patient, user, letter_date)
+        yield _decide_from_user(patient, user, letter_date, check_postcode)
         advance(1)
 
 
-def _decide_from_user(patient: PatientRow, user: dict[str, Any] | None, letter_date: dt.date) -> Decision:
+def _decide_from_user(
+    patient: PatientRow, user: dict[str, Any] | None, letter_date: dt.date, check_postcode: bool = True
+) -> Decision:
     if user is None:
         return exclusion(patient, Reason.NOT_FOUND)
     dob = user.get("dob")
+    date_of_birth = dt.date.fromisoformat(dob) if dob else None
     return _decide(
         patient,
         str(user["id"]),
         deceased=bool(user.get("dateDeceased")),
         registered=bool(user.get("registered")),
-        date_of_birth=dt.date.fromisoformat(dob) if dob else None,
+        date_of_birth=date_of_birth,
         letter_date=letter_date,
+        demographics=PkbDemographics(user.get("lastName"), date_of_birth, user.get("postalCode")),
+        check_postcode=check_postcode,
     )
 
 
@@ -94,9 +120,14 @@ def _decide(
     registered: bool,
     date_of_birth: dt.date | None,
     letter_date: dt.date,
+    demographics: PkbDemographics,
+    check_postcode: bool = True,
 ) -> Decision:
     if deceased:
         return exclusion(patient, Reason.DECEASED)
+    mismatched = mismatched_fields(patient, demographics, check_postcode=check_postcode)
+    if mismatched:
+        return exclusion(patient, Reason.DEMOGRAPHICS_MISMATCH, mismatch_detail(mismatched))
     if registered:
         return exclusion(patient, Reason.ALREADY_REGISTERED)
     if date_of_birth is None:
