@@ -151,7 +151,7 @@ def _print_summary(summary: JobSummary) -> None:
     echo(f"  letters      {summary.letters:>7}   {summary.pages} pages in {PRINT_FILE}")
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
-        echo(f"    {reason:<24}{count:>5}")
+        echo(f"    {reason:<28}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
 
 
@@ -162,4 +162,4 @@ def _print_validation(report: ValidationReport, written: Path) -> None:
     echo(f"  ready for PKB {len(report.ready):>6}")
     echo(f"  exceptions    {len(report.exclusions):>6}   see {written}")
     for reason, count in report.by_reason.items():
-        echo(f"    {reason:<24}{count:>5}")
+        echo(f"    {reason:<28}{count:>5}")

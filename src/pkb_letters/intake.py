@@ -79,9 +79,10 @@ def read_patient_list(path: Path, *, international: bool = False) -> IntakeResul
     _, header = next(records, (0, []))
     columns = _map_columns(header, path)
     result = IntakeResult(encoding=encoding, delimiter=delimiter)
-    first_row_of: dict[str, int] = {}
-    for line, cells in records:
-        outcome = _check_row(line, columns, cells, first_row_of, international)
+    rows = list(records)
+    checks = _RowChecks(columns, _marked_deceased(columns, rows), international)
+    for line, cells in rows:
+        outcome = checks.check(line, cells)
         if isinstance(outcome, PatientRow):
             result.patients.append(outcome)
         else:
@@ -182,20 +183,63 @@ def _map_columns(header: list[str], path: Path) -> list[str]:
     return columns
 
 
-def _check_row(
-    line: int, columns: list[str], cells: list[str], first_row_of: dict[str, int], international: bool
-) -> PatientRow | Exclusion:
+def _cells_by_column(columns: list[str], cells: list[str]):
     values = dict(zip(columns, cells, strict=False))  # short rows: the missing trailing cells are empty
-    get = lambda key: values.get(key, "").strip()  # noqa: E731
-    raw_nhs = get("nhs_number")
-    try:
-        _check_cell_count(columns, cells)
-        number = _checked_nhs_number(raw_nhs, line, first_row_of)
-        patient = _patient(line, get, number, international)
-    except _RowProblem as problem:
-        shown = re.sub(r"[\s-]", "", raw_nhs)
-        return Exclusion(line, get("customer_ref"), shown, problem.reason, problem.detail)
-    return patient
+    return lambda key: values.get(key, "").strip()
+
+
+def _marked_deceased(columns: list[str], rows: list[tuple[int, list[str]]]) -> dict[str, int]:
+    """NHS number → the first row that marks the patient deceased. Any row counts, even a
+    malformed one: a wrong "deceased" costs a letter, a missed one sends a letter to the dead."""
+    marked: dict[str, int] = {}
+    for line, cells in rows:
+        get = _cells_by_column(columns, cells)
+        if get("deceased").lower() in _NOT_DECEASED:
+            continue
+        try:
+            marked.setdefault(nhs_number.normalise(get("nhs_number")), line)
+        except nhs_number.InvalidNhsNumber:
+            continue  # that row is excluded for its number; no other row can be linked to it
+    return marked
+
+
+@dataclass
+class _RowChecks:
+    columns: list[str]
+    marked_deceased: dict[str, int]
+    international: bool
+    first_row_of: dict[str, int] = field(default_factory=dict)
+
+    def check(self, line: int, cells: list[str]) -> PatientRow | Exclusion:
+        get = _cells_by_column(self.columns, cells)
+        raw_nhs = get("nhs_number")
+        try:
+            _check_cell_count(self.columns, cells)
+            number = _valid_nhs_number(raw_nhs)
+            self._check_not_deceased(number, line)
+            self._check_first_row(number, line)
+            return _patient(line, get, number, self.international)
+        except _RowProblem as problem:
+            shown = re.sub(r"[\s-]", "", raw_nhs)
+            return Exclusion(line, get("customer_ref"), shown, problem.reason, problem.detail)
+
+    def _check_not_deceased(self, number: str, line: int) -> None:
+        marked_in = self.marked_deceased.get(number)
+        if marked_in == line:
+            raise _RowProblem(Reason.DECEASED, "the list marks this patient as deceased")
+        if marked_in is not None:
+            raise _RowProblem(
+                Reason.DECEASED, f"row {marked_in} of the list marks this patient (same NHS number) as deceased"
+            )
+
+    def _check_first_row(self, number: str, line: int) -> None:
+        first = self.first_row_of.setdefault(number, line)
+        if first != line:
+            raise _RowProblem(
+                Reason.DUPLICATE_NHS_NUMBER,
+                f"same NHS number as row {first}: one patient gets one letter, from the first row with the "
+                f"number; remove this row (if row {first} is also in this report, fix that row)",
+            )
 
 
 def _check_cell_count(columns: list[str], cells: list[str]) -> None:
@@ -208,20 +252,11 @@ def _check_cell_count(columns: list[str], cells: list[str]) -> None:
         )
 
 
-def _checked_nhs_number(raw: str, line: int, first_row_of: dict[str, int]) -> str:
+def _valid_nhs_number(raw: str) -> str:
     try:
-        number = nhs_number.normalise(raw)
+        return nhs_number.normalise(raw)
     except nhs_number.InvalidNhsNumber as exc:
         raise _RowProblem(Reason.INVALID_NHS_NUMBER, str(exc)) from exc
-    if number in first_row_of:
-        raise _RowProblem(
-            Reason.DUPLICATE_NHS_NUMBER,
-            f"same NHS number as row {first_row_of[number]}: one patient gets one letter, from the first "
-            f"row with the number; remove this row (if row {first_row_of[number]} is also in this "
-            "report, fix that row)",
-        )
-    first_row_of[number] = line
-    return number
 
 
 def _patient(line: int, get, number: str, international: bool) -> PatientRow:
@@ -229,8 +264,6 @@ def _patient(line: int, get, number: str, international: bool) -> PatientRow:
     if not first_name or not last_name:
         missing = "First name" if not first_name else "Last name"
         raise _RowProblem(Reason.MISSING_NAME, f"{missing} is empty; fill it in")
-    if get("deceased").lower() not in _NOT_DECEASED:
-        raise _RowProblem(Reason.DECEASED, "the list marks this patient as deceased")
     _check_name_line(" ".join(part for part in (title, first_name, last_name) if part))
     try:
         address = normalise_address(
