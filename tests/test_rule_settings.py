@@ -71,3 +71,9 @@ def test_run_refuses_a_bad_rules_table_before_starting(tmp_path):
     )
     assert result.exit_code == 2 and "unknown [rules] settings: deceased_check" in result.stderr
     assert not (tmp_path / "job").exists()
+
+
+def test_the_example_job_file_spells_the_defaults():
+    from pkb_letters.config import load_job_file
+
+    assert rule_settings(load_job_file(FIXTURES / "job.example.toml")) == RuleSettings()
