@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import os
 import re
+import shutil
 import stat
 
 import pytest
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES, PATIENTS_CSV, connection_to, demo_settings, no_weasyprint_warnings
 
 from pkb_letters.cli import main
-from pkb_letters.config import RuleSettings
+from pkb_letters.config import DEFAULT_TEMPLATE, RuleSettings
 from pkb_letters.errors import ConfigError, InputFileError
 from pkb_letters.pipeline import run_job
 from pkb_letters.validate import validate_list, write_report
@@ -104,3 +105,37 @@ def test_help_lists_validate_and_the_rule_flags():
     for flag in ("--international-post", "--no-postcode-check"):
         assert flag in run_help
     assert "--international-post" in invoke("validate", "--help").stdout
+
+
+# --- the address fit is measured in the template's font, not counted in characters -------------------
+
+
+def _list(tmp_path, *address_rows: list[str]):
+    header = "First name,Last name,NHS number,Address1,Address2,Address3,Address4,Address5,City,Post code\n"
+    numbers = ["9434765919", "5760678914", "7569602005"]
+    lines = [",".join(["Al", "Ng", number, *row]) + "\n" for number, row in zip(numbers, address_rows, strict=False)]
+    path = tmp_path / "patients.csv"
+    path.write_text(header + "".join(lines), encoding="utf-8")
+    return path
+
+
+def test_width_is_measured_with_the_font_not_counted_in_characters(tmp_path):
+    wide, narrow = "W" * 38, "i" * 38  # the same number of characters
+    path = _list(tmp_path, [wide, "", "", "", "", "LEEDS", "LS1 1UR"], [narrow, "", "", "", "", "LEEDS", "LS1 1UR"])
+    report = validate_list(path)
+    assert [(e.input_row, e.reason.value) for e in report.exclusions] == [(2, "address-too-wide")]
+    assert [p.input_row for p in report.ready] == [3]
+
+
+def test_too_many_lines_for_the_window_height_at_the_templates_font(tmp_path):
+    template = tmp_path / "big-address"
+    shutil.copytree(DEFAULT_TEMPLATE, template)
+    with (template / "letter.css").open("a", encoding="utf-8") as css:
+        css.write("\n.pkb-address-window { font-size: 12pt; line-height: 1.5; }\n")  # Royal Mail allows 12 pt
+    seven = ["1 Mill Lane", "Lower Town", "Upper Ward", "Parish", "", "LEEDS", "LS1 1UR"]  # 7 with the name
+    three = ["1 Mill Lane", "", "", "", "", "LEEDS", "LS1 1UR"]
+    path = _list(tmp_path, seven, three)
+    assert not validate_list(path).exclusions  # the default template fits the 7 lines Royal Mail allows
+    report = validate_list(path, template)
+    assert [(e.input_row, e.reason.value) for e in report.exclusions] == [(2, "address-too-tall")]
+    assert "mm tall in the letter's font" in report.exclusions[0].detail
