@@ -1,8 +1,11 @@
 """Intake: the customer's patient list (CSV) in, `PatientRow`s and `Exclusion`s out.
 
 Headers are matched case-, space- and punctuation-insensitively against the
-aliases PKB's "Add many patients" file and common exports use. Every cell is
-text. Each non-blank record becomes exactly one `PatientRow` or one `Exclusion`.
+aliases PKB's "Add many patients" file and common exports use. The encoding
+(UTF-8 with or without BOM, or Windows-1252) and the separator are detected;
+a file that is neither encoding is refused. Every cell is text. Each non-blank
+record becomes exactly one `PatientRow` or one `Exclusion`, and a patient
+marked deceased in any row gets a `PatientRow` from none.
 """
 
 from __future__ import annotations
