@@ -100,3 +100,179 @@ def test_address_is_rejected_with_a_reason_and_a_fix(street, town, county, postc
     for words in says:
         assert words in rejected.detail, f"{words!r} not in {rejected.detail!r}"
 
+
+
+# --- lines that cannot be posted --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("character", list('@()=[]"\\/,<>~'))
+@pytest.mark.parametrize("where", [0, 1])
+def test_a_line_starting_with_a_forbidden_character_is_refused(character, where):
+    street = ["Flat 4", "12 Grey Street"]
+    street[where] = f"{character}{street[where]}"  # (a comma is trimmed only at the end of a line)
+    rejected = _rejection(street, "NEWCASTLE", "", "NE1 7RU")
+    assert rejected.reason is Reason.ADDRESS_INVALID_CHARACTER
+    assert f"address line {where + 1}" in rejected.detail and repr(character) in rejected.detail
+
+
+@pytest.mark.parametrize("street", [["12 Grey Street (rear)"], ["Flat 4 = top floor"], ["  12 Grey Street"]])
+def test_those_characters_are_fine_inside_a_line(street):
+    assert normalise_address(street, "NEWCASTLE", "", "NE1 7RU").lines[0] == street[0].strip()
+
+
+@pytest.mark.parametrize(
+    ("street", "town", "postcode"),
+    [
+        (["NFA"], "LEEDS", "LS1 1UR"),
+        (["nfa"], "LEEDS", "LS1 1UR"),
+        (["No fixed abode"], "LEEDS", "LS1 1UR"),
+        (["NO FIXED ABODE"], "", ""),
+        (["Patient of no  fixed address", "c/o 3 Roundhay Road"], "LEEDS", "LS8 5AN"),
+        (["3 Roundhay Road"], "LEEDS", "ZZ99 3VZ"),  # the ONS code NHS systems record for no fixed abode
+        (["3 Roundhay Road"], "NFA", "LS8 5AN"),
+    ],
+)
+def test_no_fixed_abode_is_refused_whatever_else_the_row_says(street, town, postcode):
+    rejected = _rejection(street, town, "", postcode)
+    assert rejected.reason is Reason.ADDRESS_NO_FIXED_ABODE
+    assert "no fixed abode" in rejected.detail
+
+
+@pytest.mark.parametrize("street", [["Nfald Farm", "Nether Lane"], ["The Old Fixed Abode Inn"]])
+def test_words_that_only_look_like_no_fixed_abode_are_fine(street):
+    assert normalise_address(street, "LEEDS", "", "LS1 1UR").postcode == "LS1 1UR"
+
+
+# --- multi-line cells and postcodes written in the lines --------------------------------------
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_each_line_of_a_multi_line_cell_is_an_address_line(newline):
+    address = normalise_address([f"Flat 4,{newline}12 Grey Street{newline}"], "newcastle", "", "NE1 7RU")
+    assert address.lines == ("Flat 4", "12 Grey Street", "NEWCASTLE", "NE1 7RU")
+
+
+@pytest.mark.parametrize(
+    ("street", "postcode", "expected"),
+    [
+        (["12 Grey Street", "Newcastle", "ne1 7ru"], "", ("12 Grey Street", "Newcastle", "NE1 7RU")),
+        (["12 Grey Street", "Newcastle", "NE1 7RU"], "NE17RU", ("12 Grey Street", "Newcastle", "NE1 7RU")),
+        (["12 Grey Street", "NE1 7RU", "United Kingdom"], "", ("12 Grey Street", "NE1 7RU")),
+        (["12 Grey Street", "Newcastle", "England"], "NE1 7RU", ("12 Grey Street", "Newcastle", "NE1 7RU")),
+    ],
+)
+def test_postcode_from_the_last_line_written_once_and_no_uk_country_line(street, postcode, expected):
+    address = normalise_address(street, "", "", postcode)
+    assert (address.lines, address.postcode, address.postage) == (expected, expected[-1], "uk")
+
+
+def test_united_kingdom_in_the_country_column_is_not_printed():
+    address = normalise_address(["12 Grey Street"], "Newcastle", "", "NE1 7RU", "United Kingdom")
+    assert address.lines == ("12 Grey Street", "NEWCASTLE", "NE1 7RU")
+
+
+# --- BFPO ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("street", "postcode", "expected"),
+    [
+        (["1st Battalion The Rifles", "BFPO 38"], "BF1 4FB", ("1st Battalion The Rifles", "BF1 4FB", "BFPO 38")),
+        (["1st Battalion The Rifles", "bfpo38"], "bf14fb", ("1st Battalion The Rifles", "BF1 4FB", "BFPO 38")),
+        (["BFPO 38", "1st Battalion The Rifles", "Op Tosca"], "BF1 4FB",
+         ("1st Battalion The Rifles", "Op Tosca", "BF1 4FB", "BFPO 38")),
+        (["1st Battalion The Rifles", "Op Tosca", "BFPO No. 38"], "",
+         ("1st Battalion The Rifles", "Op Tosca", "BFPO 38")),
+        (["1st Battalion The Rifles", "BF1 4FB", "BFPO 38"], "",
+         ("1st Battalion The Rifles", "BF1 4FB", "BFPO 38")),
+    ],
+)
+def test_bfpo_address_ends_with_the_postcode_then_the_bfpo_number(street, postcode, expected):
+    address = normalise_address(street, "", "", postcode)
+    assert address.lines == expected
+    assert address.postcode == ("BF1 4FB" if "BF1 4FB" in expected else "")
+    assert address.postage == "uk"
+
+
+@pytest.mark.parametrize(
+    ("street", "postcode", "country", "says"),
+    [
+        (["1st Battalion The Rifles", "BFPO 38"], "BF1 4XC", "", "'BF1 4XC'"),
+        (["1st Battalion The Rifles", "BFPO 38"], "", "Cyprus", "must not name a country"),
+        (["1st Battalion The Rifles", "BFPO 38", "Germany"], "", "", "must not name a country"),
+    ],
+)
+def test_bfpo_address_with_a_bad_postcode_or_a_country_is_refused(street, postcode, country, says):
+    rejected = _rejection_abroad(street, "", postcode, country, international=True)
+    assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
+    assert says in rejected.detail
+
+
+# --- addresses abroad ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("street", "town", "postcode", "country"),
+    [
+        (["12 Rue de Rivoli"], "Paris", "75001", "France"),
+        (["12 Rue de Rivoli", "75001 Paris", "FRANCE"], "", "", ""),
+        (["1 Main Street", "Springfield IL 62701"], "", "", "USA"),
+    ],
+)
+def test_address_abroad_is_refused_unless_the_job_posts_abroad(street, town, postcode, country):
+    rejected = _rejection_abroad(street, town, postcode, country, international=False)
+    assert rejected.reason is Reason.ADDRESS_INTERNATIONAL
+    assert "abroad" in rejected.detail and "--international-post" in rejected.detail
+
+
+@pytest.mark.parametrize("international", [False, True])
+def test_an_unknown_name_in_the_country_column_is_named(international):
+    rejected = _rejection_abroad(["5 Hauptstraße"], "Berlin", "10115", "Deutschland", international)
+    assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
+    assert "'Deutschland'" in rejected.detail and "not a country name we know" in rejected.detail
+
+
+def _rejection_abroad(street, town, postcode, country, international) -> AddressRejected:
+    with pytest.raises(AddressRejected) as caught:
+        normalise_address(street, town, "", postcode, country, international=international)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("street", "town", "postcode", "country", "lines", "postage"),
+    [
+        (["12 Rue de Rivoli"], "Paris", "75001", "France", ("12 Rue de Rivoli", "PARIS", "75001", "FRANCE"), "europe"),
+        (["12 Rue de Rivoli", "75001 Paris", "France"], "", "", "",
+         ("12 Rue de Rivoli", "75001 Paris", "FRANCE"), "europe"),
+        (["Calle Mayor 5"], "Madrid", "28013", "Spain", ("Calle Mayor 5", "MADRID", "28013", "SPAIN"), "europe"),
+        (["Istiklal Caddesi 10"], "Istanbul", "", "Turkey", ("Istiklal Caddesi 10", "ISTANBUL", "TURKEY"), "europe"),
+        (["1 Main Street", "Springfield IL 62701"], "", "", "United States",
+         ("1 Main Street", "Springfield IL 62701", "UNITED STATES"), "rest-of-world"),
+        (["10 Queen Street"], "Auckland", "1010", "New Zealand",
+         ("10 Queen Street", "AUCKLAND", "1010", "NEW ZEALAND"), "rest-of-world"),
+        (["Rue du Commerce 3"], "Abidjan", "", "Côte d'Ivoire",
+         ("Rue du Commerce 3", "ABIDJAN", "CÔTE D'IVOIRE"), "rest-of-world"),
+    ],
+)
+def test_address_abroad_ends_with_the_country_and_has_a_postage_zone(street, town, postcode, country, lines, postage):
+    address = normalise_address(street, town, "", postcode, country, international=True)
+    assert (address.lines, address.postcode, address.postage) == (lines, "", postage)
+
+
+@pytest.mark.parametrize("last_line", ["Atlantis", "Newcastle", "DE"])
+def test_abroad_the_last_line_must_be_a_known_country(last_line):
+    rejected = _rejection_abroad(["1 Some Street", last_line], "", "", "", international=True)
+    assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
+    assert "name the country on the last line" in rejected.detail
+
+
+def test_a_uk_address_is_posted_in_the_uk_when_international_post_is_on():
+    address = normalise_address(["12 Grey Street"], "Newcastle", "", "NE1 7RU", international=True)
+    assert (address.lines[-1], address.postage) == ("NE1 7RU", "uk")
+
+
+def test_too_many_lines_abroad_counts_the_country_line():
+    street = ["1", "2", "3", "4"]  # name + 4 + town + country = 7: fits; one more does not
+    assert len(normalise_address(street, "Paris", "", "", "France", international=True).lines) == 6
+    rejected = _rejection_abroad([*street, "5"], "Paris", "", "France", international=True)
+    assert rejected.reason is Reason.ADDRESS_TOO_MANY_LINES

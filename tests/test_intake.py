@@ -177,7 +177,8 @@ def test_row_number_is_the_line_where_a_multiline_record_starts(tmp_path, newlin
     text = header + multiline + table(ZOE, newline=newline) + table(SEUN, newline=newline)
     result = intake(write(tmp_path, text), data_rows=3)
     assert [(p.first_name, p.input_row) for p in result.patients] == [("Read", 2), ("Zoë", 4), ("Oluwaseun", 5)]
-    assert result.patients[0].address_lines[0] == "Flat 4 12 Grey Street"
+    # each line of a multi-line cell is its own address line, as the customer typed it
+    assert result.patients[0].address_lines == ("Flat 4", "12 Grey Street", "NEWCASTLE", "NE1 7RU")
 
 
 def test_blank_rows_are_ignored_and_counted_as_lines(tmp_path):
@@ -287,3 +288,130 @@ def test_a_row_with_more_cells_than_the_header_is_malformed_not_shifted(tmp_path
     (exclusion,) = result.exclusions
     assert exclusion.reason is Reason.MALFORMED_ROW and exclusion.input_row == 3
     assert "quote" in exclusion.detail
+
+
+# --- encodings: detected, never guessed -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding"),
+    [
+        (table(HEADER, ZOE).encode("utf-8"), "utf-8"),
+        (b"\xef\xbb\xbf" + table(HEADER, ZOE).encode("utf-8"), "utf-8-sig"),
+        (table(HEADER, ZOE).encode("cp1252"), "cp1252"),
+        (table(HEADER, READ).encode("ascii"), "utf-8"),
+    ],
+)
+def test_the_encoding_found_is_reported(tmp_path, data, encoding):
+    result = intake(write(tmp_path, data), data_rows=1)
+    assert result.encoding == encoding
+    assert result.patients[0].first_name in ("Zoë", "Read")
+
+
+def test_utf8_with_bom_and_a_bad_byte_is_refused_at_the_byte_offset_counting_the_bom(tmp_path):
+    head = b"\xef\xbb\xbf" + table(HEADER, ZOE).encode("utf-8") + b"Ren"
+    path = write(tmp_path, head + b"\xe9e,Durand,9434765919,,,,\n")  # é in Windows-1252
+    with pytest.raises(InputFileError) as caught:
+        read_patient_list(path)
+    assert f"offset {len(head)}" in str(caught.value) and "byte order mark" in str(caught.value)
+
+
+def test_utf8_and_windows_1252_mixed_in_one_file_is_refused_not_garbled(tmp_path):
+    # every byte is defined in Windows-1252, so decoding it that way "works" and prints "ZoÃ«"
+    head = table(HEADER, ZOE).encode("utf-8") + b"Ren"
+    path = write(tmp_path, head + b"\xe9e,Durand,9434765919,,,,\n")
+    with pytest.raises(InputFileError) as caught:
+        read_patient_list(path)
+    message = str(caught.value)
+    assert "mixes encodings" in message and f"offset {len(head)}" in message and "0xE9" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (table(HEADER, READ).encode("utf-16"), "UTF-16"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 20, "workbook"),
+        (table(HEADER).encode() + b"Read,Rich\x00ards,5760678914,,,,\n", "offset"),
+    ],
+)
+def test_files_that_are_not_csv_text_are_refused_saying_what_they_are(tmp_path, data, says):
+    with pytest.raises(InputFileError, match=says):
+        read_patient_list(write(tmp_path, data))
+
+
+def test_control_character_is_refused_at_its_offset(tmp_path):
+    head = table(HEADER).encode() + b"Read,Rich"
+    with pytest.raises(InputFileError, match=rf"0x00 at offset {len(head)}\b"):
+        read_patient_list(write(tmp_path, head + b"\x00ards,5760678914,,,,\n"))
+
+
+@pytest.mark.parametrize(("sep", "name"), [(",", ","), (";", ";"), ("\t", "\t")])
+def test_the_separator_found_is_reported(tmp_path, sep, name):
+    assert intake(write(tmp_path, table(HEADER, READ, sep=sep)), data_rows=1).delimiter == name
+
+
+# --- values --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("serial", ["36784", "36784.0"])
+def test_date_of_birth_saved_as_a_spreadsheet_day_number_says_so(tmp_path, serial):
+    row = [*READ[:3], serial, *READ[4:]]
+    exclusion = only_exclusion(intake(write(tmp_path, table(HEADER, row)), data_rows=1))
+    assert exclusion.reason is Reason.INVALID_DATE_OF_BIRTH
+    assert "spreadsheet" in exclusion.detail and "DD/MM/YYYY" in exclusion.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [("5.76068E+09", "scientific notation"), ("5760678914.0", "decimal"), ('"5,760,678,914"', "thousands")],
+)
+def test_nhs_number_mangled_by_a_spreadsheet_is_refused_saying_what_happened(tmp_path, raw, says):
+    row = [*READ[:2], raw, *READ[3:]]
+    exclusion = only_exclusion(intake(write(tmp_path, table(HEADER, row)), data_rows=1))
+    assert exclusion.reason is Reason.INVALID_NHS_NUMBER
+    assert says in exclusion.detail and "spreadsheet" in exclusion.detail and "text" in exclusion.detail
+
+
+def test_name_cells_with_line_breaks_print_on_one_line(tmp_path):
+    text = table(HEADER) + '"Read\nAlan","Richards ",5760678914,2000-09-15,12 Grey Street,Newcastle,NE1 7RU\n'
+    patient = only_patient(intake(write(tmp_path, text), data_rows=1))
+    assert patient.display_name == "Read Alan Richards"
+
+
+@pytest.mark.parametrize(("title", "first"), [("=cmd", "Read"), ("", "@Read"), ("(Mr)", "Read")])
+def test_a_name_line_starting_with_a_forbidden_character_is_refused(tmp_path, title, first):
+    path = write(tmp_path, table(["Title", *HEADER], [title, first, *READ[1:]]))
+    exclusion = only_exclusion(intake(path, data_rows=1))
+    assert exclusion.reason is Reason.ADDRESS_INVALID_CHARACTER and "name line" in exclusion.detail
+
+
+# --- deceased in any row ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["marked row first", "marked row later"])
+def test_a_patient_marked_deceased_in_any_row_gets_no_letter_from_any_row(tmp_path, order):
+    alive, dead = [*READ, "N"], [*READ[:2], "576 067 8914", *READ[3:], "Y"]
+    rows = [dead, alive] if order == "marked row first" else [alive, dead]
+    result = intake(write(tmp_path, table([*HEADER, "Deceased"], [*ZOE, ""], *rows)), data_rows=3)
+    assert [p.first_name for p in result.patients] == ["Zoë"]
+    assert [(x.input_row, x.reason) for x in result.exclusions] == [(3, Reason.DECEASED), (4, Reason.DECEASED)]
+    marked_row = 3 if order == "marked row first" else 4
+    unmarked = next(x for x in result.exclusions if x.input_row != marked_row)
+    assert f"row {marked_row} of the list marks this patient" in unmarked.detail
+
+
+# --- addresses abroad and postage --------------------------------------------------------------------
+
+
+def test_country_column_and_international_post(tmp_path):
+    paris = ["Camille", "Dubois", "9434765919", "1984-02-17", "12 Rue de Rivoli", "Paris", "75001", "France"]
+    path = write(tmp_path, table([*HEADER, "Country"], [*READ, "United Kingdom"], paris))
+    uk_only = intake(path, data_rows=2)
+    assert [x.reason for x in uk_only.exclusions] == [Reason.ADDRESS_INTERNATIONAL]
+    assert uk_only.patients[0].postage == "uk" and uk_only.patients[0].address_lines[-1] == "NE1 7RU"
+    both = read_patient_list(path, international=True)
+    assert not both.exclusions
+    abroad = both.patients[1]
+    assert (abroad.address_lines, abroad.postcode, abroad.postage) == (
+        ("12 Rue de Rivoli", "PARIS", "75001", "FRANCE"), "", "europe"
+    )

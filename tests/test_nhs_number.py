@@ -36,9 +36,11 @@ def test_valid_numbers_are_normalised_to_ten_digits(raw, expected):
         ("NHS5760678914", ["only the digits 0-9"]),
         ("", ["empty"]),
         ("   ", ["empty"]),
-        ("5.76068E+09", ["spreadsheet", "text", "5.76068E+09"]),
+        ("5.76068E+09", ["spreadsheet", "scientific notation", "number is lost", "text", "5.76068E+09"]),
         ("5.76068e+09", ["spreadsheet"]),
         ("5E9", ["spreadsheet"]),
+        ("5760678914.0", ["spreadsheet", "decimal", "text"]),
+        ("5,760,678,914", ["spreadsheet", "thousands separators", "text"]),
         ("0726547506", ["CHI", "H&C"]),
         ("1503858677", ["CHI", "H&C"]),  # a real-format Scottish CHI number
         ("2791319840", ["CHI", "H&C"]),

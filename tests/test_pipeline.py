@@ -180,11 +180,12 @@ def test_manifest_schema(demo_job: DemoJob):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", data["job"]["created"])
     for n, entry in enumerate(data["letters"], 1):
         assert set(entry) == {"sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-                              "name", "address_lines", "postcode", "codes_expire", "codes_reissued"}
+                              "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage"}
         assert entry["codes_reissued"] == ""
         assert entry["sequence"] == n
         assert entry["piece_id"] == f"{data['job']['id']}-{n:06d}"
         assert entry["address_lines"][-1] == entry["postcode"]
+        assert entry["postage"] == "uk"  # the demo list has no address abroad
 
 
 def test_letters_are_in_input_order(demo_job: DemoJob):

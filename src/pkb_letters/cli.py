@@ -18,6 +18,7 @@ from .log import LOG_FORMATS, configure_logging
 from .pipeline import PRINT_FILE, STOP_POINTS, JobSummary, run_job
 from .progress import NoProgress, TerminalProgress
 from .records import Delivery, DeliveryOutcome
+from .validate import ValidationReport, validate_list, write_report
 
 REPO_DIR = config.PACKAGE_DIR.parent.parent
 DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
@@ -45,7 +46,13 @@ def main(verbose: bool, log_format: str) -> None:
 @click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML) with [pkb], [letter], [codes] and [sandbox] tables.")
+              help="Job file (TOML) with [pkb], [letter], [codes], [rules] and [sandbox] tables.")
+@click.option("--international-post/--uk-post-only", "international_post", default=None,
+              help="Post letters abroad too (the last address line names the country). Default: the job "
+                   "file's [rules] international_post, else UK only.")
+@click.option("--postcode-check/--no-postcode-check", "postcode_check", default=None,
+              help="Compare the list's postcode with PKB's record (REST route). Surname and date of birth "
+                   "are always compared. Default: the job file's [rules] postcode_check, else on.")
 @click.option("--restart", is_flag=True,
               help="Replace the job already in --out instead of resuming it (its code pairs are kept and reused).")
 @click.option("--min-validity-days", type=click.IntRange(min=0), default=21, show_default=True,
@@ -59,7 +66,8 @@ def main(verbose: bool, log_format: str) -> None:
 @click.option("--stop-after", type=click.Choice(STOP_POINTS), default=None,
               help="Stop once this stage is done; run again without it to carry on.")
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
-        template_dir: Path, job_file: Path | None, restart: bool, min_validity_days: int,
+        template_dir: Path, job_file: Path | None, international_post: bool | None,
+        postcode_check: bool | None, restart: bool, min_validity_days: int,
         concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV).
 
@@ -84,10 +92,37 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 concurrency=concurrency,
                 requests_per_second=rate_limit,
                 chunk_size=chunk_size,
+                rules=config.rule_settings(job, international_post, postcode_check),
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
             summary = run_job(settings, connection, progress, restart=restart, stop_after=stop_after)
         _print_summary(summary)
+
+
+@main.command()
+@click.argument("patients", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for exceptions.csv (it holds NHS numbers: keep it private).")
+@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template whose address window to fit.")
+@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Job file (TOML); its [letter] and [rules] tables are used.")
+@click.option("--international-post/--uk-post-only", "international_post", default=None,
+              help="Accept addresses abroad (the last line names the country).")
+def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path | None,
+             international_post: bool | None) -> None:
+    """Check PATIENTS (CSV) without calling PKB: intake and address rules, and that every address
+    fits the envelope window in the letter's font. Writes exceptions.csv as a run would."""
+    with _errors_to_exit_codes():
+        job = config.load_job_file(job_file)
+        report = validate_list(
+            patients,
+            template_dir,
+            config.letter_settings(job, config.PRODUCTION_JOIN_URL),
+            config.rule_settings(job, international_post),
+        )
+        written = write_report(report, out_dir)
+    _print_validation(report, written)
 
 
 @main.command()
@@ -199,7 +234,7 @@ def _print_summary(summary: JobSummary) -> None:
     echo(f"  letters      {summary.letters:>7}   {summary.pages} pages in {PRINT_FILE}")
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
-        echo(f"    {reason:<24}{count:>5}")
+        echo(f"    {reason:<28}{count:>5}")
     if summary.reissues:
         echo(f"  re-issued code pairs {sum(summary.reissues.values()):>3}   (a second pair was asked for)")
         for why, count in summary.reissues.items():
@@ -251,3 +286,13 @@ def _print_delivery(job_id: str, delivery: Delivery, history: list[Delivery]) ->
     echo("Deliveries of this job (journal; also in `pkb-letters status`):")
     for past in history:
         echo(f"  {past.finished:%Y-%m-%d %H:%M:%S}Z  {past.outcome:<17} {past.destination}  {past.detail}".rstrip())
+
+
+def _print_validation(report: ValidationReport, written: Path) -> None:
+    echo = click.echo
+    separator = {",": "comma", ";": "semicolon", "\t": "tab"}[report.delimiter]
+    echo(f"Checked {report.input_rows} rows ({report.encoding}, {separator}-separated); no PKB call made")
+    echo(f"  ready for PKB {len(report.ready):>6}")
+    echo(f"  exceptions    {len(report.exclusions):>6}   see {written}")
+    for reason, count in report.by_reason.items():
+        echo(f"    {reason:<28}{count:>5}")

@@ -61,6 +61,15 @@ class LetterSettings:
 
 
 @dataclass(frozen=True)
+class RuleSettings:
+    """The patient-safety rules a job may change. The deceased check, and the surname and date
+    of birth parts of the demographic cross-check, are deliberately not settings."""
+
+    international_post: bool = False  # letters abroad: the last address line must name the country
+    postcode_check: bool = True  # compare the list's postcode with PKB's (off when PKB addresses are stale)
+
+
+@dataclass(frozen=True)
 class JobSettings:
     patients: Path
     out_dir: Path
@@ -69,6 +78,7 @@ class JobSettings:
     letter: LetterSettings = field(default_factory=LetterSettings)
     rest_code_validity_days: int = 30
     chunk_size: int = 100
+    rules: RuleSettings = field(default_factory=RuleSettings)
     min_validity_days: int = 21  # codes expiring sooner than this after printing are re-issued
     concurrency: int = 8  # REST requests in flight at once
     requests_per_second: float | None = None  # client-side cap agreed with PKB; None is none
@@ -210,3 +220,22 @@ SFTP_PASSWORD_ENV = "PKB_LETTERS_SFTP_PASSWORD"
 def sftp_password(env: Mapping[str, str]) -> str | None:
     """The SFTP password, for mail houses that do not take keys: from the environment only."""
     return env.get(SFTP_PASSWORD_ENV) or None
+
+
+def rule_settings(
+    job: Mapping[str, Any], international_post: bool | None = None, postcode_check: bool | None = None
+) -> RuleSettings:
+    """The job file's [rules] table, with command-line flags (when given) taking precedence."""
+    table = dict(job.get("rules", {}))
+    known = {"international_post", "postcode_check"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"unknown [rules] settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    for key, value in table.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"[rules] {key} must be true or false, not {value!r}")
+    if international_post is not None:
+        table["international_post"] = international_post
+    if postcode_check is not None:
+        table["postcode_check"] = postcode_check
+    return RuleSettings(**table)

@@ -22,7 +22,7 @@ MANIFEST_CSV = "manifest.csv"
 EXCEPTIONS_CSV = "exceptions.csv"
 LETTER_FIELDS = (
     "sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-    "name", "address_lines", "postcode", "codes_expire", "codes_reissued",
+    "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
@@ -42,6 +42,7 @@ def letter_entry(placed: PlacedLetter, reissued: str | None = None) -> dict[str,
         "postcode": letter.patient.postcode,
         "codes_expire": letter.codes.expires.isoformat(),
         "codes_reissued": reissued or "",
+        "postage": letter.patient.postage,  # Royal Mail zone: uk, europe or rest-of-world
     }
 
 

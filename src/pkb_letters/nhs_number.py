@@ -7,6 +7,8 @@ import re
 _SEPARATORS = re.compile(r"[\s-]+")
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _EXCEL_SCIENTIFIC = re.compile(r"^\d(\.\d+)?E\+?\d+$", re.IGNORECASE)
+_EXCEL_DECIMAL = re.compile(r"^\d+\.0+$")
+_EXCEL_THOUSANDS = re.compile(r"^\d{1,3}(,\d{3})+$")
 
 
 class InvalidNhsNumber(ValueError):
@@ -18,11 +20,7 @@ def normalise(raw: str) -> str:
     value = _SEPARATORS.sub("", raw.strip())
     if not value:
         raise InvalidNhsNumber("NHS number is empty")
-    if _EXCEL_SCIENTIFIC.match(value):
-        raise InvalidNhsNumber(
-            f"NHS number {raw.strip()!r} was turned into a rounded number by a spreadsheet; "
-            "re-export the column formatted as text"
-        )
+    _check_spreadsheet_damage(raw.strip(), value)
     if not _ASCII_DIGITS.fullmatch(value):  # str.isdigit() also accepts '²' and full-width digits
         raise InvalidNhsNumber("NHS number must contain only the digits 0-9, spaces or dashes")
     if len(value) == 9:
@@ -40,6 +38,25 @@ def normalise(raw: str) -> str:
             "which PKB does not accept as NHS numbers"
         )
     return value
+
+
+def _check_spreadsheet_damage(shown: str, value: str) -> None:
+    """Excel reads a column of NHS numbers as numbers unless told it is text, and saves what it shows."""
+    if _EXCEL_SCIENTIFIC.match(value):
+        raise InvalidNhsNumber(
+            f"NHS number {shown!r} was saved by a spreadsheet in scientific notation, which keeps only the "
+            "first few digits: the number is lost; re-export the column formatted as text"
+        )
+    if _EXCEL_DECIMAL.match(value):
+        raise InvalidNhsNumber(
+            f"NHS number {shown!r} was saved by a spreadsheet as a decimal number; "
+            "re-export the column formatted as text"
+        )
+    if _EXCEL_THOUSANDS.match(value):
+        raise InvalidNhsNumber(
+            f"NHS number {shown!r} was saved by a spreadsheet with thousands separators; "
+            "re-export the column formatted as text"
+        )
 
 
 def check_digit(first_nine: str) -> str | None:

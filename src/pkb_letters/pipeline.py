@@ -35,6 +35,7 @@ from .pkb import PkbClient
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
 from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+from .validate import address_fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
@@ -74,7 +75,8 @@ def run_job(
     resuming = journal_path.exists() and not restart
     if journal_path.exists():
         _check_same_job(journal_path, fingerprint, restart)
-    intake = None if resuming else read_patient_list(settings.patients)  # a bad list leaves no job behind
+    # a bad list leaves no job behind
+    intake = None if resuming else _read_list(settings)
     make_private_dir(settings.out_dir)
     previous = _archive_journal(journal_path) if restart and journal_path.exists() else None
     with Journal.in_dir(settings.out_dir) as journal:
@@ -100,7 +102,7 @@ def _run_stages(
     renderer = ChunkRenderer(template, settings.letter, envelope)
     journal.begin_run()
     if not journal.is_done("intake"):
-        _record_intake(journal, intake or read_patient_list(settings.patients))
+        _record_intake(journal, intake or _read_list(settings))
     if not journal.is_done("address-fit"):
         _check_addresses(journal, renderer)
         renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
@@ -131,6 +133,7 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, envelope: E
         "api": settings.api,
         "letter_settings": json.dumps(letter, sort_keys=True),
         "envelope": envelope.name,
+        "rules": json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
     }
 
 
@@ -140,6 +143,7 @@ _FINGERPRINT_WORDS = {
     "api": "PKB route (--api)",
     "letter_settings": "[letter] settings",
     "envelope": "envelope profile",
+    "rules": "[rules] settings",
 }
 
 
@@ -210,6 +214,10 @@ def _start(
     return job
 
 
+def _read_list(settings: JobSettings) -> IntakeResult:
+    return read_patient_list(settings.patients, international=settings.rules.international_post)
+
+
 def _record_intake(journal: Journal, result: IntakeResult) -> None:
     journal.record_intake(result.patients, result.exclusions)
     logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
@@ -217,12 +225,9 @@ def _record_intake(journal: Journal, result: IntakeResult) -> None:
 
 def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    problems = renderer.check_addresses(journal.patients_at(Stage.READ))
-    for input_row, problem in problems.items():
-        if isinstance(problem, TemplateError):
-            journal.exclude(input_row, Reason.TEMPLATE_ERROR, str(problem))
-        else:
-            journal.exclude(input_row, problem.reason, problem.detail)
+    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ))
+    for problem in problems:
+        journal.exclude(problem.input_row, problem.reason, problem.detail)
     logger.info("address fit: %d blocks would not print", len(problems))
 
 
@@ -235,7 +240,8 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
             resolve.resolve_fhir(patients, client, settings.letter.date, journal.record_decisions, advance)
         else:
             resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
-                                 workers=settings.concurrency, failure_limit=settings.failure_limit)
+                                 workers=settings.concurrency, failure_limit=settings.failure_limit,
+                                 check_postcode=settings.rules.postcode_check)
     logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
 
 

@@ -25,12 +25,16 @@ class Reason(StrEnum):
     ADDRESS_BAD_POSTCODE = "address-bad-postcode"
     ADDRESS_TOO_WIDE = "address-too-wide"
     ADDRESS_TOO_TALL = "address-too-tall"
+    ADDRESS_INVALID_CHARACTER = "address-invalid-character"
+    ADDRESS_NO_FIXED_ABODE = "address-no-fixed-abode"
+    ADDRESS_INTERNATIONAL = "address-international"
     NOT_FOUND = "not-found"
     NO_ACCESS = "no-access"
     DECEASED = "deceased"
     ALREADY_REGISTERED = "already-registered"
     NO_DATE_OF_BIRTH = "no-date-of-birth"
     UNDER_16 = "under-16"
+    DEMOGRAPHICS_MISMATCH = "demographics-mismatch"
     PKB_REFUSED = "pkb-refused"
     TEMPLATE_ERROR = "template-error"
 
@@ -47,7 +51,8 @@ class PatientRow:
     last_name: str
     date_of_birth: dt.date | None
     address_lines: tuple[str, ...]  # postal lines without the addressee; postcode last
-    postcode: str
+    postcode: str  # "" for an address abroad, or a BFPO address without a postcode
+    postage: str = "uk"  # Royal Mail zone: "uk", "europe" or "rest-of-world"
 
     @property
     def display_name(self) -> str:

@@ -2,7 +2,9 @@
 
 The FHIR route asks `$status-query` in batches; the REST route asks
 `byNationalId` per patient and applies the same rules to the user object.
-The deceased check comes first and is never skipped.
+The deceased check comes first and is never skipped. Next, what PKB returned
+about the person is compared with the list (`demographics`): a disagreement
+holds the row as `demographics-mismatch` before any other rule is applied.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .batching import SINGLE_ATTEMPTS, ConsecutiveFailures, Failed, is_batch_failure, isolate_failures, run_bounded
+from .demographics import PkbDemographics, mismatch_detail, mismatched_fields
 from .errors import PkbApiError
 from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient
 from .records import Eligible, Exclusion, PatientRow, Reason
@@ -45,7 +48,10 @@ def age_on(date_of_birth: dt.date, day: dt.date) -> int:
 def resolve_fhir(
     patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, record: Record, advance: Advance
 ) -> None:
-    """`$status-query` in batches; a failing batch is retried, then split to isolate a bad identifier."""
+    """`$status-query` in batches; a failing batch is retried, then split to isolate a bad identifier.
+
+    `$status-query` returns no surname or postcode, so only the date of birth is cross-checked.
+    """
     for start in range(0, len(patients), STATUS_QUERY_LIMIT):
         batch = patients[start : start + STATUS_QUERY_LIMIT]
         for part, outcome in isolate_failures(batch, client_status_query(client)):
@@ -81,7 +87,15 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus | None, lette
         return exclusion(patient, Reason.NO_ACCESS)
     if status.diagnostics or status.deceased is None or status.registered is None:
         return exclusion(patient, Reason.PKB_REFUSED, f"PKB said: {status.diagnostics or 'no status'}")
-    return _decide(patient, None, status.deceased, status.registered, status.date_of_birth, letter_date)
+    return _decide(
+        patient,
+        None,
+        status.deceased,
+        status.registered,
+        status.date_of_birth,
+        letter_date,
+        PkbDemographics(date_of_birth=status.date_of_birth),
+    )
 
 
 def resolve_rest(
@@ -93,6 +107,7 @@ def resolve_rest(
     *,
     workers: int = 8,
     failure_limit: int = 10,
+    check_postcode: bool = True,
 ) -> None:
     """`byNationalId` per patient, `workers` at a time; a patient PKB keeps failing on is excluded."""
     failures = ConsecutiveFailures(failure_limit)
@@ -112,7 +127,7 @@ def resolve_rest(
             decided.append(_failed(patient, Failed(outcome, attempts[patient.input_row])))
         else:
             failures.succeeded()
-            decided.append(_decide_from_user(patient, outcome, letter_date))
+            decided.append(_decide_from_user(patient, outcome, letter_date, check_postcode))
         if len(decided) >= _RECORD_EVERY:
             _flush(decided, record, advance)
 
@@ -137,17 +152,22 @@ def _flush(decided: list[Decision], record: Record, advance: Advance) -> None:
         decided.clear()
 
 
-def _decide_from_user(patient: PatientRow, user: dict[str, Any] | None, letter_date: dt.date) -> Decision:
+def _decide_from_user(
+    patient: PatientRow, user: dict[str, Any] | None, letter_date: dt.date, check_postcode: bool = True
+) -> Decision:
     if user is None:
         return exclusion(patient, Reason.NOT_FOUND)
     dob = user.get("dob")
+    date_of_birth = dt.date.fromisoformat(dob) if dob else None
     return _decide(
         patient,
         str(user["id"]),
         deceased=bool(user.get("dateDeceased")),
         registered=bool(user.get("registered")),
-        date_of_birth=dt.date.fromisoformat(dob) if dob else None,
+        date_of_birth=date_of_birth,
         letter_date=letter_date,
+        demographics=PkbDemographics(user.get("lastName"), date_of_birth, user.get("postalCode")),
+        check_postcode=check_postcode,
     )
 
 
@@ -158,9 +178,14 @@ def _decide(
     registered: bool,
     date_of_birth: dt.date | None,
     letter_date: dt.date,
+    demographics: PkbDemographics,
+    check_postcode: bool = True,
 ) -> Decision:
     if deceased:
         return exclusion(patient, Reason.DECEASED)
+    mismatched = mismatched_fields(patient, demographics, check_postcode=check_postcode)
+    if mismatched:
+        return exclusion(patient, Reason.DEMOGRAPHICS_MISMATCH, mismatch_detail(mismatched))
     if registered:
         return exclusion(patient, Reason.ALREADY_REGISTERED)
     if date_of_birth is None:

@@ -1,0 +1,87 @@
+"""Validate: a patient list checked on its own, with no call to PKB.
+
+Takes the list, the letter template and the job's rules, and gives a `ValidationReport`: the
+rows that a run would send on to PKB, and an `Exclusion` for every other row, found by the
+same intake and address-fit checks a run makes (the address block laid out in the template's
+own font). A customer fixes their list with it before a run; `write_report` writes the same
+`exceptions.csv` a run writes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_TEMPLATE, LetterSettings, RuleSettings
+from .envelope import C5, EnvelopeProfile
+from .errors import ConfigError, TemplateError
+from .files import PRIVATE_DIR
+from .intake import read_patient_list
+from .journal import JOURNAL_NAME
+from .manifest import EXCEPTIONS_CSV, write_exceptions_csv
+from .records import Exclusion, PatientRow, Reason
+from .render import ChunkRenderer, LetterTemplate
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    input_rows: int
+    ready: tuple[PatientRow, ...]  # would be sent on to PKB
+    exclusions: tuple[Exclusion, ...]  # in input order
+    encoding: str
+    delimiter: str
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(e.reason.value for e in self.exclusions).items()))
+
+
+def validate_list(
+    patients: Path,
+    template_dir: Path = DEFAULT_TEMPLATE,
+    letter: LetterSettings | None = None,
+    rules: RuleSettings | None = None,
+    envelope: EnvelopeProfile = C5,
+) -> ValidationReport:
+    """Intake and address checks alone. Raises InputFileError or TemplateError as a run would."""
+    rules = rules or RuleSettings()
+    template = LetterTemplate(template_dir)
+    intake = read_patient_list(patients, international=rules.international_post)
+    renderer = ChunkRenderer(template, letter or LetterSettings(), envelope)
+    misfits = address_fit_exclusions(renderer, intake.patients)
+    misfit_rows = {e.input_row for e in misfits}
+    return ValidationReport(
+        input_rows=intake.input_rows,
+        ready=tuple(p for p in intake.patients if p.input_row not in misfit_rows),
+        exclusions=tuple(sorted([*intake.exclusions, *misfits], key=lambda e: e.input_row)),
+        encoding=intake.encoding,
+        delimiter=intake.delimiter,
+    )
+
+
+def address_fit_exclusions(renderer: ChunkRenderer, patients: Sequence[PatientRow]) -> list[Exclusion]:
+    """An exclusion for each patient whose address block would not print as it is, in input order."""
+    by_row = {p.input_row: p for p in patients}
+    exclusions = []
+    for input_row, problem in sorted(renderer.check_addresses(patients).items()):
+        patient = by_row[input_row]
+        if isinstance(problem, TemplateError):
+            reason, detail = Reason.TEMPLATE_ERROR, str(problem)
+        else:
+            reason, detail = problem.reason, problem.detail
+        exclusions.append(Exclusion(input_row, patient.customer_ref, patient.nhs_number, reason, detail))
+    return exclusions
+
+
+def write_report(report: ValidationReport, out_dir: Path) -> Path:
+    """`exceptions.csv` in `out_dir` (created owner-only if new); never in a run's job folder."""
+    if (out_dir / JOURNAL_NAME).exists():
+        raise ConfigError(f"{out_dir} holds a job, whose {EXCEPTIONS_CSV} belongs to its run; choose another --out")
+    if not out_dir.exists():
+        out_dir.mkdir(parents=True, mode=PRIVATE_DIR)
+        os.chmod(out_dir, PRIVATE_DIR)  # mkdir's mode is cut by the umask
+    write_exceptions_csv(out_dir, report.exclusions)
+    return out_dir / EXCEPTIONS_CSV
