@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS rows (
     first_page      INTEGER,
     page_count      INTEGER,
     updated         TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pieces (
+    sequence        INTEGER PRIMARY KEY,
+    file            TEXT NOT NULL,
+    first_page      INTEGER NOT NULL,
+    sheet_count     INTEGER NOT NULL,
+    postage_class   TEXT NOT NULL,
+    marks           TEXT NOT NULL
 );
 """
 
@@ -152,6 +160,24 @@ class Journal:
                 ),
             )
 
+    def record_pieces(self, pieces: Iterable[PieceRecord]) -> None:
+        """Where each envelope landed in the print files, and the marks printed on its sheets."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pieces (sequence, file, first_page, sheet_count, postage_class, marks)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                ((p.sequence, p.file, p.first_page, p.sheet_count, p.postage_class, json.dumps(list(p.marks)))
+                 for p in pieces),
+            )
+
+    def pieces(self) -> dict[int, PieceRecord]:
+        rows = self._db.execute("SELECT * FROM pieces ORDER BY sequence")
+        return {
+            r["sequence"]: PieceRecord(r["sequence"], r["file"], r["first_page"], r["sheet_count"],
+                                       r["postage_class"], tuple(json.loads(r["marks"])))
+            for r in rows
+        }
+
     # -- reading back -----------------------------------------------------
     def patients_at(self, stage: Stage) -> list[PatientRow]:
         rows = self._db.execute(
@@ -201,6 +227,16 @@ class Journal:
 
     def row_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class PieceRecord:
+    sequence: int
+    file: str
+    first_page: int
+    sheet_count: int
+    postage_class: str
+    marks: tuple[str, ...]
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

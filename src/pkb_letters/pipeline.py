@@ -14,16 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import resolve, tokens
-from .assemble import PrintFile, assemble
+from . import marks, printing, resolve, tokens
 from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, TemplateError
 from .files import make_private_dir, write_atomic
 from .intake import IntakeResult, read_patient_list
-from .journal import JOURNAL_NAME, Journal, Stage
-from .manifest import build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
+from .journal import JOURNAL_NAME, Journal, PieceRecord, Stage
+from .mailsort import in_print_order
+from .manifest import MANIFEST_JSON, build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
 from .pkb import PkbClient
+from .printfile import Finishing, PrintFile, pieces_from_placements, write_print_files
+from .printing import PrintOptions
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
 from .render import ChunkRenderer, LetterTemplate, RenderedChunk
@@ -42,6 +44,8 @@ class JobSummary:
     exceptions: int
     pages: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    sheets: int = 0
+    files: tuple[str, ...] = ()
 
 
 def run_job(
@@ -49,8 +53,10 @@ def run_job(
     connection: PkbConnection,
     progress: Progress | None = None,
     envelope: EnvelopeProfile = C5,
+    print_options: PrintOptions | None = None,
 ) -> JobSummary:
     progress = progress or NoProgress()
+    options = print_options or PrintOptions(envelope=envelope)
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
     if (settings.out_dir / JOURNAL_NAME).exists():
         raise ConfigError(f"{settings.out_dir} already holds a job; choose a new --out directory")
@@ -58,14 +64,49 @@ def run_job(
     make_private_dir(settings.out_dir)
     with Journal.in_dir(settings.out_dir) as journal:
         job = _start(journal, settings, template)
-        renderer = ChunkRenderer(template, settings.letter, envelope)
+        renderer = _print_renderer(template, settings, options, job["id"])
         _record_intake(journal, intake)
         _check_addresses(journal, renderer)
         with PkbClient(connection) as client:
             _resolve(journal, client, settings, progress)
             _issue(journal, client, settings, progress)
-        print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
-        return _finish(journal, settings.out_dir, job, [print_file] if print_file else [])
+        files = _render_and_assemble(journal, renderer, job["id"], settings, progress, options)
+        summary = _finish(journal, settings.out_dir, {**job, "print": _print_summary(options)}, files)
+        if options.preflight and files:
+            _preflight(settings.out_dir, files, options)
+        return summary
+
+
+def _print_renderer(
+    template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str
+) -> ChunkRenderer:
+    """A renderer whose page margins keep body text out of the marks' clear zone."""
+    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
+    printing.warn_without_output_intent(options)
+    return ChunkRenderer(
+        template, settings.letter, page, printing.print_css(options), printing.pdf_options(options)
+    )
+
+
+def _print_summary(options: PrintOptions) -> dict:
+    return {
+        "envelope": options.envelope.name,
+        "duplex": options.duplex,
+        "pdf_variant": options.pdf_variant,
+        "marks": str(options.marks.kind),
+        "sort": options.sort,
+        "split_by": list(options.split_by),
+        "max_letters_per_file": options.max_letters_per_file,
+    }
+
+
+def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions) -> None:
+    from .check import check_files
+
+    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks)
+    if not report.ok:
+        raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
+    logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
 
 
 def _start(journal: Journal, settings: JobSettings, template: LetterTemplate) -> dict[str, str]:
@@ -129,12 +170,18 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
 
 
 def _render_and_assemble(
-    journal: Journal, renderer: ChunkRenderer, job_id: str, settings: JobSettings, progress: Progress
-) -> PrintFile | None:
+    journal: Journal,
+    renderer: ChunkRenderer,
+    job_id: str,
+    settings: JobSettings,
+    progress: Progress,
+    options: PrintOptions | None = None,
+) -> list[PrintFile]:
     """Number, lay out and place letters chunk by chunk, then join the chunks into the print file."""
     work = settings.out_dir / WORK_DIR
     make_private_dir(work)
-    coded = journal.coded()
+    options = options or PrintOptions()
+    coded = in_print_order(journal.coded(), options.sort)
     chunk_paths: list[Path] = []
     next_sequence = next_page = 1
     with progress.stage("render", len(coded)) as advance:
@@ -148,13 +195,32 @@ def _render_and_assemble(
                 next_sequence += len(letters)
             advance(len(chunk))
     logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunk_paths), next_page - 1)
-    print_file = None
+    files: list[PrintFile] = []
     if chunk_paths:  # a job where nobody is eligible hands over no PDF at all
-        print_file = assemble(chunk_paths, settings.out_dir / PRINT_FILE, expected_pages=next_page - 1)
+        files = _finish_print_files(journal, chunk_paths, job_id, settings.out_dir, options)
     for path in chunk_paths:
         path.unlink()
     work.rmdir()
-    return print_file
+    return files
+
+
+def _finish_print_files(
+    journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
+) -> list[PrintFile]:
+    """Blank backs, marks and splitting; then record where each letter landed."""
+    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file)
+    pieces = pieces_from_placements(journal.placed(), lambda patient: patient.postage_class or options.postage_class)
+    files, placed = write_print_files(chunk_paths, pieces, finishing, out_dir)
+    by_sequence = {p.letter.sequence: p for p in journal.placed()}
+    journal.record_placements(
+        PlacedLetter(by_sequence[p.piece.sequence].letter, p.file, p.first_page, p.piece.page_count) for p in placed
+    )
+    journal.record_pieces(
+        PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
+        for p in placed
+    )
+    logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
+    return files
 
 
 def _render_chunk(
@@ -216,7 +282,9 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[Pr
     exclusions = journal.exclusions()
     input_rows = journal.row_count()
     _check_every_row_accounted(journal, input_rows, placed, exclusions)
-    manifest = build_manifest({**job, "input_rows": input_rows, "exceptions": len(exclusions)}, placed, files)
+    manifest = build_manifest(
+        {**job, "input_rows": input_rows, "exceptions": len(exclusions)}, placed, files, journal.pieces()
+    )
     write_manifest_json(out_dir, manifest)
     write_manifest_csv(out_dir, manifest["letters"])
     write_exceptions_csv(out_dir, exclusions)
@@ -228,6 +296,8 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, str], files: list[Pr
         exceptions=len(exclusions),
         pages=manifest["job"]["pages"],
         by_reason=journal.count_by_reason(),
+        sheets=manifest["job"].get("sheets", 0),
+        files=tuple(f.name for f in files),
     )
     logger.info(
         "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions

@@ -33,6 +33,7 @@ class Reason(StrEnum):
     UNDER_16 = "under-16"
     PKB_REFUSED = "pkb-refused"
     TEMPLATE_ERROR = "template-error"
+    INVALID_POSTAGE_CLASS = "invalid-postage-class"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class PatientRow:
     date_of_birth: dt.date | None
     address_lines: tuple[str, ...]  # postal lines without the addressee; postcode last
     postcode: str
+    postage_class: str = ""  # first, second or economy from the list's column; empty: the job's class
 
     @property
     def display_name(self) -> str:

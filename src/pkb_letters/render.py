@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,11 +134,21 @@ def _website(join_url: str) -> str:
 class ChunkRenderer:
     """Lays out chunks of letters with one template, envelope and font set."""
 
-    def __init__(self, template: LetterTemplate, settings: LetterSettings, envelope: EnvelopeProfile) -> None:
+    def __init__(
+        self,
+        template: LetterTemplate,
+        settings: LetterSettings,
+        envelope: EnvelopeProfile,
+        print_css: str = "",
+        pdf_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.template = template
         self.settings = settings
         self._font_config = FontConfiguration()
-        self._layout_css = CSS(string=layout_css(envelope), font_config=self._font_config)
+        self._color_profiles: dict = {}  # filled by an @color-profile rule in print_css: the output intent
+        self._layout_css = CSS(string=layout_css(envelope) + print_css, font_config=self._font_config,
+                               color_profiles=self._color_profiles)
+        self._pdf_options = dict(pdf_options or {})  # WeasyPrint's write_pdf options: the PDF variant
         self._expected_pages = 1
 
     def body(self, letter: Letter) -> str:
@@ -175,7 +185,7 @@ class ChunkRenderer:
                 return RenderedChunk(None, tuple(counts), tuple(misfits))
             if counts == page_totals:
                 self._expected_pages = max(set(counts), key=counts.count)
-                return RenderedChunk(document.write_pdf(), tuple(counts))
+                return RenderedChunk(document.write_pdf(**self._pdf_options), tuple(counts))
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
 
@@ -193,7 +203,8 @@ class ChunkRenderer:
             f'<link rel="stylesheet" href="{LETTER_STYLESHEET}"></head><body>{sections}</body></html>'
         )
         return HTML(string=html, base_url=self.template.directory.as_uri() + "/").render(
-            stylesheets=[self._layout_css], font_config=self._font_config
+            stylesheets=[self._layout_css], font_config=self._font_config, color_profiles=self._color_profiles,
+            **self._pdf_options,  # the PDF variant decides colour handling at layout time too
         )
 
 
