@@ -168,7 +168,8 @@ def _check_page(number: int, pypdf_page, page, envelope: EnvelopeProfile, zone: 
     if outside:
         add(number, Code.OUTSIDE_PRINTABLE, f"{len(outside)} word(s) outside the printable area, e.g. {outside[0]}")
     if zone is not None:
-        intruders = [w for w in _words(page) if w.rect.overlaps(zone)]
+        inner = zone.grown(-_POSITION_TOLERANCE_MM)
+        intruders = [w for w in _words(page) if w.rect.overlaps(inner)]
         if intruders:
             add(number, Code.IN_MARK_ZONE, f"{len(intruders)} word(s) in the marks' clear zone, e.g. {intruders[0]}")
 

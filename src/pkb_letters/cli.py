@@ -49,7 +49,7 @@ def main(verbose: bool) -> None:
 @click.option("--simplex", is_flag=True, default=None, help="Print one side only (default: duplex, each letter "
               "starting on the front of a sheet).")
 @click.option("--pdf-variant", type=click.Choice(PDF_VARIANTS), default=None, help="PDF standard (default pdf/x-4).")
-@click.option("--marks", type=click.Choice(list(MarkKind)), default=None,
+@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
               help="Letter separation marks on each sheet (default datamatrix).")
 @click.option("--sort", type=click.Choice(SORT_ORDERS), default=None, help="Print order (default input).")
 @click.option("--postage-class", type=click.Choice(POSTAGE_CLASSES), default=None,
@@ -93,7 +93,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
 @click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The job's manifest.json: also check page counts, addresses and marks against it.")
 @click.option("--envelope", default="c5", show_default=True, help="Envelope profile the letters are for.")
-@click.option("--marks", type=click.Choice(list(MarkKind)), default=None,
+@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
               help="Marks to expect (default: the manifest's, else datamatrix).")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Job file with a custom [envelope] or [marks] layout.")

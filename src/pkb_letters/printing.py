@@ -58,7 +58,8 @@ def print_css(options: PrintOptions) -> str:
     """Rendered with every letter, before the template's own CSS (which may override the colour)."""
     css = f"html {{ color: {K_BLACK}; }}\n"
     if options.output_profile:
-        css += f'@color-profile device-cmyk {{ src: url("{options.output_profile.resolve().as_uri()}"); }}\n'
+        url = options.output_profile.resolve().as_uri()
+        css += f'@color-profile device-cmyk {{ src: url("{url}"); components: c, m, y, k; }}\n'
     return css
 
 

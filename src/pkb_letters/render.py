@@ -11,12 +11,13 @@ from the envelope profile, a new page per letter and per-letter page numbers
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
 import jinja2
@@ -123,7 +124,11 @@ def letter_context(letter: Letter, settings: LetterSettings) -> dict[str, Any]:
 
 
 def qr_data_uri(url: str) -> str:
-    return segno.make_qr(url, error="m").svg_data_uri(dark="#000", light=None, border=0, xmldecl=False)
+    """The QR code as SVG in K-only black: segno only writes web colours, so swap its black for the print one."""
+    buffer = io.BytesIO()
+    segno.make_qr(url, error="m").save(buffer, kind="svg", dark="#000", light=None, border=0, xmldecl=False)
+    svg = buffer.getvalue().decode("utf-8").replace('"#000"', '"device-cmyk(0 0 0 1)"')
+    return "data:image/svg+xml," + quote(svg)
 
 
 def _website(join_url: str) -> str:
