@@ -183,3 +183,20 @@ def test_cli_check_reports_json_and_exit_codes(good, tmp_path):
     assert report["ok"] is False
     assert {p["code"] for p in report["problems"]} >= {"not-a4", "non-black-text"}
     assert all(p["file"] == "customer.pdf" for p in report["problems"])
+
+
+def test_cli_run_takes_the_print_options(tmp_path):
+    from conftest import PATIENTS_CSV
+
+    out = tmp_path / "job"
+    with no_weasyprint_warnings():
+        result = CliRunner().invoke(main, ["run", str(PATIENTS_CSV), "--out", str(out), "--sandbox",
+                                           "--envelope", "dl", "--simplex", "--marks", "none", "--sort", "postcode",
+                                           "--postage-class", "first", "--split-by", "class"],
+                                    catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    job = json.loads((out / "manifest.json").read_text())["job"]
+    assert job["print"] == {"envelope": "dl", "duplex": False, "pdf_variant": "pdf/x-4", "marks": "none",
+                            "sort": "postcode", "split_by": ["class"], "max_letters_per_file": None}
+    assert [f["name"] for f in job["files"]] == [f"{job['id']}-first.pdf"]
+    assert f"{job['pages']} pages, {job['sheets']} sheets in {job['id']}-first.pdf" in result.output
