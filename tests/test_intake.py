@@ -415,3 +415,17 @@ def test_country_column_and_international_post(tmp_path):
     assert (abroad.address_lines, abroad.postcode, abroad.postage) == (
         ("12 Rue de Rivoli", "PARIS", "75001", "FRANCE"), "", "europe"
     )
+
+
+def test_postage_class_column_is_read_and_a_bad_class_is_a_row_exception(tmp_path):
+    header = ["First name", "Last name", "NHS number", "Address1", "City", "Post code", "Postage class"]
+    rows = [
+        ["Read", "Richards", "5760678914", "12 Grey Street", "NEWCASTLE UPON TYNE", "NE1 7RU", "1st"],
+        ["Zoë", "O'Brien-Ng", "7569602005", "27 Headingley Lane", "LEEDS", "LS6 1BN", "Special Delivery"],
+    ]
+    result = intake(write(tmp_path, table(header, *rows)), 2)
+    (patient,) = result.patients
+    assert patient.postage_class == "first"
+    (problem,) = result.exclusions
+    assert problem.reason == Reason.INVALID_POSTAGE_CLASS and problem.input_row == 3
+    assert "'Special Delivery'" in problem.detail and "first, second or economy" in problem.detail

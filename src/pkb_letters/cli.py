@@ -15,7 +15,10 @@ from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destina
 from .errors import ConfigError, PkbApiError, PkbLettersError
 from .journal import JOURNAL_NAME, Journal
 from .log import LOG_FORMATS, configure_logging
-from .pipeline import PRINT_FILE, STOP_POINTS, JobSummary, run_job
+from .marks import MarkKind
+from .pipeline import STOP_POINTS, JobSummary, run_job
+from .printfile import SPLIT_FIELDS
+from .printing import PDF_VARIANTS, POSTAGE_CLASSES, SORT_ORDERS, options_from_job
 from .progress import NoProgress, TerminalProgress
 from .records import Delivery, DeliveryOutcome
 from .validate import ValidationReport, validate_list, write_report
@@ -46,13 +49,27 @@ def main(verbose: bool, log_format: str) -> None:
 @click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML) with [pkb], [letter], [codes], [rules] and [sandbox] tables.")
+              help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope].")
 @click.option("--international-post/--uk-post-only", "international_post", default=None,
               help="Post letters abroad too (the last address line names the country). Default: the job "
                    "file's [rules] international_post, else UK only.")
 @click.option("--postcode-check/--no-postcode-check", "postcode_check", default=None,
               help="Compare the list's postcode with PKB's record (REST route). Surname and date of birth "
                    "are always compared. Default: the job file's [rules] postcode_check, else on.")
+@click.option("--envelope", default=None, help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one "
+              "defined in the job file's [envelope] table.")
+@click.option("--simplex", is_flag=True, default=None, help="Print one side only (default: duplex, each letter "
+              "starting on the front of a sheet).")
+@click.option("--pdf-variant", type=click.Choice(PDF_VARIANTS), default=None, help="PDF standard (default pdf/x-4).")
+@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
+              help="Letter separation marks on each sheet (default datamatrix).")
+@click.option("--sort", type=click.Choice(SORT_ORDERS), default=None, help="Print order (default input).")
+@click.option("--postage-class", type=click.Choice(POSTAGE_CLASSES), default=None,
+              help="Postage class for rows without one in a postage class column (default second).")
+@click.option("--split-by", type=click.Choice(SPLIT_FIELDS), multiple=True,
+              help="One print file per postage class and/or per sheet count; repeat for both.")
+@click.option("--max-letters-per-file", type=click.IntRange(min=1), default=None,
+              help="Split print files into parts of at most N letters.")
 @click.option("--restart", is_flag=True,
               help="Replace the job already in --out instead of resuming it (its code pairs are kept and reused).")
 @click.option("--min-validity-days", type=click.IntRange(min=0), default=21, show_default=True,
@@ -68,7 +85,9 @@ def main(verbose: bool, log_format: str) -> None:
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
         template_dir: Path, job_file: Path | None, international_post: bool | None,
         postcode_check: bool | None, restart: bool, min_validity_days: int,
-        concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None) -> None:
+        concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None,
+        envelope: str | None, simplex: bool | None, pdf_variant: str | None, marks: str | None, sort: str | None,
+        postage_class: str | None, split_by: tuple[str, ...], max_letters_per_file: int | None) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV).
 
     Running it again with the same --out resumes the job where it stopped: no patient is
@@ -77,6 +96,11 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
     with _errors_to_exit_codes(out_dir):
         job = config.load_job_file(job_file)
         job_dir = job_file.parent if job_file else Path.cwd()
+        print_options = options_from_job(
+            job, job_dir, envelope=envelope, duplex=False if simplex else None, pdf_variant=pdf_variant,
+            marks=marks, sort=sort, postage_class=postage_class, split_by=split_by or None,
+            max_letters_per_file=max_letters_per_file,
+        )
         with _connection(job, job_dir, sandbox, sandbox_data) as (connection, join_url, organisation):
             letter = config.letter_settings(job, join_url)
             if "organisation" not in job.get("letter", {}) and organisation:
@@ -95,7 +119,8 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 rules=config.rule_settings(job, international_post, postcode_check),
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
-            summary = run_job(settings, connection, progress, restart=restart, stop_after=stop_after)
+            summary = run_job(settings, connection, progress, print_options=print_options, restart=restart,
+                              stop_after=stop_after)
         _print_summary(summary)
 
 
@@ -123,6 +148,30 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
         )
         written = write_report(report, out_dir)
     _print_validation(report, written)
+
+
+@main.command()
+@click.argument("pdfs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The job's manifest.json: also check page counts, addresses and marks against it.")
+@click.option("--envelope", default="c5", show_default=True, help="Envelope profile the letters are for.")
+@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
+              help="Marks to expect (default: the manifest's, else datamatrix).")
+@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Job file with a custom [envelope] or [marks] layout.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, marks: str | None,
+          job_file: Path | None, as_json: bool) -> None:
+    """Preflight letter PDFs as a print room would; exits 1 when anything fails."""
+    from .check import check_files
+
+    with _errors_to_exit_codes():
+        job = config.load_job_file(job_file)
+        options = options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope, marks=marks)
+        layout = options.marks if (marks or "marks" in job or not manifest_path) else None
+        report = check_files(list(pdfs), manifest_path, options.envelope, layout)
+    click.echo(report.json() if as_json else report.text())
+    sys.exit(0 if report.ok else 1)
 
 
 @main.command()
@@ -231,7 +280,8 @@ def _print_summary(summary: JobSummary) -> None:
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
-    echo(f"  letters      {summary.letters:>7}   {summary.pages} pages in {PRINT_FILE}")
+    echo(f"  letters      {summary.letters:>7}   {summary.pages} pages, {summary.sheets} sheets in "
+         f"{', '.join(summary.files) or 'no print file'}")
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
         echo(f"    {reason:<28}{count:>5}")

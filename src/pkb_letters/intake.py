@@ -40,7 +40,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "country": ("country",),
     "customer_ref": ("customerref", "customerreference", "reference", "ref", "patientreference"),
     "deceased": ("deceased", "datedeceased", "dateofdeath"),
+    "postage_class": ("postageclass", "postage", "mailclass", "class"),
 }
+_POSTAGE_CLASSES = {"first": "first", "1st": "first", "1": "first", "second": "second", "2nd": "second",
+                    "2": "second", "economy": "economy", "3": "economy", "": ""}
 MANDATORY = {"first_name": "First name", "last_name": "Last name", "nhs_number": "NHS number"}
 _NOT_DECEASED = {"", "n", "no", "false", "0"}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
@@ -286,6 +289,7 @@ def _patient(line: int, get, number: str, international: bool) -> PatientRow:
         address_lines=address.lines,
         postcode=address.postcode,
         postage=address.postage,
+        postage_class=_postage_class(get("postage_class")),
     )
 
 
@@ -302,6 +306,15 @@ def _check_name_line(name_line: str) -> None:
             f"the name line of the address starts with {character!r}; no line may start with any of "
             f"{INVALID_FIRST_CHARACTERS}: remove the character from the Title or First name",
         )
+
+
+def _postage_class(raw: str) -> str:
+    try:
+        return _POSTAGE_CLASSES[raw.lower()]
+    except KeyError:
+        raise _RowProblem(
+            Reason.INVALID_POSTAGE_CLASS, f"postage class {raw!r} is not first, second or economy (or empty)"
+        ) from None
 
 
 def _date_of_birth(raw: str) -> dt.date | None:

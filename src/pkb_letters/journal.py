@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS rows (
     first_page      INTEGER,
     page_count      INTEGER,
     chunk           INTEGER,
+    layout_page     INTEGER,
     codes_requested TEXT,
     codes_issued    TEXT,
     codes_run       INTEGER,
@@ -81,6 +82,14 @@ CREATE TABLE IF NOT EXISTS carried_codes (
     codes_expire    TEXT,
     codes_issued    TEXT,
     uncertain       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pieces (
+    sequence        INTEGER PRIMARY KEY,
+    file            TEXT NOT NULL,
+    first_page      INTEGER NOT NULL,
+    sheet_count     INTEGER NOT NULL,
+    postage_class   TEXT NOT NULL,
+    marks           TEXT NOT NULL
 );
 """
 
@@ -337,23 +346,40 @@ class Journal:
         return [r["input_row"] for r in rows]
 
     def record_placements(self, placed: Iterable[PlacedLetter], chunk: int | None = None) -> None:
+        """Where letters sit: with `chunk`, as laid out (pages counted over the chunks, kept as
+        `layout_page` so the print files can be made again); without, in the finished print files."""
+        now = _now()
         with self._db:
+            if chunk is None:
+                self._db.executemany(
+                    "UPDATE rows SET file = ?, first_page = ?, updated = ? WHERE input_row = ?",
+                    ((p.file, p.first_page, now, p.letter.patient.input_row) for p in placed),
+                )
+                return
             self._db.executemany(
-                "UPDATE rows SET stage = ?, sequence = ?, piece_id = ?, file = ?, first_page = ?,"
+                "UPDATE rows SET stage = ?, sequence = ?, piece_id = ?, file = ?, first_page = ?, layout_page = ?,"
                 " page_count = ?, chunk = ?, updated = ? WHERE input_row = ?",
                 (
-                    (Stage.PLACED, p.letter.sequence, p.letter.piece_id, p.file, p.first_page, p.page_count,
-                     chunk, _now(), p.letter.patient.input_row)
+                    (Stage.PLACED, p.letter.sequence, p.letter.piece_id, p.file, p.first_page, p.first_page,
+                     p.page_count, chunk, now, p.letter.patient.input_row)
                     for p in placed
                 ),
             )
+
+    def placed_as_laid_out(self) -> Iterator[PlacedLetter]:
+        """Placed letters with pages counted over the render chunks, as the print files are made from."""
+        for placed in self.placed():
+            row = self._db.execute(
+                "SELECT layout_page FROM rows WHERE input_row = ?", (placed.letter.patient.input_row,)
+            ).fetchone()
+            yield PlacedLetter(placed.letter, placed.file, row["layout_page"], placed.page_count)
 
     def unplace_from_chunk(self, chunk: int) -> int:
         """Send letters in this chunk and later ones back to `coded`, to be laid out again."""
         with self._db:
             cursor = self._db.execute(
                 "UPDATE rows SET stage = ?, sequence = NULL, piece_id = NULL, file = NULL, first_page = NULL,"
-                " page_count = NULL, chunk = NULL, updated = ? WHERE stage = ? AND chunk >= ?",
+                " layout_page = NULL, page_count = NULL, chunk = NULL, updated = ? WHERE stage = ? AND chunk >= ?",
                 (Stage.CODED, _now(), Stage.PLACED, chunk),
             )
             return cursor.rowcount
@@ -361,7 +387,7 @@ class Journal:
     def render_position(self) -> tuple[int, int, int]:
         """(last chunk, last sequence, last page) placed so far; zeros before the first chunk."""
         row = self._db.execute(
-            "SELECT MAX(chunk) AS chunk, MAX(sequence) AS sequence, MAX(first_page + page_count - 1) AS page"
+            "SELECT MAX(chunk) AS chunk, MAX(sequence) AS sequence, MAX(layout_page + page_count - 1) AS page"
             " FROM rows WHERE stage = ?",
             (Stage.PLACED,),
         ).fetchone()
@@ -415,6 +441,24 @@ class Journal:
                  input_row),
             )
             self._add_event("carried", "code pair carried over from the job this one replaced", input_row)
+
+    def record_pieces(self, pieces: Iterable[PieceRecord]) -> None:
+        """Where each envelope landed in the print files, and the marks printed on its sheets."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pieces (sequence, file, first_page, sheet_count, postage_class, marks)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                ((p.sequence, p.file, p.first_page, p.sheet_count, p.postage_class, json.dumps(list(p.marks)))
+                 for p in pieces),
+            )
+
+    def pieces(self) -> dict[int, PieceRecord]:
+        rows = self._db.execute("SELECT * FROM pieces ORDER BY sequence")
+        return {
+            r["sequence"]: PieceRecord(r["sequence"], r["file"], r["first_page"], r["sheet_count"],
+                                       r["postage_class"], tuple(json.loads(r["marks"])))
+            for r in rows
+        }
 
     # -- reading back -----------------------------------------------------
     def patients_at(self, stage: Stage) -> list[PatientRow]:
@@ -531,6 +575,16 @@ class Journal:
             ).rowcount
         self._db.execute("VACUUM")
         return erased
+
+
+@dataclass(frozen=True)
+class PieceRecord:
+    sequence: int
+    file: str
+    first_page: int
+    sheet_count: int
+    postage_class: str
+    marks: tuple[str, ...]
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

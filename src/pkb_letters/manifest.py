@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .assemble import PrintFile
 from .files import atomic_writer
+from .journal import PieceRecord
 from .records import Exclusion, PlacedLetter
 
 MANIFEST_JSON = "manifest.json"
@@ -22,15 +22,19 @@ MANIFEST_CSV = "manifest.csv"
 EXCEPTIONS_CSV = "exceptions.csv"
 LETTER_FIELDS = (
     "sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-    "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage",
+    "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage", "sheet_count",
+    "postage_class", "marks",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
 
-def letter_entry(placed: PlacedLetter, reissued: str | None = None) -> dict[str, Any]:
-    """`codes_reissued` says why this patient's pair is a second one (see `journal.Reissue`), or is empty."""
+def letter_entry(
+    placed: PlacedLetter, piece: PieceRecord | None = None, reissued: str | None = None
+) -> dict[str, Any]:
+    """One envelope: the mail run data file's record. `marks` is the payload printed on each sheet;
+    `codes_reissued` says why this patient's pair is a second one (see `journal.Reissue`), or is empty."""
     letter = placed.letter
-    return {
+    entry = {
         "sequence": letter.sequence,
         "piece_id": letter.piece_id,
         "file": placed.file,
@@ -44,17 +48,28 @@ def letter_entry(placed: PlacedLetter, reissued: str | None = None) -> dict[str,
         "codes_reissued": reissued or "",
         "postage": letter.patient.postage,  # Royal Mail zone: uk, europe or rest-of-world
     }
+    if piece is not None:
+        entry.update(sheet_count=piece.sheet_count, postage_class=piece.postage_class, marks=list(piece.marks))
+    return entry
 
 
 def build_manifest(
-    job: dict[str, Any], placed: Iterable[PlacedLetter], files: Sequence[PrintFile],
+    job: dict[str, Any],
+    placed: Iterable[PlacedLetter],
+    files: Sequence[Any],
+    pieces: Mapping[int, PieceRecord] | None = None,
     reissues: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
+    pieces = pieces or {}
     reissues = reissues or {}
-    letters = [letter_entry(p, reissues.get(p.letter.patient.input_row)) for p in placed]
+    letters = [
+        letter_entry(p, pieces.get(p.letter.sequence), reissues.get(p.letter.patient.input_row)) for p in placed
+    ]
+    totals = {"pages": sum(f.pages for f in files)}
+    if pieces:
+        totals["sheets"] = sum(getattr(f, "sheets", 0) for f in files)
     return {
-        "job": {**job, "letters": len(letters), "pages": sum(f.pages for f in files),
-                "files": [asdict(f) for f in files]},
+        "job": {**job, "letters": len(letters), **totals, "files": [asdict(f) for f in files]},
         "letters": letters,
     }
 
@@ -70,7 +85,8 @@ def write_manifest_csv(out_dir: Path, letters: Iterable[dict[str, Any]]) -> None
         writer = csv.DictWriter(handle, LETTER_FIELDS)
         writer.writeheader()
         for entry in letters:
-            writer.writerow({**entry, "address_lines": " | ".join(entry["address_lines"])})
+            joined = {key: " | ".join(entry.get(key, [])) for key in ("address_lines", "marks")}
+            writer.writerow({**entry, **joined})
 
 
 def write_exceptions_csv(out_dir: Path, exclusions: Iterable[Exclusion]) -> None:

@@ -22,16 +22,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import resolve, tokens
-from .assemble import PrintFile, assemble
+from . import marks, printing, resolve, tokens
 from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, PkbApiError, TemplateError, TemplateResourceError
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
-from .journal import JOURNAL_NAME, Journal, Reissue, Stage
-from .manifest import build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
+from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
+from .mailsort import in_print_order
+from .manifest import MANIFEST_JSON, build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
 from .pkb import PkbClient
+from .printfile import Finishing, PrintFile, pieces_from_placements, write_print_files
+from .printing import PrintOptions
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
 from .render import ChunkRenderer, LetterTemplate, RenderedChunk
@@ -56,6 +58,8 @@ class JobSummary:
     resumed: bool = False
     complete: bool = True
     by_stage: dict[str, int] = field(default_factory=dict)
+    sheets: int = 0
+    files: tuple[str, ...] = ()
 
 
 def run_job(
@@ -63,14 +67,16 @@ def run_job(
     connection: PkbConnection,
     progress: Progress | None = None,
     envelope: EnvelopeProfile = C5,
+    print_options: PrintOptions | None = None,
     *,
     restart: bool = False,
     stop_after: str | None = None,
     today: Callable[[], dt.date] = dt.date.today,
 ) -> JobSummary:
     progress = progress or NoProgress()
+    options = print_options or PrintOptions(envelope=envelope)
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
-    fingerprint = job_fingerprint(settings, template, envelope)
+    fingerprint = job_fingerprint(settings, template, options)
     journal_path = settings.out_dir / JOURNAL_NAME
     resuming = journal_path.exists() and not restart
     if journal_path.exists():
@@ -87,7 +93,7 @@ def run_job(
         else:
             job = _start(journal, settings, template, fingerprint, previous)
         try:
-            return _run_stages(journal, job, settings, connection, template, envelope, progress, stop_after,
+            return _run_stages(journal, job, settings, connection, template, options, progress, stop_after,
                                today, resuming, intake)
         except PkbApiError as exc:
             journal.add_event("stopped", str(exc))
@@ -96,10 +102,10 @@ def run_job(
 
 def _run_stages(
     journal: Journal, job: dict[str, str], settings: JobSettings, connection: PkbConnection,
-    template: LetterTemplate, envelope: EnvelopeProfile, progress: Progress, stop_after: str | None,
+    template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
     today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
 ) -> JobSummary:
-    renderer = ChunkRenderer(template, settings.letter, envelope)
+    renderer = _print_renderer(template, settings, options, job["id"])
     journal.begin_run()
     if not journal.is_done("intake"):
         _record_intake(journal, intake or _read_list(settings))
@@ -117,14 +123,49 @@ def _run_stages(
             return _partial_summary(journal, job, resumed)
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress)
-    print_file = _render_and_assemble(journal, renderer, job["id"], settings, progress)
-    return _finish(journal, settings.out_dir, job, [print_file] if print_file else [], resumed)
+    files = _render_and_assemble(journal, renderer, job["id"], settings, progress, options)
+    summary = _finish(journal, settings.out_dir, {**job, "print": _print_summary(options)}, files, resumed)
+    if options.preflight and files:
+        _preflight(settings.out_dir, files, options)
+    return summary
+
+
+def _print_renderer(
+    template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str
+) -> ChunkRenderer:
+    """A renderer whose page margins keep body text out of the marks' clear zone."""
+    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
+    printing.warn_without_output_intent(options)
+    return ChunkRenderer(
+        template, settings.letter, page, printing.print_css(options), printing.pdf_options(options)
+    )
+
+
+def _print_summary(options: PrintOptions) -> dict:
+    return {
+        "envelope": options.envelope.name,
+        "duplex": options.duplex,
+        "pdf_variant": options.pdf_variant,
+        "marks": str(options.marks.kind),
+        "sort": options.sort,
+        "split_by": list(options.split_by),
+        "max_letters_per_file": options.max_letters_per_file,
+    }
+
+
+def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions) -> None:
+    from .check import check_files
+
+    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks)
+    if not report.ok:
+        raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
+    logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
 
 
 # -- the job's identity and resuming ------------------------------------------------------------
 
 
-def job_fingerprint(settings: JobSettings, template: LetterTemplate, envelope: EnvelopeProfile) -> dict[str, str]:
+def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: PrintOptions) -> dict[str, str]:
     """What must not change between a job's first run and a resume."""
     letter = {k: str(v) for k, v in dataclasses.asdict(settings.letter).items() if k != "date"}
     return {
@@ -132,7 +173,9 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, envelope: E
         "template_sha256": _directory_digest(template.directory),
         "api": settings.api,
         "letter_settings": json.dumps(letter, sort_keys=True),
-        "envelope": envelope.name,
+        "print": json.dumps({**_print_summary(options), "postage_class": options.postage_class,
+                             "envelope_geometry": str(options.envelope), "marks_layout": str(options.marks)},
+                            sort_keys=True),
         "rules": json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
     }
 
@@ -142,7 +185,7 @@ _FINGERPRINT_WORDS = {
     "template_sha256": "letter template",
     "api": "PKB route (--api)",
     "letter_settings": "[letter] settings",
-    "envelope": "envelope profile",
+    "print": "print settings (envelope, duplex, marks, sort, split)",
     "rules": "[rules] settings",
 }
 
@@ -295,21 +338,25 @@ def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date)
 
 
 def _render_and_assemble(
-    journal: Journal, renderer: ChunkRenderer, job_id: str, settings: JobSettings, progress: Progress
-) -> PrintFile | None:
-    """Number, lay out and place letters chunk by chunk, then join the chunks into the print file.
+    journal: Journal,
+    renderer: ChunkRenderer,
+    job_id: str,
+    settings: JobSettings,
+    progress: Progress,
+    options: PrintOptions,
+) -> list[PrintFile]:
+    """Number, lay out and place letters chunk by chunk, then finish the chunks into the print files.
 
     Each chunk's PDF is written before its letters are recorded as placed, so a chunk the
     journal knows about always exists; one written but not recorded is simply written again.
     """
     work = settings.out_dir / WORK_DIR
-    target = settings.out_dir / PRINT_FILE
-    if _print_file_intact(journal, target):
-        return _recorded_print_file(journal, target)
+    if _print_files_intact(journal, settings.out_dir):
+        return _recorded_print_files(journal)
     make_private_dir(work)
     _lay_out_again_from_missing_chunk(journal, work)
     last_chunk, last_sequence, last_page = journal.render_position()
-    coded = journal.coded()
+    coded = in_print_order(journal.coded(), options.sort)
     next_sequence, next_page = last_sequence + 1, last_page + 1
     with progress.stage("render", len(coded)) as advance:
         for index, chunk in enumerate(_chunks(coded, settings.chunk_size), last_chunk + 1):
@@ -321,37 +368,55 @@ def _render_and_assemble(
             advance(len(chunk))
     chunks = journal.placed_chunks()
     logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunks), next_page - 1)
-    print_file = None
+    files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
-        print_file = assemble([_chunk_path(work, c) for c in chunks], target, expected_pages=next_page - 1)
-        journal.set_settings({"print_file": json.dumps(dataclasses.asdict(print_file))})
+        files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], job_id, settings.out_dir, options)
+        journal.set_settings({"print_files": json.dumps([dataclasses.asdict(f) for f in files])})
     journal.mark_done("assemble")
     for path in work.iterdir():
         path.unlink()
     work.rmdir()
-    return print_file
+    return files
+
+
+def _finish_print_files(
+    journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
+) -> list[PrintFile]:
+    """Blank backs, marks and splitting; then record where each letter landed."""
+    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file)
+    pieces = pieces_from_placements(
+        journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
+    )
+    files, placed = write_print_files(chunk_paths, pieces, finishing, out_dir)
+    by_sequence = {p.letter.sequence: p for p in journal.placed()}
+    journal.record_placements(
+        PlacedLetter(by_sequence[p.piece.sequence].letter, p.file, p.first_page, p.piece.page_count) for p in placed
+    )
+    journal.record_pieces(
+        PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
+        for p in placed
+    )
+    logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
+    return files
 
 
 def _chunk_path(work: Path, index: int) -> Path:
     return work / f"chunk-{index:05d}.pdf"
 
 
-def _print_file_intact(journal: Journal, target: Path) -> bool:
+def _print_files_intact(journal: Journal, out_dir: Path) -> bool:
     if not journal.is_done("assemble"):
         return False
-    recorded = journal.settings().get("print_file")
-    if recorded is None:
-        return not journal.placed_chunks()  # nobody to print: no file was ever due
-    if target.exists() and sha256_of(target) == json.loads(recorded)["sha256"]:
+    files = _recorded_print_files(journal)
+    if all((out_dir / f.name).exists() and sha256_of(out_dir / f.name) == f.sha256 for f in files):
         return True
-    logger.warning("%s is missing or changed since it was assembled; laying the letters out again", target.name)
+    logger.warning("a print file is missing or changed since it was made; laying the letters out again")
     journal.undo_done("assemble")
     return False
 
 
-def _recorded_print_file(journal: Journal, target: Path) -> PrintFile | None:
-    recorded = journal.settings().get("print_file")
-    return PrintFile(**json.loads(recorded)) if recorded else None
+def _recorded_print_files(journal: Journal) -> list[PrintFile]:
+    return [PrintFile(**f) for f in json.loads(journal.settings().get("print_files", "[]"))]
 
 
 def _lay_out_again_from_missing_chunk(journal: Journal, work: Path) -> None:
@@ -455,7 +520,7 @@ def _finish(
     reissues = journal.reissues()
     manifest = build_manifest(
         {**job, "input_rows": input_rows, "exceptions": len(exclusions), "reissued": _count(reissues.values())},
-        placed, files, reissues,
+        placed, files, journal.pieces(), reissues,
     )
     write_manifest_json(out_dir, manifest)
     write_manifest_csv(out_dir, manifest["letters"])
@@ -472,6 +537,8 @@ def _finish(
         reissues=_count(reissues[p.letter.patient.input_row] for p in placed if p.letter.patient.input_row in reissues),
         resumed=resumed,
         by_stage=journal.count_by_stage(),
+        sheets=manifest["job"].get("sheets", 0),
+        files=tuple(f.name for f in files),
     )
     logger.info(
         "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions,

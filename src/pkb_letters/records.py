@@ -37,6 +37,7 @@ class Reason(StrEnum):
     DEMOGRAPHICS_MISMATCH = "demographics-mismatch"
     PKB_REFUSED = "pkb-refused"
     TEMPLATE_ERROR = "template-error"
+    INVALID_POSTAGE_CLASS = "invalid-postage-class"
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PatientRow:
     address_lines: tuple[str, ...]  # postal lines without the addressee; postcode last
     postcode: str  # "" for an address abroad, or a BFPO address without a postcode
     postage: str = "uk"  # Royal Mail zone: "uk", "europe" or "rest-of-world"
+    postage_class: str = ""  # first, second or economy from the list's column; empty: the job's class
 
     @property
     def display_name(self) -> str:

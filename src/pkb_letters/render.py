@@ -11,12 +11,13 @@ from the envelope profile, a new page per letter and per-letter page numbers
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
 import jinja2
@@ -120,7 +121,11 @@ def letter_context(letter: Letter, settings: LetterSettings) -> dict[str, Any]:
 
 
 def qr_data_uri(url: str) -> str:
-    return segno.make_qr(url, error="m").svg_data_uri(dark="#000", light=None, border=0, xmldecl=False)
+    """The QR code as SVG in K-only black: segno only writes web colours, so swap its black for the print one."""
+    buffer = io.BytesIO()
+    segno.make_qr(url, error="m").save(buffer, kind="svg", dark="#000", light=None, border=0, xmldecl=False)
+    svg = buffer.getvalue().decode("utf-8").replace('"#000"', '"device-cmyk(0 0 0 1)"')
+    return "data:image/svg+xml," + quote(svg)
 
 
 def _website(join_url: str) -> str:
@@ -131,11 +136,21 @@ def _website(join_url: str) -> str:
 class ChunkRenderer:
     """Lays out chunks of letters with one template, envelope and font set."""
 
-    def __init__(self, template: LetterTemplate, settings: LetterSettings, envelope: EnvelopeProfile) -> None:
+    def __init__(
+        self,
+        template: LetterTemplate,
+        settings: LetterSettings,
+        envelope: EnvelopeProfile,
+        print_css: str = "",
+        pdf_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.template = template
         self.settings = settings
         self._font_config = FontConfiguration()
-        self._layout_css = CSS(string=layout_css(envelope), font_config=self._font_config)
+        self._color_profiles: dict = {}  # filled by an @color-profile rule in print_css: the output intent
+        self._layout_css = CSS(string=layout_css(envelope) + print_css, font_config=self._font_config,
+                               color_profiles=self._color_profiles)
+        self._pdf_options = dict(pdf_options or {})  # WeasyPrint's write_pdf options: the PDF variant
         self._fetcher = TemplateFolderFetcher(template.directory)
         self._expected_pages = 1
 
@@ -174,7 +189,7 @@ class ChunkRenderer:
             if counts == page_totals:
                 self._expected_pages = max(set(counts), key=counts.count)
                 with self._fetcher.guarded():
-                    pdf = document.write_pdf()
+                    pdf = document.write_pdf(**self._pdf_options)
                 return RenderedChunk(pdf, tuple(counts))
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
@@ -195,7 +210,8 @@ class ChunkRenderer:
         base_url = self.template.directory.as_uri() + "/"
         with self._fetcher.guarded():
             return HTML(string=html, base_url=base_url, url_fetcher=self._fetcher).render(
-                stylesheets=[self._layout_css], font_config=self._font_config
+                stylesheets=[self._layout_css], font_config=self._font_config, color_profiles=self._color_profiles,
+                **self._pdf_options,  # the PDF variant decides colour handling at layout time too
             )
 
     def preflight(self, patients: Sequence[PatientRow]) -> None:

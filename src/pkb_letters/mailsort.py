@@ -1,0 +1,32 @@
+"""Print order: the input order, or postcode order, which groups letters for postage discounts.
+
+Postcode order sorts by area, district (numerically: NE2 before NE10), sector and
+unit, so letters for one delivery office sit together in the print file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TypeVar
+
+from .records import PatientRow
+
+T = TypeVar("T")
+_OUTWARD = re.compile(r"^([A-Z]{1,2})(\d{1,2})([A-Z]?)$")
+
+
+def postcode_key(postcode: str) -> tuple:
+    outward, _, inward = postcode.upper().partition(" ")
+    match = _OUTWARD.match(outward)
+    if not match:  # BFPO and the like: after every postcode, in text order
+        return ("~", 0, outward, inward)
+    area, district, sub_district = match.groups()
+    return (area, int(district), sub_district, inward[:1], inward[1:])
+
+
+def in_print_order(items: Sequence[tuple[PatientRow, T]], order: str) -> list[tuple[PatientRow, T]]:
+    """Ties keep input order (the sort is stable), so the manifest's input_row stays meaningful."""
+    if order == "postcode":
+        return sorted(items, key=lambda item: postcode_key(item[0].postcode))
+    return list(items)

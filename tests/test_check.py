@@ -1,0 +1,202 @@
+"""`pkb-letters check` catches a PDF broken in each way a print room would reject, built here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import connection_to, demo_settings, no_weasyprint_warnings
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+from weasyprint import HTML
+
+from pkb_letters import marks
+from pkb_letters.check import Code, check_files
+from pkb_letters.cli import main
+from pkb_letters.marks import MarkKind
+from pkb_letters.pipeline import run_job
+from pkb_letters.printfile import stamp
+from pkb_letters.printing import PrintOptions
+
+MM = 72 / 25.4
+
+
+@pytest.fixture(scope="module")
+def good(sandbox, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("check") / "job"
+    with no_weasyprint_warnings():
+        run_job(demo_settings(out, "fhir"), connection_to(sandbox), print_options=PrintOptions())
+    return out
+
+
+def copy_job(good: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copy(good / "letters.pdf", tmp_path / "letters.pdf")
+    shutil.copy(good / "manifest.json", tmp_path / "manifest.json")
+    return tmp_path / "letters.pdf", tmp_path / "manifest.json"
+
+
+def rewrite(pdf: Path, change) -> None:
+    writer = PdfWriter(clone_from=PdfReader(pdf))
+    change(writer)
+    with pdf.open("wb") as handle:
+        writer.write(handle)
+
+
+def draw_on(writer: PdfWriter, page: int, operators: str) -> None:
+    stamp(writer, writer.pages[page - 1], operators.encode("latin-1"))
+
+
+def codes(report) -> set[Code]:
+    return {p.code for p in report.problems}
+
+
+def html_pdf(tmp_path: Path, body: str, page_css: str = "size: A4; margin: 20mm") -> Path:
+    path = tmp_path / "customer.pdf"
+    with no_weasyprint_warnings():
+        style = f"<style>@page {{ {page_css} }} body {{ color: device-cmyk(0 0 0 1) }}</style>"
+        HTML(string=style + body).write_pdf(path)
+    return path
+
+
+def test_the_good_job_passes(good):
+    report = check_files([good / "letters.pdf"], good / "manifest.json")
+    assert report.ok, report.text()
+    assert report.pages == json.loads((good / "manifest.json").read_text())["job"]["pages"]
+
+
+def test_not_a4(tmp_path):
+    pdf = html_pdf(tmp_path, "<p>Hello</p>", "size: letter; margin: 20mm")
+    problems = [p for p in check_files([pdf], layout=marks.DEFAULT_LAYOUTS[MarkKind.NONE]).problems]
+    assert [(p.code, p.page) for p in problems if p.code is Code.NOT_A4] == [(Code.NOT_A4, 1)]
+
+
+def test_font_not_embedded(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+
+    def add_helvetica(writer):
+        page = writer.pages[0]
+        font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                                 NameObject("/BaseFont"): NameObject("/Helvetica")})
+        fonts = page["/Resources"].get_object()["/Font"].get_object()
+        fonts[NameObject("/FHelv")] = writer._add_object(font)
+        draw_on(writer, 1, "BT /FHelv 9 Tf 0 0 0 1 k 300 400 Td (Not embedded) Tj ET")
+
+    rewrite(pdf, add_helvetica)
+    report = check_files([pdf], manifest)
+    problems = [p for p in report.problems if p.code is Code.FONT_NOT_EMBEDDED]
+    assert problems[0].page == 1 and "Helvetica" in problems[0].detail
+
+
+def test_rgb_black_text(tmp_path):
+    path = tmp_path / "rgb.pdf"
+    with no_weasyprint_warnings():
+        HTML(string="<style>@page { size: A4; margin: 20mm }</style><p style='color: #000'>RGB</p>").write_pdf(path)
+    report = check_files([path], layout=marks.DEFAULT_LAYOUTS[MarkKind.NONE])
+    (problem,) = [p for p in report.problems if p.code is Code.NON_BLACK_TEXT]
+    assert "RGB 0 0 0" in problem.detail
+
+
+def test_text_outside_the_printable_area(tmp_path):
+    pdf = html_pdf(tmp_path, "<p>Too close to the edge</p>", "size: A4; margin: 2mm")
+    assert Code.OUTSIDE_PRINTABLE in codes(check_files([pdf], layout=marks.DEFAULT_LAYOUTS[MarkKind.NONE]))
+
+
+def test_address_outside_the_window(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+
+    def shift_first_page(writer):  # the whole first page 15 mm lower, as a mis-set template would print it
+        page = writer.pages[0]
+        shift = DecodedStreamObject()
+        shift.set_data(f"1 0 0 1 0 {-15 * MM:.2f} cm\n".encode())
+        contents = page["/Contents"]
+        existing = list(contents) if isinstance(contents, ArrayObject) else [contents]
+        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+
+    rewrite(pdf, shift_first_page)
+    report = check_files([pdf], manifest)
+    assert [p.page for p in report.problems if p.code is Code.ADDRESS_NOT_IN_WINDOW][:1] == [1]
+
+
+def test_a_customer_pdf_without_a_manifest_with_text_across_the_window_edge(tmp_path):
+    pdf = html_pdf(tmp_path, "<p style='position: absolute; left: 0; top: 30mm'>Across the window edge</p>",
+                   "size: A4; margin: 15mm")
+    report = check_files([pdf], layout=marks.DEFAULT_LAYOUTS[MarkKind.NONE])
+    assert Code.ADDRESS_NOT_IN_WINDOW in codes(report)
+
+
+def test_page_count_disagrees_with_the_manifest(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+
+    def drop_last(writer):
+        writer.remove_page(len(writer.pages) - 1)
+
+    rewrite(pdf, drop_last)
+    assert Code.PAGE_COUNT in codes(check_files([pdf], manifest))
+
+
+def test_mark_missing(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+    zone = marks.clear_zone(marks.DEFAULT_LAYOUTS[MarkKind.DATAMATRIX], "x" * 34)
+    white_out = (f"0 0 0 0 k {zone.left * MM:.2f} {(297 - zone.bottom) * MM:.2f} "
+                 f"{zone.width * MM:.2f} {zone.height * MM:.2f} re f")
+    rewrite(pdf, lambda writer: draw_on(writer, 3, white_out))
+    report = check_files([pdf], manifest)
+    assert [(p.code, p.page) for p in report.problems] == [(Code.MARK_MISSING, 3)]
+
+
+def test_mark_disagrees_with_the_manifest(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+    data = json.loads(manifest.read_text())
+    first, second = data["letters"][0], data["letters"][1]
+    first["marks"], second["marks"] = second["marks"], first["marks"]  # the manifest's pieces swapped
+    manifest.write_text(json.dumps(data))
+    report = check_files([pdf], manifest)
+    mismatches = [p.page for p in report.problems if p.code is Code.MARK_MISMATCH]
+    assert mismatches == [first["first_page"], second["first_page"]]
+
+
+def test_something_printed_on_a_blank_back(sandbox, tmp_path):
+    out = tmp_path / "job"
+    with no_weasyprint_warnings():
+        run_job(demo_settings(out, "fhir"), connection_to(sandbox), print_options=PrintOptions(duplex=True))
+    data = json.loads((out / "manifest.json").read_text())
+    data["job"]["print"]["duplex"] = True
+    # make the first letter look one page long, so its second page is "the blank back"
+    data["letters"][0]["page_count"] = 1
+    (out / "manifest.json").write_text(json.dumps(data))
+    report = check_files([out / "letters.pdf"], out / "manifest.json")
+    assert (Code.BLANK_NOT_BLANK, 2) in {(p.code, p.page) for p in report.problems}
+
+
+def test_cli_check_reports_json_and_exit_codes(good, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["check", str(good / "letters.pdf"), "--manifest", str(good / "manifest.json")])
+    assert ok.exit_code == 0, ok.output
+    assert "no problems" in ok.output
+    pdf = html_pdf(tmp_path, "<p style='color: red'>Red</p>", "size: A5; margin: 20mm")
+    bad = runner.invoke(main, ["check", str(pdf), "--json", "--marks", "none"])
+    assert bad.exit_code == 1
+    report = json.loads(bad.output)
+    assert report["ok"] is False
+    assert {p["code"] for p in report["problems"]} >= {"not-a4", "non-black-text"}
+    assert all(p["file"] == "customer.pdf" for p in report["problems"])
+
+
+def test_cli_run_takes_the_print_options(tmp_path):
+    from conftest import PATIENTS_CSV
+
+    out = tmp_path / "job"
+    with no_weasyprint_warnings():
+        result = CliRunner().invoke(main, ["run", str(PATIENTS_CSV), "--out", str(out), "--sandbox",
+                                           "--envelope", "dl", "--simplex", "--marks", "none", "--sort", "postcode",
+                                           "--postage-class", "first", "--split-by", "class"],
+                                    catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    job = json.loads((out / "manifest.json").read_text())["job"]
+    assert job["print"] == {"envelope": "dl", "duplex": False, "pdf_variant": "pdf/x-4", "marks": "none",
+                            "sort": "postcode", "split_by": ["class"], "max_letters_per_file": None}
+    assert [f["name"] for f in job["files"]] == [f"{job['id']}-first.pdf"]
+    assert f"{job['pages']} pages, {job['sheets']} sheets in {job['id']}-first.pdf" in result.output
