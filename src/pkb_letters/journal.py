@@ -162,10 +162,6 @@ class Journal:
             pass  # another connection is open; it will fold the log back in when it closes
         self._db.close()
 
-    def checkpoint(self) -> None:
-        """Move everything from the write-ahead log into the main file."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
     def __enter__(self) -> Journal:
         return self
 
@@ -280,18 +276,19 @@ class Journal:
         rows = list(input_rows)
         now = _now()
         with self._db:
-            for input_row in rows:
-                earlier = self._db.execute(
-                    "SELECT codes_requested FROM rows WHERE input_row = ?", (input_row,)
-                ).fetchone()
-                if earlier is not None and earlier["codes_requested"]:
-                    self._db.execute(
-                        "UPDATE rows SET reissue = ? WHERE input_row = ?", (Reissue.LOST_RESPONSE, input_row)
-                    )
-                    self._add_event(
-                        "reissue", f"{Reissue.LOST_RESPONSE}: the answer to the code request sent at "
-                        f"{earlier['codes_requested']} never arrived; PKB may have issued a pair", input_row,
-                    )
+            unanswered = self._db.execute(
+                f"SELECT input_row, codes_requested FROM rows WHERE codes_requested IS NOT NULL"
+                f" AND input_row IN ({', '.join('?' * len(rows))})",
+                rows,
+            ).fetchall()
+            for earlier in unanswered:
+                self._db.execute(
+                    "UPDATE rows SET reissue = ? WHERE input_row = ?", (Reissue.LOST_RESPONSE, earlier["input_row"])
+                )
+                self._add_event(
+                    "reissue", f"{Reissue.LOST_RESPONSE}: the answer to the code request sent at "
+                    f"{earlier['codes_requested']} never arrived; PKB may have issued a pair", earlier["input_row"],
+                )
             self._db.executemany(
                 "UPDATE rows SET codes_requested = ?, updated = ? WHERE input_row = ?",
                 ((now, now, input_row) for input_row in rows),
@@ -368,11 +365,7 @@ class Journal:
 
     def placed_as_laid_out(self) -> Iterator[PlacedLetter]:
         """Placed letters with pages counted over the render chunks, as the print files are made from."""
-        for placed in self.placed():
-            row = self._db.execute(
-                "SELECT layout_page FROM rows WHERE input_row = ?", (placed.letter.patient.input_row,)
-            ).fetchone()
-            yield PlacedLetter(placed.letter, placed.file, row["layout_page"], placed.page_count)
+        return self.placed(page_column="layout_page")
 
     def unplace_from_chunk(self, chunk: int) -> int:
         """Send letters in this chunk and later ones back to `coded`, to be laid out again."""
@@ -501,13 +494,13 @@ class Journal:
         events = self._db.execute("SELECT MAX(time) FROM events").fetchone()[0]
         return max((t for t in (rows, events) if t), default=None)
 
-    def placed(self) -> Iterator[PlacedLetter]:
+    def placed(self, page_column: str = "first_page") -> Iterator[PlacedLetter]:
         rows = self._db.execute(
             "SELECT * FROM rows WHERE stage = ? ORDER BY sequence", (Stage.PLACED,)
         )
         for r in rows:
             letter = Letter(r["sequence"], r["piece_id"], _patient_from_json(r["patient"]), _codes(r))
-            yield PlacedLetter(letter, r["file"], r["first_page"], r["page_count"])
+            yield PlacedLetter(letter, r["file"], r[page_column], r["page_count"])
 
     def exclusions(self) -> list[Exclusion]:
         rows = self._db.execute(

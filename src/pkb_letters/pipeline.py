@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +206,7 @@ def _check_same_job(journal_path: Path, fingerprint: dict[str, str], restart: bo
 def _archive_journal(journal_path: Path) -> Path:
     """Keep the replaced job's journal beside the new one: its code pairs are live credentials."""
     with Journal(journal_path) as old:
-        old_id = old.settings().get("id", "unknown")
-        old.checkpoint()  # everything into the main file, so moving that one file moves the job
+        old_id = old.settings().get("id", "unknown")  # closing folds the log back into this one file
     archived = journal_path.with_name(f"replaced-{old_id}-{secrets.token_hex(2)}.sqlite")
     journal_path.rename(archived)
     work = journal_path.parent / WORK_DIR
@@ -557,10 +557,7 @@ def _partial_summary(journal: Journal, job: dict[str, str], resumed: bool) -> Jo
 
 
 def _count(values: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(values).items()))
 
 
 def _now() -> str:

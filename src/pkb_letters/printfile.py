@@ -20,12 +20,13 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
 
 from . import marks, sheets
-from .assemble import check_a4
+from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
 
 UNSPLIT_FILE = "letters.pdf"
+_SIZE_TOLERANCE_PT = 0.5
 SPLIT_FIELDS = ("class", "sheets")
 # What a PDF/X or PDF/A reader looks for in the catalog and document info; pypdf
 # copies pages only, so carry these over from the rendered chunks.
@@ -217,3 +218,7 @@ def sheets_total(files: Iterable[PrintFile]) -> int:
     return sum(f.sheets for f in files)
 
 
+def check_a4(width_pt: float, height_pt: float, where: str) -> None:
+    want = (A4_WIDTH_MM * marks.POINTS_PER_MM, A4_HEIGHT_MM * marks.POINTS_PER_MM)
+    if abs(float(width_pt) - want[0]) > _SIZE_TOLERANCE_PT or abs(float(height_pt) - want[1]) > _SIZE_TOLERANCE_PT:
+        raise InvariantError(f"{where} is {float(width_pt):.1f} x {float(height_pt):.1f} pt, not A4 portrait")

@@ -7,6 +7,7 @@ changes the journal and never shows codes or NHS numbers.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +90,7 @@ def job_status(out_dir: Path) -> JobStatus:
     with Journal(path) as journal:
         settings = journal.settings()
         stops = journal.events("stopped")
-        reissue_counts: dict[str, int] = {}
-        for why in journal.reissues().values():
-            reissue_counts[why] = reissue_counts.get(why, 0) + 1
+        reissue_counts = Counter(journal.reissues().values())
         return JobStatus(
             job_id=settings.get("id", "?"),
             out_dir=out_dir,
