@@ -78,6 +78,7 @@ class JobSettings:
     letter: LetterSettings = field(default_factory=LetterSettings)
     rest_code_validity_days: int = 30
     chunk_size: int = 100
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # render processes
     rules: RuleSettings = field(default_factory=RuleSettings)
     min_validity_days: int = 21  # codes expiring sooner than this after printing are re-issued
     concurrency: int = 8  # REST requests in flight at once

@@ -26,7 +26,8 @@ from pathlib import Path
 from . import marks, printing, resolve, tokens
 from .config import JobSettings, PkbConnection
 from .envelope import C5, EnvelopeProfile
-from .errors import ConfigError, InvariantError, PkbApiError, TemplateError, TemplateResourceError
+from .errors import ConfigError, InvariantError, PkbApiError
+from .executor import local_executor, render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
@@ -36,8 +37,8 @@ from .pkb import PkbClient
 from .printfile import Finishing, PrintFile, pieces_from_placements, write_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
-from .records import CodePair, Eligible, Exclusion, Letter, PatientRow, PlacedLetter, Reason
-from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+from .records import CodePair, Eligible, Exclusion, Letter, PlacedLetter
+from .render import ChunkRenderer, LetterTemplate, RenderSpec
 from .validate import address_fit_exclusions
 
 PRINT_FILE = "letters.pdf"
@@ -106,12 +107,14 @@ def _run_stages(
     template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
     today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
 ) -> JobSummary:
-    renderer = _print_renderer(template, settings, options, job["id"])
+    spec = render_spec(template, settings, options, job["id"])
+    renderer = spec.renderer()
     journal.begin_run()
     if not journal.is_done("intake"):
         _record_intake(journal, intake or _read_list(settings))
     if not journal.is_done("address-fit"):
-        _check_addresses(journal, renderer)
+        with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)):
+            _check_addresses(journal, renderer)
         renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
         journal.mark_done("address-fit")
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
@@ -124,22 +127,26 @@ def _run_stages(
             return _partial_summary(journal, job, resumed)
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress)
-    files = _render_and_assemble(journal, renderer, job["id"], settings, progress, options)
+    files = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(journal, settings.out_dir, {**job, "print": _print_summary(options)}, files, resumed)
     if options.preflight and files:
-        _preflight(settings.out_dir, files, options)
+        with progress.stage("check", sum(f.pages for f in files)):
+            _preflight(settings.out_dir, files, options)
     return summary
+
+
+def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str) -> RenderSpec:
+    """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone."""
+    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
+    printing.warn_without_output_intent(options)
+    return RenderSpec(job_id, template.directory, settings.letter, page, printing.print_css(options),
+                      tuple(sorted(printing.pdf_options(options).items())))
 
 
 def _print_renderer(
     template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str
 ) -> ChunkRenderer:
-    """A renderer whose page margins keep body text out of the marks' clear zone."""
-    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
-    printing.warn_without_output_intent(options)
-    return ChunkRenderer(
-        template, settings.letter, page, printing.print_css(options), printing.pdf_options(options)
-    )
+    return render_spec(template, settings, options, job_id).renderer()
 
 
 def _print_summary(options: PrintOptions) -> dict:
@@ -339,8 +346,7 @@ def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date)
 
 def _render_and_assemble(
     journal: Journal,
-    renderer: ChunkRenderer,
-    job_id: str,
+    spec: RenderSpec,
     settings: JobSettings,
     progress: Progress,
     options: PrintOptions,
@@ -357,20 +363,27 @@ def _render_and_assemble(
     _lay_out_again_from_missing_chunk(journal, work)
     last_chunk, last_sequence, last_page = journal.render_position()
     coded = in_print_order(journal.coded(), options.sort)
-    next_sequence, next_page = last_sequence + 1, last_page + 1
-    with progress.stage("render", len(coded)) as advance:
-        for index, chunk in enumerate(_chunks(coded, settings.chunk_size), last_chunk + 1):
-            letters, rendered = _render_chunk(journal, renderer, job_id, chunk, next_sequence)
-            if letters:
-                write_atomic(_chunk_path(work, index), rendered.pdf)
-                next_page = _place(journal, letters, rendered.page_counts, next_page, index)
-                next_sequence += len(letters)
-            advance(len(chunk))
+    chunks = list(_chunks(coded, settings.chunk_size))
+    next_page = last_page + 1
+    executor = local_executor(spec, settings.workers, len(chunks))
+    try:
+        with progress.stage("render", len(coded)) as advance:
+            for outcome in render_in_order(executor, chunks, last_chunk + 1, last_sequence + 1):
+                for refusal in outcome.refused:
+                    journal.exclude(refusal.patient.input_row, refusal.reason, refusal.detail)
+                if outcome.letters:
+                    write_atomic(_chunk_path(work, outcome.task.index), outcome.pdf)
+                    next_page = _place(journal, outcome.letters, outcome.page_counts, next_page, outcome.task.index)
+                advance(len(outcome.task.items))
+    finally:
+        executor.close()
     chunks = journal.placed_chunks()
-    logger.info("render: %d letters in %d chunks, %d pages", next_sequence - 1, len(chunks), next_page - 1)
+    logger.info("render: %d chunks, %d pages", len(chunks), next_page - 1)
     files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
-        files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], job_id, settings.out_dir, options)
+        with progress.stage("assemble", len(chunks)):
+            files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], spec.job_id,
+                                        settings.out_dir, options)
         journal.set_settings({"print_files": json.dumps([dataclasses.asdict(f) for f in files])})
     journal.mark_done("assemble")
     for path in work.iterdir():
@@ -425,73 +438,6 @@ def _lay_out_again_from_missing_chunk(journal: Journal, work: Path) -> None:
             undone = journal.unplace_from_chunk(chunk)
             logger.info("render: chunk %d is missing; %d letters will be laid out again", chunk, undone)
             return
-
-
-def _render_chunk(
-    journal: Journal, renderer: ChunkRenderer, job_id: str, chunk: Sequence[tuple[PatientRow, CodePair]], first: int
-) -> tuple[list[Letter], RenderedChunk]:
-    """Lay out a chunk, excluding letters the template fails on or whose address does not fit.
-
-    Sequence numbers are given here, after those exclusions, so the print file's
-    pieces are numbered without gaps.
-    """
-    candidates = list(chunk)
-    while True:
-        letters = [Letter(n, f"{job_id}-{n:06d}", p, c) for n, (p, c) in enumerate(candidates, first)]
-        bodies, failed = _bodies(renderer, letters)
-        if failed:
-            for letter, error in failed:
-                journal.exclude(letter.patient.input_row, Reason.TEMPLATE_ERROR, str(error))
-            failed_sequences = {letter.sequence for letter, _ in failed}
-            candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in failed_sequences]
-            continue
-        if not letters:
-            return [], RenderedChunk(None, ())
-        try:
-            rendered = renderer.render(letters, bodies)
-        except TemplateResourceError:
-            refused = _refused_letters(renderer, letters, bodies)
-            if not refused:
-                raise
-            for letter, error in refused:
-                journal.exclude(letter.patient.input_row, Reason.TEMPLATE_ERROR, str(error))
-            refused_sequences = {letter.sequence for letter, _ in refused}
-            candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in refused_sequences]
-            continue
-        if not rendered.misfits:
-            return letters, rendered
-        by_sequence = {lt.sequence: lt for lt in letters}
-        for misfit in rendered.misfits:
-            journal.exclude(by_sequence[misfit.sequence].patient.input_row, misfit.reason, misfit.detail)
-        dropped = {m.sequence for m in rendered.misfits}
-        candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in dropped]
-
-
-def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[str], list[tuple[Letter, TemplateError]]]:
-    bodies, failed = [], []
-    for letter in letters:
-        try:
-            bodies.append(renderer.body(letter))
-        except TemplateError as exc:
-            failed.append((letter, exc))
-    return bodies, failed
-
-
-def _refused_letters(
-    renderer: ChunkRenderer, letters: Sequence[Letter], bodies: Sequence[str]
-) -> list[tuple[Letter, TemplateResourceError]]:
-    """The letters that, laid out alone, ask for a resource outside the template folder.
-
-    The preflight showed the template itself asks for none, so these rows' own data
-    did (say, a URL in a reference column); slow, but only ever on this error path.
-    """
-    refused = []
-    for letter, body in zip(letters, bodies, strict=True):
-        try:
-            renderer.render([letter], [body])
-        except TemplateResourceError as exc:
-            refused.append((letter, exc))
-    return refused
 
 
 def _place(

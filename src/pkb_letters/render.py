@@ -28,7 +28,7 @@ from weasyprint.text.fonts import FontConfiguration
 
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
-from .errors import TemplateError
+from .errors import TemplateError, TemplateResourceError
 from .records import CodePair, Letter, PatientRow, Reason
 from .template_fetcher import TemplateFolderFetcher
 from .template_sandbox import render_error, template_environment
@@ -308,3 +308,118 @@ section.pkb-letter {{
 }}
 .pkb-body {{ margin-top: {envelope.body_top - m.top:.2f}mm; }}
 """
+
+
+# -- the chunk function: what a render worker runs, here or on another machine -------------------
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """Everything a render worker needs besides the letters. Picklable; no journal, no network."""
+
+    job_id: str
+    template_dir: Path
+    letter: LetterSettings
+    page: EnvelopeProfile  # the envelope profile with the marks' space reserved
+    print_css: str = ""
+    pdf_options: tuple[tuple[str, Any], ...] = ()
+
+    def renderer(self) -> ChunkRenderer:
+        return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,
+                             dict(self.pdf_options))
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Letters to lay out together, numbered from `first_sequence` in order."""
+
+    index: int
+    first_sequence: int
+    items: tuple[tuple[PatientRow, CodePair], ...]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A letter the template or the envelope window would not let us print, and why."""
+
+    patient: PatientRow
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    task: ChunkTask
+    letters: tuple[Letter, ...]  # what was laid out, numbered without gaps from task.first_sequence
+    pdf: bytes | None  # None when no letter of the chunk could be printed
+    page_counts: tuple[int, ...]
+    refused: tuple[Refusal, ...] = ()
+
+
+_renderers: dict[RenderSpec, ChunkRenderer] = {}
+
+
+def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
+    """Lay out one chunk, leaving out letters the template fails on or whose address does not fit.
+
+    Sequence numbers are given after those are left out, so the pieces of a chunk are
+    numbered without gaps. A worker process keeps its renderer (fonts, CSS) between chunks.
+    """
+    renderer = _renderers.get(spec)
+    if renderer is None:
+        renderer = _renderers.setdefault(spec, spec.renderer())
+    candidates = list(task.items)
+    refused: list[Refusal] = []
+    while True:
+        letters = [Letter(n, f"{spec.job_id}-{n:06d}", patient, codes)
+                   for n, (patient, codes) in enumerate(candidates, task.first_sequence)]
+        bodies, failed = _bodies(renderer, letters)
+        if not failed and letters:
+            try:
+                rendered = renderer.render(letters, bodies)
+            except TemplateResourceError:
+                failed = _letters_refusing_resources(renderer, letters, bodies)
+                if not failed:
+                    raise
+            else:
+                failed = [(lt, m) for lt in letters for m in rendered.misfits if m.sequence == lt.sequence]
+                if not failed:
+                    return ChunkOutcome(task, tuple(letters), rendered.pdf, rendered.page_counts, tuple(refused))
+        if not letters:
+            return ChunkOutcome(task, (), None, (), tuple(refused))
+        refused.extend(_refusal(letter, problem) for letter, problem in failed)
+        left_out = {letter.sequence for letter, _ in failed}
+        candidates = [(lt.patient, lt.codes) for lt in letters if lt.sequence not in left_out]
+
+
+def _refusal(letter: Letter, problem: TemplateError | Misfit) -> Refusal:
+    if isinstance(problem, Misfit):
+        return Refusal(letter.patient, problem.reason, problem.detail)
+    return Refusal(letter.patient, Reason.TEMPLATE_ERROR, str(problem))
+
+
+def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[str], list[tuple[Letter, TemplateError]]]:
+    bodies, failed = [], []
+    for letter in letters:
+        try:
+            bodies.append(renderer.body(letter))
+        except TemplateError as exc:
+            failed.append((letter, exc))
+    return bodies, failed
+
+
+def _letters_refusing_resources(
+    renderer: ChunkRenderer, letters: Sequence[Letter], bodies: Sequence[str]
+) -> list[tuple[Letter, TemplateResourceError]]:
+    """The letters that, laid out alone, ask for a resource outside the template folder.
+
+    The preflight showed the template itself asks for none, so these rows' own data
+    did (say, a URL in a reference column); slow, but only ever on this error path.
+    """
+    refused = []
+    for letter, body in zip(letters, bodies, strict=True):
+        try:
+            renderer.render([letter], [body])
+        except TemplateResourceError as exc:
+            refused.append((letter, exc))
+    return refused

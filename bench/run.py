@@ -1,0 +1,200 @@
+"""Benchmark: a made-up list of any size through the real pipeline, per-stage figures out.
+
+    .venv/bin/python bench/run.py --letters 5000                # the whole job, FHIR route
+    .venv/bin/python bench/run.py --letters 100000 --stop-after codes --latency-ms 25
+    .venv/bin/python bench/run.py --letters 20000 --api rest --stop-after codes --latency-ms 25 --concurrency 32
+
+The PKB sandbox runs in its own process (as PKB would), so its work is not counted
+against the job. The job runs in this process and its render workers; memory is the
+peak of their resident sizes added together, sampled every 50 ms. Each figure is the
+median over `--repeat` runs; the machine is shared, so read ratios, not single numbers.
+Prints a table, and the same figures as JSON with `--json FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection  # noqa: E402
+from pkb_letters.pipeline import run_job  # noqa: E402
+from pkb_letters.printing import PrintOptions  # noqa: E402
+from pkb_letters.sandbox.synthetic import CLIENT_ID, CLIENT_SECRET, ORGANISATION_ID, write_synthetic_job  # noqa: E402
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class StageTimes:
+    """A `Progress` that records how long each stage took and how many items it had."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    items: dict[str, int] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, label: str, total: int) -> Iterator:
+        started = time.perf_counter()
+        yield lambda n: None
+        self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
+        self.items[label] = self.items.get(label, 0) + total
+
+
+class TreeMemory:
+    """Peak of the summed resident memory of this process and its descendants (not the sandbox)."""
+
+    def __init__(self, exclude: int) -> None:
+        self.exclude = exclude
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, sum(_rss(pid) for pid in _tree(os.getpid()) if pid != self.exclude))
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _rss(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+    return 0
+
+
+@contextlib.contextmanager
+def sandbox_process(data: Path, latency_ms: int) -> Iterator[tuple[PkbConnection, int]]:
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "pkb-letters"), "sandbox", "--port", str(port), "--data", str(data),
+               "--latency-ms", str(latency_ms)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        process.stdout.readline()  # "PKB sandbox listening on ..."
+        url = f"http://127.0.0.1:{port}"
+        yield PkbConnection(token_url=url + "/oauth/token", rest_base=url + "/json", fhir_base=url + "/fhir",
+                            client_id=CLIENT_ID, org_id=ORGANISATION_ID, client_secret=CLIENT_SECRET), process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_run(args, synthetic, work: Path) -> dict:
+    out_dir = work / "job"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    letter = LetterSettings(organisation="Synthetic NHS Trust", join_url=SANDBOX_JOIN_URL)
+    settings = JobSettings(patients=synthetic.patients_csv, out_dir=out_dir, api=args.api, letter=letter,
+                           concurrency=args.concurrency, chunk_size=args.chunk_size, workers=args.workers)
+    times = StageTimes()
+    with sandbox_process(synthetic.sandbox_json, args.latency_ms) as (connection, sandbox_pid):
+        with TreeMemory(exclude=sandbox_pid) as memory:
+            started = time.perf_counter()
+            summary = run_job(settings, connection, times, print_options=PrintOptions(), stop_after=args.stop_after)
+            total = time.perf_counter() - started
+    letters = summary.letters if args.stop_after is None else 0
+    pdf_bytes = sum(p.stat().st_size for p in out_dir.glob("*.pdf"))
+    return {"seconds": times.seconds, "items": times.items, "total_seconds": total, "letters": letters,
+            "peak_rss_bytes": memory.peak, "pdf_bytes": pdf_bytes}
+
+
+def summarise(runs: list[dict], args) -> dict:
+    stages = list(runs[0]["seconds"])
+    result = {"letters_requested": args.letters, "api": args.api, "latency_ms": args.latency_ms,
+              "workers": args.workers, "chunk_size": args.chunk_size, "repeat": len(runs), "stages": {}}
+    for stage in stages:
+        seconds = statistics.median(r["seconds"][stage] for r in runs)
+        items = runs[0]["items"][stage]
+        result["stages"][stage] = {"items": items, "seconds": round(seconds, 3),
+                                   "per_second": round(items / seconds, 1) if seconds else None}
+    result["total_seconds"] = round(statistics.median(r["total_seconds"] for r in runs), 3)
+    result["peak_rss_mib"] = round(statistics.median(r["peak_rss_bytes"] for r in runs) / 2**20, 1)
+    letters = runs[0]["letters"]
+    result["letters"] = letters
+    if letters:
+        render_to_checked = sum(result["stages"][s]["seconds"] for s in ("render", "assemble", "check")
+                                if s in result["stages"])
+        result["render_to_checked_per_second"] = round(letters / render_to_checked, 1)
+        result["bytes_per_letter"] = round(statistics.median(r["pdf_bytes"] for r in runs) / letters)
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{'stage':<10} {'items':>8} {'seconds':>9} {'per second':>11}"]
+    for stage, figures in result["stages"].items():
+        rate = figures["per_second"] or 0
+        lines.append(f"{stage:<10} {figures['items']:>8} {figures['seconds']:>9.2f} {rate:>11.1f}")
+    lines.append(f"whole job: {result['total_seconds']:.2f} s, "
+                 f"peak memory (all processes) {result['peak_rss_mib']} MiB")
+    if result["letters"]:
+        lines.append(f"render + assemble + check: {result['render_to_checked_per_second']} letters/s; "
+                     f"{result['bytes_per_letter']} bytes per letter ({result['letters']} letters)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--letters", type=int, default=2000)
+    parser.add_argument("--api", choices=("fhir", "rest"), default="fhir")
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--stop-after", choices=("resolve", "codes"), default=None)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:
+        work = Path(tmp)
+        synthetic = write_synthetic_job(work / "input", args.letters)
+        runs = [one_run(args, synthetic, work) for _ in range(args.repeat)]
+    result = summarise(runs, args)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
