@@ -98,6 +98,7 @@ class SampleResult:
     checks: tuple[Check, ...]
     reason: str = ""  # the reason code when this row would get no letter
     blank_pages: tuple[int, ...] = ()  # the blank backs added after the letter's own pages
+    reference: str = ""  # the list's customer reference, to find the row by
 
     @property
     def passed(self) -> bool:
@@ -300,7 +301,7 @@ def _write_pngs(out_dir: Path, placed: Sequence[PlacedPiece]) -> int:
         try:
             for count, page in enumerate(document, 1):
                 buffer = io.BytesIO()
-                page.render(scale=PNG_DPI / 72).to_pil().save(buffer, "PNG", compress_level=1)
+                _page_image(page).save(buffer, "PNG", compress_level=1)
                 write_atomic(out_dir / PAGE_PNG.format(count), buffer.getvalue())
         finally:
             document.close()
@@ -311,6 +312,14 @@ def _write_pngs(out_dir: Path, placed: Sequence[PlacedPiece]) -> int:
         if _page_number(path) > count:
             path.unlink()
     return count
+
+
+def _page_image(page):
+    """The page at 150 dpi, A4 being 1240 x 1754 pixels: PDFium rounds a part pixel up to a whole one
+    (1240.2 to 1241), which the crop takes off again."""
+    scale = PNG_DPI / 72
+    width, height = (round(side * scale) for side in page.get_size())
+    return page.render(scale=scale).to_pil().crop((0, 0, width, height))
 
 
 def _page_number(path: Path) -> int:
@@ -348,13 +357,14 @@ def _results(found: _Candidates, letters: Sequence[Letter], placed: Sequence[Pla
         name, address = (patient.display_name, patient.address_lines) if patient else ("", ())
         if row in excluded:
             exclusion = excluded[row]
-            yield SampleResult(label, row, name, address, (), _failed_checks(exclusion), exclusion.reason.value)
+            yield SampleResult(label, row, name, address, (), _failed_checks(exclusion), exclusion.reason.value,
+                               reference=exclusion.customer_ref)
             continue
         piece = pieces[letters_by_row[row].sequence]
         pages = tuple(range(piece.first_page, piece.first_page + _printed_pages(piece, duplex)))
         passed = (Check(LIST_CHECK, True), Check(FIT_CHECK, True), Check(TEMPLATE_CHECK, True))
         yield SampleResult(label, row, name, address, pages, passed + _print_checks(report, pages),
-                           blank_pages=pages[piece.piece.page_count :])
+                           blank_pages=pages[piece.piece.page_count :], reference=patient.customer_ref)
 
 
 def _failed_checks(exclusion: Exclusion) -> tuple[Check, ...]:

@@ -38,7 +38,8 @@ _PAGE = """<!DOCTYPE html>
             background: #cce2d8; color: #005a30; }
   .failed .status { background: #f6d7d2; color: #942514; }
   .who { margin: 0 0 8px; color: #505a5f; }
-  .pages { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0; }
+  .sample-body { display: flex; flex-wrap: wrap; gap: 12px 28px; align-items: flex-start; }
+  .pages { display: flex; flex-wrap: wrap; gap: 10px; margin: 4px 0; }
   .pages figure { margin: 0; text-align: center; font-size: 13px; color: #505a5f; }
   .pages img { width: 170px; height: auto; border: 1px solid #b1b4b6; background: #fff; display: block; }
   table.checks { border-collapse: collapse; font-size: 14px; }
@@ -73,7 +74,8 @@ _PAGE = """<!DOCTYPE html>
     <h2>{{ sample.label }}<span class="status">{% if sample.reason %}no letter: {{ sample.reason }}
       {% elif sample.passed %}all checks passed{% else %}checks failed{% endif %}</span></h2>
     <p class="who">{% if sample.name %}{{ sample.name }} · {{ sample.address | join(" · ") }} · {% endif -%}
-      row {{ sample.input_row }} of the list</p>
+      {% if sample.reference %}reference {{ sample.reference }} · {% endif %}row {{ sample.input_row }} of the list</p>
+    <div class="sample-body">
     {% if sample.pages %}<div class="pages">
       {% for page in sample.pages %}<figure><a href="{{ png(page) }}"><img src="{{ png(page) }}"
         alt="{{ sample.label }}, page {{ loop.index }}" width="170" height="240"></a>
@@ -86,6 +88,9 @@ _PAGE = """<!DOCTYPE html>
         <td>{{ check.detail }}</td></tr>
       {% endfor %}
     </table>
+    </div>
+    {% if sample.pages %}<p class="who"><a href="{{ proof_pdf }}#page={{ sample.pages[0] }}">This letter in
+      {{ proof_pdf }}</a>, with the envelope window and print room limits drawn on.</p>{% endif %}
   </section>
 {% endfor %}
 </main>
