@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from pkb_letters import marks, preview_live
 from pkb_letters.cli import main
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
 from pkb_letters.envelope import A4_HEIGHT_MM, C5, DL, EnvelopeProfile, Rect
-from pkb_letters.errors import TemplateResourceError
+from pkb_letters.errors import ConfigError, TemplateResourceError
 from pkb_letters.preview import (
     CODE_ALPHABET,
     FIT_CHECK,
@@ -385,6 +386,59 @@ def test_the_server_listens_on_loopback_only_and_serves_the_page(c5_preview):
     for sample in SAMPLES:
         assert f'data-label="{sample.label}"' in page
     assert "Zoë O&#39;Brien-Ng" in page  # escaped, never raw markup
+
+
+def test_the_cli_watches_and_serves_until_interrupted(tmp_path):
+    template = one_page_template(tmp_path / "editing")
+    command = [sys.executable, "-c", "from pkb_letters.cli import main; main()", "preview", "--template",
+               str(template), "--samples", "1", "--out", str(tmp_path / "out"), "--watch", "--serve", "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = iter(process.stdout.readline, "")
+        url = next(re.search(r"http://127\.0\.0\.1:\d+/index\.html", line) for line in lines if "Serving" in line)
+        base = url.group().rsplit("/", 1)[0]
+        first = _fetch(base + "/version.txt")
+        letter = template / "letter.html"
+        edited = letter.read_text().replace("Your invitation", "Your edited invitation")
+        for tick in range(60):  # save again every 3 s: the watch may not have been in place at the first save
+            if tick % 15 == 0:
+                letter.write_text(edited, encoding="utf-8")
+            threading.Event().wait(0.2)
+            if _fetch(base + "/version.txt") != first:
+                break
+        assert _fetch(base + "/version.txt") != first, "the served page never saw a new render"
+        assert "Your edited invitation" in page_texts(tmp_path / "out" / PREVIEW_PDF)[0]
+    finally:
+        process.send_signal(signal.SIGINT)
+        exit_code = process.wait(20)
+        process.stdout.close()
+    assert exit_code == 0
+
+
+def _fetch(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as answer:  # loopback, to the preview's own server
+        return answer.read().decode("utf-8")
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path):
+    with PreviewServer(tmp_path) as taken:
+        port = int(taken.url.split(":")[2].split("/")[0])
+        with pytest.raises(ConfigError, match="choose another --port"):
+            PreviewServer(tmp_path, port)
+
+
+def test_a_preview_never_writes_into_a_job_folder_or_its_own_template(tmp_path):
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "job.sqlite").write_bytes(b"")
+    template = one_page_template(tmp_path / "one-page")
+    for out in (tmp_path / "job", template / "preview"):
+        run = CliRunner().invoke(main, ["preview", "--template", str(template), "--out", str(out)])
+        assert run.exit_code == 2, run.output
+    assert not (template / "preview").exists()
+    assert list((tmp_path / "job").iterdir()) == [tmp_path / "job" / "job.sqlite"]
 
 
 # -- in a real browser ----------------------------------------------------------------------

@@ -208,7 +208,8 @@ def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int
         outcome = render_or_report(request)
     _print_preview(outcome)
     if watch or serve:
-        run_live(request, watch, port if serve else None, _print_preview, click.echo)
+        with _errors_to_exit_codes():
+            run_live(request, watch, port if serve else None, _print_preview, click.echo)
     elif isinstance(outcome, PkbLettersError):
         sys.exit(outcome.exit_code)
 

@@ -40,7 +40,7 @@ from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
 from .errors import ConfigError, TemplateError
 from .files import make_private_dir, write_atomic
 from .intake import IntakeResult, read_patient_list
-from .journal import PieceRecord
+from .journal import JOURNAL_NAME, PieceRecord
 from .log import mask_nhs_numbers
 from .manifest import build_manifest
 from .printfile import Finishing, Piece, PlacedPiece, PrintFile, write_print_files
@@ -133,6 +133,7 @@ def sample_codes(input_row: int) -> CodePair:
 
 def render_preview(request: PreviewRequest) -> PreviewResult:
     """Render, check and write every output; raises TemplateError, InputFileError or ConfigError."""
+    check_out_dir(request)
     template = LetterTemplate(request.template_dir)
     found = _candidates(request)
     job_id = preview_job_id(request.letter.date)
@@ -153,6 +154,16 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     )
     _write_index(request, result)
     return result
+
+
+def check_out_dir(request: PreviewRequest) -> None:
+    """A preview writes only into a folder of its own: never a run's job folder, never its template."""
+    out_dir = request.out_dir.resolve()
+    if (out_dir / JOURNAL_NAME).exists():
+        raise ConfigError(f"{request.out_dir} holds a job; a preview goes in a folder of its own: choose another --out")
+    if out_dir.is_relative_to(request.template_dir.resolve()):
+        raise ConfigError(f"--out {request.out_dir} is inside the template folder, which --watch watches and the "
+                          "template's fingerprint covers: choose a folder outside it")
 
 
 # -- which rows -----------------------------------------------------------------------------

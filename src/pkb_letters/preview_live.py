@@ -18,8 +18,8 @@ from pathlib import Path
 
 from watchfiles import watch as watch_changes
 
-from .errors import PkbLettersError
-from .preview import INDEX_HTML, PreviewRequest, PreviewResult, render_preview, write_error_page
+from .errors import ConfigError, PkbLettersError
+from .preview import INDEX_HTML, PreviewRequest, PreviewResult, check_out_dir, render_preview, write_error_page
 
 LOOPBACK = "127.0.0.1"
 logger = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 def render_or_report(request: PreviewRequest) -> PreviewResult | PkbLettersError:
     """Render; on a failure the package reports (template, list, settings), show it on the page instead."""
+    check_out_dir(request)  # raised, never written on a page: the folder is not ours to write in
     try:
         return render_preview(request)
     except PkbLettersError as exc:
@@ -62,7 +63,11 @@ class PreviewServer:
 
     def __init__(self, folder: Path, port: int = 0) -> None:
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the preview on {LOOPBACK}:{port}: {exc.strerror}; "
+                              "choose another --port") from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="preview-server", daemon=True)
         self._thread.start()
