@@ -175,6 +175,64 @@ def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, mar
 
 
 @main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for preview.pdf, proof.pdf, a PNG per page and index.html.")
+@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
+@click.option("--patients", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Preview the first rows of this list (CSV) instead of the built-in samples.")
+@click.option("--samples", "count", type=click.IntRange(min=1), default=None,
+              help="How many samples: built-in edge cases (default all), or rows of --patients (default 10).")
+@click.option("--envelope", default=None, help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one "
+              "defined in the job file's [envelope] table.")
+@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Job file (TOML): its [letter], [rules], [print], [marks] and [envelope] tables are used.")
+@click.option("--watch", is_flag=True, help="Render again whenever a template file (or the list) changes.")
+@click.option("--serve", is_flag=True, help="Serve index.html on 127.0.0.1; the page reloads after each render.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port for --serve (0: any free port).")
+def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int | None, envelope: str | None,
+            job_file: Path | None, watch: bool, serve: bool, port: int) -> None:
+    """Render sample letters exactly as a run would, with made-up codes and a SAMPLE watermark,
+    for people to sign off. Never calls PKB."""
+    from .preview import PreviewRequest
+    from .preview_live import render_or_report, run_live
+
+    with _errors_to_exit_codes():
+        job = config.load_job_file(job_file)
+        request = PreviewRequest(
+            out_dir=out_dir, template_dir=template_dir, patients=patients, count=count,
+            options=options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope),
+            letter=config.letter_settings(job, config.PRODUCTION_JOIN_URL), rules=config.rule_settings(job),
+        )
+        outcome = render_or_report(request)
+    _print_preview(outcome)
+    if watch or serve:
+        with _errors_to_exit_codes():
+            run_live(request, watch, port if serve else None, _print_preview, click.echo)
+    elif isinstance(outcome, PkbLettersError):
+        sys.exit(outcome.exit_code)
+
+
+def _print_preview(outcome) -> None:
+    if isinstance(outcome, PkbLettersError):
+        click.echo(f"Error: {outcome}", err=True)
+        return
+    echo = click.echo
+    echo(f"Preview written to {outcome.out_dir}: {len(outcome.samples)} samples, {outcome.pages} pages "
+         "(preview.pdf, proof.pdf, page-NNN.png, index.html); no PKB call made")
+    for sample in outcome.samples:
+        failed = "; ".join(check.name for check in sample.checks if not check.passed)
+        status = f"no letter: {sample.reason}" if sample.reason else f"failed: {failed}" if failed else "ok"
+        echo(f"  {sample.label:<28} row {sample.input_row:<5} {status}")
+    if outcome.list_rows:
+        echo(f"  the whole list: {outcome.list_rows} rows; by the list rules, no letter for "
+             f"{sum(outcome.list_exclusions.values())}")
+        for reason, number in outcome.list_exclusions.items():
+            echo(f"    {reason:<28}{number:>5}")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8700, show_default=True, type=int)
 @click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -1,0 +1,416 @@
+"""Preview: sample letters for people to sign off, rendered exactly as a run renders them, with no PKB call.
+
+Takes a template, the job's print options and either the built-in edge cases
+(`samples.py`) or the first rows of a real patient list; gives, in the output folder:
+
+- ``preview.pdf``: the letters as the print file would hold them (same intake and
+  address rules, same renderer with the marks' space reserved and the print CSS,
+  same blank backs and separation marks from `printfile`), with made-up codes and
+  "SAMPLE – NOT FOR POSTING" across every page;
+- ``page-001.png``…: each page of it at 150 dpi;
+- ``proof.pdf``: the same pages with the envelope window, the marks' clear zone, the
+  printable area and the fold lines outlined (`proof.py`);
+- ``index.html`` and ``version.txt``: every sample's pages and the checks that passed or
+  failed for it (`preview_page.py`); the page reloads itself when ``version.txt`` changes.
+
+Rows that would get no letter are reported with their reason code, as a run would
+exclude them. Nothing here constructs a `PkbClient`: the codes are made up, of the
+shape PKB's are (10 letters and digits), and expire on a date long past.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import random
+import string
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pypdfium2
+
+from . import marks, pipeline
+from .check import Code, Report, check_files
+from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
+from .errors import ConfigError, TemplateError
+from .files import make_private_dir, write_atomic
+from .intake import IntakeResult, read_patient_list
+from .journal import JOURNAL_NAME, PieceRecord
+from .log import mask_nhs_numbers
+from .manifest import build_manifest
+from .printfile import Finishing, Piece, PlacedPiece, PrintFile, write_print_files
+from .printing import PrintOptions
+from .proof import PageRole, proof, watermark
+from .records import CodePair, Exclusion, Letter, PatientRow, PlacedLetter, Reason
+from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+from .samples import SAMPLES, samples_csv
+from .validate import address_fit_exclusions
+
+PREVIEW_PDF = "preview.pdf"
+PROOF_PDF = "proof.pdf"
+INDEX_HTML = "index.html"
+VERSION_FILE = "version.txt"
+PAGE_PNG = "page-{:03d}.png"
+PNG_DPI = 150
+DEFAULT_ROWS = 10  # rows of a real list previewed when no count is given
+# PKB's codes are 10 characters from letters and digits (e.g. NKcYiAciBU); made-up ones look the same.
+CODE_ALPHABET = string.ascii_letters + string.digits
+CODE_LENGTH = 10
+# Long past, so plainly not real; September is the longest month name, so the widest date a letter prints.
+SAMPLE_EXPIRY = dt.date(1999, 9, 30)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    out_dir: Path
+    template_dir: Path = DEFAULT_TEMPLATE
+    options: PrintOptions = field(default_factory=PrintOptions)
+    letter: LetterSettings = field(default_factory=LetterSettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    patients: Path | None = None  # a real list; None for the built-in samples
+    count: int | None = None  # samples, or rows of the list; None: every built-in sample, or DEFAULT_ROWS rows
+
+    def watched_paths(self) -> list[Path]:
+        return [self.template_dir, *([self.patients] if self.patients else [])]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    label: str  # the edge case ("BFPO address") or the list row ("Row 7")
+    input_row: int
+    name: str  # the addressee line; empty for a row that failed before it had one
+    address: tuple[str, ...]
+    pages: tuple[int, ...]  # 1-based pages of preview.pdf, blank backs included; empty: no letter
+    checks: tuple[Check, ...]
+    reason: str = ""  # the reason code when this row would get no letter
+    blank_pages: tuple[int, ...] = ()  # the blank backs added after the letter's own pages
+    reference: str = ""  # the list's customer reference, to find the row by
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    out_dir: Path
+    samples: tuple[SampleResult, ...]
+    pages: int
+    version: str
+    list_rows: int = 0  # with --patients: rows in the whole list
+    list_exclusions: dict[str, int] = field(default_factory=dict)  # and those intake would exclude, by reason
+
+    @property
+    def failed(self) -> list[SampleResult]:
+        return [s for s in self.samples if not s.passed]
+
+
+def preview_job_id(day: dt.date) -> str:
+    """Shaped like a run's job id, so marks and piece ids are the size they will be; plainly a sample."""
+    return f"PKB-{day:%Y%m%d}-SAMPLE"
+
+
+def sample_codes(input_row: int) -> CodePair:
+    """A made-up code pair, the same for a row every time (a re-render shows no spurious change)."""
+    chooser = random.Random(f"pkb-letters preview row {input_row}")  # not secret: these codes open nothing
+    invitation, access = ("".join(chooser.choices(CODE_ALPHABET, k=CODE_LENGTH)) for _ in range(2))
+    return CodePair(invitation, access, SAMPLE_EXPIRY)
+
+
+def render_preview(request: PreviewRequest) -> PreviewResult:
+    """Render, check and write every output; raises TemplateError, InputFileError or ConfigError."""
+    check_out_dir(request)
+    template = LetterTemplate(request.template_dir)
+    found = _candidates(request)
+    job_id = preview_job_id(request.letter.date)
+    renderer = _renderer(template, request, job_id)
+    excluded = {e.input_row: e for e in found.exclusions}
+    excluded.update((e.input_row, e) for e in address_fit_exclusions(renderer, found.patients))
+    letters, rendered, failed = _lay_out(renderer, [p for p in found.patients if p.input_row not in excluded],
+                                         job_id)
+    excluded.update((e.input_row, e) for e in failed)
+    make_private_dir(request.out_dir)
+    placed, report = _write_pdfs(request, letters, rendered, job_id) if letters else ([], Report())
+    page_count = _write_pngs(request.out_dir, placed)
+    version = str(time.time_ns())
+    result = PreviewResult(
+        out_dir=request.out_dir,
+        samples=tuple(_results(found, letters, placed, excluded, report, request.options.duplex)),
+        pages=page_count, version=version, list_rows=found.list_rows, list_exclusions=found.list_by_reason,
+    )
+    _write_index(request, result)
+    return result
+
+
+def check_out_dir(request: PreviewRequest) -> None:
+    """A preview writes only into a folder of its own: never a run's job folder, never its template."""
+    out_dir = request.out_dir.resolve()
+    if (out_dir / JOURNAL_NAME).exists():
+        raise ConfigError(f"{request.out_dir} holds a job; a preview goes in a folder of its own: choose another --out")
+    if out_dir.is_relative_to(request.template_dir.resolve()):
+        raise ConfigError(f"--out {request.out_dir} is inside the template folder, which --watch watches and the "
+                          "template's fingerprint covers: choose a folder outside it")
+
+
+# -- which rows -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    patients: list[PatientRow]  # passed intake, in input order
+    exclusions: list[Exclusion]  # failed intake, among the rows previewed
+    labels: dict[int, str]  # input row -> what the reviewer sees it called
+    list_rows: int = 0
+    list_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _candidates(request: PreviewRequest) -> _Candidates:
+    international = request.rules.international_post
+    if request.patients is None:
+        count = request.count or len(SAMPLES)
+        if count > len(SAMPLES):
+            raise ConfigError(f"there are {len(SAMPLES)} built-in samples; --samples {count} asks for more "
+                              "(use --patients to preview rows of a real list)")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "samples.csv"
+            path.write_text(samples_csv(count), encoding="utf-8")
+            intake = read_patient_list(path, international=international)
+        labels = {row: sample.label for row, sample in enumerate(SAMPLES[:count], 2)}  # row 1 is the header
+        return _Candidates(intake.patients, intake.exclusions, labels)
+    intake = read_patient_list(request.patients, international=international)
+    rows = sorted([p.input_row for p in intake.patients] + [e.input_row for e in intake.exclusions])
+    shown = set(rows[: request.count or DEFAULT_ROWS])
+    return _Candidates(
+        patients=[p for p in intake.patients if p.input_row in shown],
+        exclusions=[e for e in intake.exclusions if e.input_row in shown],
+        labels={row: f"Row {row}" for row in sorted(shown)},
+        list_rows=intake.input_rows,
+        list_by_reason=_by_reason(intake),
+    )
+
+
+def _by_reason(intake: IntakeResult) -> dict[str, int]:
+    return dict(sorted(Counter(e.reason.value for e in intake.exclusions).items()))
+
+
+# -- laying out -----------------------------------------------------------------------------
+
+
+def _renderer(template: LetterTemplate, request: PreviewRequest, job_id: str) -> ChunkRenderer:
+    """The run's own renderer: the marks' space reserved, the print CSS and PDF variant."""
+    settings = JobSettings(patients=request.patients or Path("samples.csv"), out_dir=request.out_dir,
+                           template_dir=request.template_dir, letter=request.letter, rules=request.rules)
+    return pipeline._print_renderer(template, settings, request.options, job_id)
+
+
+def _lay_out(
+    renderer: ChunkRenderer, patients: Sequence[PatientRow], job_id: str
+) -> tuple[list[Letter], RenderedChunk | None, list[Exclusion]]:
+    """Lay the letters out as one chunk, leaving out (as a run does) any the template fails on or whose
+    address does not fit; sequence numbers are given after those are left out, as in a run."""
+    failed: list[Exclusion] = []
+    candidates = list(patients)
+    while candidates:
+        letters = [Letter(n, f"{job_id}-{n:06d}", p, sample_codes(p.input_row)) for n, p in enumerate(candidates, 1)]
+        bodies, broken = [], []
+        for letter in letters:
+            try:
+                bodies.append(renderer.body(letter))
+            except TemplateError as exc:
+                broken.append(_exclusion(letter.patient, Reason.TEMPLATE_ERROR, str(exc)))
+        if not broken:
+            rendered = renderer.render(letters, bodies)
+            by_sequence = {lt.sequence: lt.patient for lt in letters}
+            broken = [_exclusion(by_sequence[m.sequence], m.reason, m.detail) for m in rendered.misfits]
+            if not broken:
+                return letters, rendered, failed
+        failed.extend(broken)
+        dropped = {e.input_row for e in broken}
+        candidates = [p for p in candidates if p.input_row not in dropped]
+    return [], None, failed
+
+
+def _exclusion(patient: PatientRow, reason: Reason, detail: str) -> Exclusion:
+    return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason, detail)
+
+
+def _write_pdfs(
+    request: PreviewRequest, letters: Sequence[Letter], rendered: RenderedChunk, job_id: str
+) -> tuple[list[PlacedPiece], Report]:
+    """The print file as a run finishes it, checked as a run's preflight checks it; then watermarked."""
+    options = request.options
+    finishing = Finishing(job_id, options.duplex, options.marks)
+    pieces, first = [], 0
+    for letter, count in zip(letters, rendered.page_counts, strict=True):
+        postage_class = letter.patient.postage_class or options.postage_class
+        pieces.append(Piece(letter.sequence, letter.piece_id, count, letter.patient.postcode, postage_class, first))
+        first += count
+    with tempfile.TemporaryDirectory(dir=request.out_dir) as folder:  # inside the owner-only folder
+        work = Path(folder)
+        write_atomic(work / "chunk.pdf", rendered.pdf)
+        files, placed = write_print_files([work / "chunk.pdf"], pieces, finishing, work)
+        (print_file,) = files
+        manifest = _manifest(letters, rendered.page_counts, placed, print_file, options)
+        report = check_files([work / print_file.name], manifest, options.envelope, options.marks)
+        print_pdf = (work / print_file.name).read_bytes()
+    previewed = watermark(print_pdf)
+    write_atomic(request.out_dir / PREVIEW_PDF, previewed)
+    zone = marks.clear_zone(options.marks, marks.sample_payload(job_id))
+    roles = page_roles(placed, options.duplex)
+    write_atomic(request.out_dir / PROOF_PDF, proof(previewed, roles, options.envelope, zone))
+    return placed, report
+
+
+def _manifest(letters, page_counts, placed: Sequence[PlacedPiece], print_file: PrintFile, options: PrintOptions):
+    """What a run's manifest would say of these letters: `check` compares the file with it."""
+    by_sequence = {p.piece.sequence: p for p in placed}
+    laid_out = [
+        PlacedLetter(lt, print_file.name, by_sequence[lt.sequence].first_page, count)
+        for lt, count in zip(letters, page_counts, strict=True)
+    ]
+    records = {
+        p.piece.sequence: PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class,
+                                      p.marks)
+        for p in placed
+    }
+    job = {"print": {"duplex": options.duplex, "marks": str(options.marks.kind)}}
+    return build_manifest(job, laid_out, [print_file], records)
+
+
+def page_roles(placed: Sequence[PlacedPiece], duplex: bool) -> list[PageRole]:
+    """For each page of the print file: a letter's first page? a sheet's front?"""
+    roles = []
+    for piece in sorted(placed, key=lambda p: p.first_page):
+        for index in range(_printed_pages(piece, duplex)):
+            roles.append(PageRole(letter_first_page=index == 0, front=index % 2 == 0 or not duplex))
+    return roles
+
+
+def _printed_pages(piece: PlacedPiece, duplex: bool) -> int:
+    return 2 * piece.sheet_count if duplex else piece.piece.page_count
+
+
+def _write_pngs(out_dir: Path, placed: Sequence[PlacedPiece]) -> int:
+    """One PNG per page of preview.pdf; PNGs of pages an earlier, longer preview had are removed."""
+    count = 0
+    if placed:
+        document = pypdfium2.PdfDocument(out_dir / PREVIEW_PDF)
+        try:
+            for count, page in enumerate(document, 1):
+                buffer = io.BytesIO()
+                _page_image(page).save(buffer, "PNG", compress_level=1)
+                write_atomic(out_dir / PAGE_PNG.format(count), buffer.getvalue())
+        finally:
+            document.close()
+    else:
+        for stale in (PREVIEW_PDF, PROOF_PDF):
+            (out_dir / stale).unlink(missing_ok=True)
+    for path in out_dir.glob("page-*.png"):
+        if _page_number(path) > count:
+            path.unlink()
+    return count
+
+
+def _page_image(page):
+    """The page at 150 dpi, A4 being 1240 x 1754 pixels: PDFium rounds a part pixel up to a whole one
+    (1240.2 to 1241), which the crop takes off again."""
+    scale = PNG_DPI / 72
+    width, height = (round(side * scale) for side in page.get_size())
+    return page.render(scale=scale).to_pil().crop((0, 0, width, height))
+
+
+def _page_number(path: Path) -> int:
+    digits = path.stem.removeprefix("page-")
+    return int(digits) if digits.isdigit() else 0
+
+
+# -- what the reviewer sees -----------------------------------------------------------------
+
+# The preflight's codes, as the checks a reviewer reads, in the order a print room cares about them.
+PRINT_CHECKS: tuple[tuple[str, tuple[Code, ...]], ...] = (
+    ("address inside the envelope window", (Code.ADDRESS_NOT_IN_WINDOW,)),
+    ("text inside the printable area", (Code.OUTSIDE_PRINTABLE,)),
+    ("marks' clear zone kept clear", (Code.IN_MARK_ZONE,)),
+    ("separation marks read back right", (Code.MARK_MISSING, Code.MARK_MISMATCH)),
+    ("blank backs are blank", (Code.BLANK_NOT_BLANK,)),
+    ("page count", (Code.PAGE_COUNT,)),
+    ("A4 portrait", (Code.NOT_A4, Code.UNREADABLE)),
+    ("fonts embedded", (Code.FONT_NOT_EMBEDDED,)),
+    ("text in K-only black", (Code.NON_BLACK_TEXT,)),
+)
+LIST_CHECK = "list rules (names, NHS number, address)"
+FIT_CHECK = "address fits the envelope window"
+TEMPLATE_CHECK = "template renders"
+_FIT_REASONS = {Reason.ADDRESS_TOO_WIDE, Reason.ADDRESS_TOO_TALL}
+
+
+def _results(found: _Candidates, letters: Sequence[Letter], placed: Sequence[PlacedPiece],
+             excluded: dict[int, Exclusion], report: Report, duplex: bool) -> Iterable[SampleResult]:
+    patients = {p.input_row: p for p in found.patients}
+    pieces = {p.piece.sequence: p for p in placed}
+    letters_by_row = {lt.patient.input_row: lt for lt in letters}
+    for row, label in found.labels.items():
+        patient = patients.get(row)
+        name, address = (patient.display_name, patient.address_lines) if patient else ("", ())
+        if row in excluded:
+            exclusion = excluded[row]
+            yield SampleResult(label, row, name, address, (), _failed_checks(exclusion), exclusion.reason.value,
+                               reference=exclusion.customer_ref)
+            continue
+        piece = pieces[letters_by_row[row].sequence]
+        pages = tuple(range(piece.first_page, piece.first_page + _printed_pages(piece, duplex)))
+        passed = (Check(LIST_CHECK, True), Check(FIT_CHECK, True), Check(TEMPLATE_CHECK, True))
+        yield SampleResult(label, row, name, address, pages, passed + _print_checks(report, pages),
+                           blank_pages=pages[piece.piece.page_count :], reference=patient.customer_ref)
+
+
+def _failed_checks(exclusion: Exclusion) -> tuple[Check, ...]:
+    detail = f"{exclusion.reason.value}: {mask_nhs_numbers(exclusion.detail)}"
+    if exclusion.reason is Reason.TEMPLATE_ERROR:
+        return Check(LIST_CHECK, True), Check(FIT_CHECK, True), Check(TEMPLATE_CHECK, False, detail)
+    if exclusion.reason in _FIT_REASONS:
+        return Check(LIST_CHECK, True), Check(FIT_CHECK, False, detail)
+    return (Check(LIST_CHECK, False, detail),)
+
+
+def _print_checks(report: Report, pages: Sequence[int]) -> tuple[Check, ...]:
+    checks = []
+    for name, codes in PRINT_CHECKS:
+        hits = [p for p in report.problems if p.code in codes and (p.page is None or p.page in pages)]
+        details = "; ".join(f"page {p.page}: {p.detail}" if p.page else p.detail for p in hits[:3])
+        checks.append(Check(name, not hits, details))
+    return tuple(checks)
+
+
+def _write_index(request: PreviewRequest, result: PreviewResult) -> None:
+    from .preview_page import index_html
+
+    write_atomic(request.out_dir / INDEX_HTML, index_html(request, result).encode("utf-8"))
+    write_atomic(request.out_dir / VERSION_FILE, result.version.encode("ascii"))  # last: the page reloads on it
+
+
+def write_error_page(request: PreviewRequest, error: Exception) -> str:
+    """When a re-render fails (say, a template mid-edit), the page says why instead of going stale."""
+    from .preview_page import index_html
+
+    make_private_dir(request.out_dir)
+    version = str(time.time_ns())
+    result = PreviewResult(request.out_dir, (), 0, version)
+    write_atomic(request.out_dir / INDEX_HTML, index_html(request, result, error=str(error)).encode("utf-8"))
+    write_atomic(request.out_dir / VERSION_FILE, version.encode("ascii"))
+    return version
+
