@@ -140,7 +140,7 @@ def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintO
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
     printing.warn_without_output_intent(options)
     return RenderSpec(job_id, template.directory, settings.letter, page, printing.print_css(options),
-                      tuple(sorted(printing.pdf_options(options).items())))
+                      tuple(sorted(printing.pdf_options(options).items())), _directory_digest(template.directory))
 
 
 def _print_renderer(

@@ -37,7 +37,7 @@ import pypdfium2
 from . import marks, pipeline
 from .check import Code, Report, check_files
 from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
-from .errors import ConfigError, TemplateError
+from .errors import ConfigError
 from .files import make_private_dir, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, PieceRecord
@@ -47,7 +47,7 @@ from .printfile import Finishing, Piece, PlacedPiece, PrintFile, write_print_fil
 from .printing import PrintOptions
 from .proof import PageRole, proof, watermark
 from .records import CodePair, Exclusion, Letter, PatientRow, PlacedLetter, Reason
-from .render import ChunkRenderer, LetterTemplate, RenderedChunk
+from .render import ChunkOutcome, ChunkTask, LetterTemplate, RenderSpec, render_chunk
 from .samples import SAMPLES, samples_csv
 from .validate import address_fit_exclusions
 
@@ -137,11 +137,12 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     template = LetterTemplate(request.template_dir)
     found = _candidates(request)
     job_id = preview_job_id(request.letter.date)
-    renderer = _renderer(template, request, job_id)
+    spec = _spec(template, request, job_id)
+    renderer = spec.renderer()
     excluded = {e.input_row: e for e in found.exclusions}
     excluded.update((e.input_row, e) for e in address_fit_exclusions(renderer, found.patients))
-    letters, rendered, failed = _lay_out(renderer, [p for p in found.patients if p.input_row not in excluded],
-                                         job_id)
+    renderer.preflight(found.patients)  # as a run does: a template fetching outside its folder stops here
+    letters, rendered, failed = _lay_out(spec, [p for p in found.patients if p.input_row not in excluded])
     excluded.update((e.input_row, e) for e in failed)
     make_private_dir(request.out_dir)
     placed, report = _write_pdfs(request, letters, rendered, job_id) if letters else ([], Report())
@@ -210,38 +211,19 @@ def _by_reason(intake: IntakeResult) -> dict[str, int]:
 # -- laying out -----------------------------------------------------------------------------
 
 
-def _renderer(template: LetterTemplate, request: PreviewRequest, job_id: str) -> ChunkRenderer:
-    """The run's own renderer: the marks' space reserved, the print CSS and PDF variant."""
+def _spec(template: LetterTemplate, request: PreviewRequest, job_id: str) -> RenderSpec:
+    """The run's own layout: the marks' space reserved, the print CSS and PDF variant."""
     settings = JobSettings(patients=request.patients or Path("samples.csv"), out_dir=request.out_dir,
                            template_dir=request.template_dir, letter=request.letter, rules=request.rules)
-    return pipeline._print_renderer(template, settings, request.options, job_id)
+    return pipeline.render_spec(template, settings, request.options, job_id)
 
 
-def _lay_out(
-    renderer: ChunkRenderer, patients: Sequence[PatientRow], job_id: str
-) -> tuple[list[Letter], RenderedChunk | None, list[Exclusion]]:
-    """Lay the letters out as one chunk, leaving out (as a run does) any the template fails on or whose
-    address does not fit; sequence numbers are given after those are left out, as in a run."""
-    failed: list[Exclusion] = []
-    candidates = list(patients)
-    while candidates:
-        letters = [Letter(n, f"{job_id}-{n:06d}", p, sample_codes(p.input_row)) for n, p in enumerate(candidates, 1)]
-        bodies, broken = [], []
-        for letter in letters:
-            try:
-                bodies.append(renderer.body(letter))
-            except TemplateError as exc:
-                broken.append(_exclusion(letter.patient, Reason.TEMPLATE_ERROR, str(exc)))
-        if not broken:
-            rendered = renderer.render(letters, bodies)
-            by_sequence = {lt.sequence: lt.patient for lt in letters}
-            broken = [_exclusion(by_sequence[m.sequence], m.reason, m.detail) for m in rendered.misfits]
-            if not broken:
-                return letters, rendered, failed
-        failed.extend(broken)
-        dropped = {e.input_row for e in broken}
-        candidates = [p for p in candidates if p.input_row not in dropped]
-    return [], None, failed
+def _lay_out(spec: RenderSpec, patients: Sequence[PatientRow]) -> tuple[list[Letter], ChunkOutcome, list[Exclusion]]:
+    """The run's own chunk function: letters the template fails on or whose address does not fit
+    are left out, and the rest numbered after them, as in a run."""
+    outcome = render_chunk(spec, ChunkTask(0, 1, tuple((p, sample_codes(p.input_row)) for p in patients)))
+    failed = [_exclusion(r.patient, r.reason, r.detail) for r in outcome.refused]
+    return list(outcome.letters), outcome, failed
 
 
 def _exclusion(patient: PatientRow, reason: Reason, detail: str) -> Exclusion:
@@ -249,7 +231,7 @@ def _exclusion(patient: PatientRow, reason: Reason, detail: str) -> Exclusion:
 
 
 def _write_pdfs(
-    request: PreviewRequest, letters: Sequence[Letter], rendered: RenderedChunk, job_id: str
+    request: PreviewRequest, letters: Sequence[Letter], rendered: ChunkOutcome, job_id: str
 ) -> tuple[list[PlacedPiece], Report]:
     """The print file as a run finishes it, checked as a run's preflight checks it; then watermarked."""
     options = request.options

@@ -413,6 +413,7 @@ class RenderSpec:
     page: EnvelopeProfile  # the envelope profile with the marks' space reserved
     print_css: str = ""
     pdf_options: tuple[tuple[str, Any], ...] = ()
+    template_digest: str = ""  # a worker keeps one renderer per spec: an edited template is a new spec
 
     def renderer(self) -> ChunkRenderer:
         return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,
