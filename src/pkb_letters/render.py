@@ -32,9 +32,11 @@ from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
 from .records import CodePair, Letter, PatientRow, Reason
 from .shared_layout import (
+    CLASS_ATTRIBUTE,
     SHARED_ONLY_CSS,
     SharedLayout,
     accepted_blocks,
+    element_spans,
     mark,
     runs_of,
     shared_candidates,
@@ -110,7 +112,7 @@ def long_date(day: dt.date) -> str:
     return f"{day.day} {day:%B %Y}"
 
 
-def letter_context(letter: Letter, settings: LetterSettings) -> dict[str, Any]:
+def letter_context(letter: Letter, settings: LetterSettings, qr: bool = True) -> dict[str, Any]:
     """What a template may use. Deliberately no date of birth and no NHS number."""
     patient = letter.patient
     join_url = f"{settings.join_url}?{urlencode({'t1': letter.codes.invitation_code, 't2': letter.codes.access_code})}"
@@ -129,7 +131,7 @@ def letter_context(letter: Letter, settings: LetterSettings) -> dict[str, Any]:
             "access": letter.codes.access_code,
             "expires": letter.codes.expires,
             "join_url": join_url,
-            "qr_svg": qr_data_uri(join_url),
+            "qr_svg": qr_data_uri(join_url) if qr else _BLANK_PNG,
         },
         "website": _website(settings.join_url),
         "organisation": {
@@ -178,30 +180,45 @@ class ChunkRenderer:
         self.share_layout = share_layout
         self._shared: SharedLayout | None | object = _NOT_YET
         self._shared_css: CSS | None = None
+        self._fit_css: CSS | None = None
+        self._page = envelope
 
-    def body(self, letter: Letter) -> str:
-        """One letter's HTML; raises TemplateError for this letter alone."""
-        return self.template.render_body(letter_context(letter, self.settings))
+    def body(self, letter: Letter, qr: bool = True) -> str:
+        """One letter's HTML; raises TemplateError for this letter alone. Without `qr`, a blank
+        stands in for the QR code (for measuring the address, which never needs it)."""
+        return self.template.render_body(letter_context(letter, self.settings, qr))
 
     def check_addresses(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
         """Before any code is issued: lay out each patient's address block alone, with the
         template's own markup and CSS, and report (by input row) those that would not print."""
         problems: dict[int, Misfit | TemplateError] = {}
-        blocks: dict[int, str] = {}
-        for patient in patients:
-            trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
-            try:
-                blocks[patient.input_row] = _address_block(self.body(trial), self.template.name)
-            except TemplateError as exc:
-                problems[patient.input_row] = exc
-        if blocks:
-            sections = "\n".join(
-                f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{row}">{block}</section>'
-                for row, block in blocks.items()
-            )
-            for misfit in address_misfits(self._document(sections)):
-                problems[misfit.sequence] = misfit
+        for start in range(0, len(patients), _FIT_BATCH):
+            blocks: dict[int, str] = {}
+            for patient in patients[start:start + _FIT_BATCH]:
+                trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
+                try:
+                    blocks[patient.input_row] = _address_block(self.body(trial, qr=False), self.template.name)
+                except TemplateError as exc:
+                    problems[patient.input_row] = exc
+            if blocks:
+                problems.update((m.sequence, m) for m in self._fit_misfits(blocks))
         return problems
+
+    def _fit_misfits(self, blocks: dict[int, str]) -> list[Misfit]:
+        """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
+        page each, as letters, would cost a page's overhead per patient."""
+        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">{block}</section>'
+                             for row, block in blocks.items())
+        if self._fit_css is None:
+            self._fit_css = CSS(string=fit_css(self._page), font_config=self._font_config)
+        document = self._document(sections, self._fit_css)
+        misfits = []
+        for page in document.pages:
+            for sequence, window in _windows(page._page_box):
+                misfit = _address_misfit(sequence, window)
+                if misfit:
+                    misfits.append(misfit)
+        return misfits
 
     def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
         """Lay out letters as one document: shared blocks from the job's shared layout where a letter
@@ -308,6 +325,10 @@ class ChunkRenderer:
 
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
 _NOT_YET = object()
+_FIT_BATCH = 2000  # address blocks laid out together before any code is issued
+# A 1x1 white PNG: stands in for the QR code where only the address is measured.
+_BLANK_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEA"
+              "WaF9KQAAAABJRU5ErkJggg==")
 _SHARED_ONLY_CSS = CSS(string=SHARED_ONLY_CSS)
 # Two made-up patients who differ in every value a letter may print, so only truly shared text matches.
 _PROBES = (
@@ -322,6 +343,10 @@ _PROBES = (
 
 def _address_block(body: str, template_name: str) -> str:
     """The template's address window element, cut out of one rendered letter body."""
+    for span in element_spans(body) or ():
+        classes = CLASS_ATTRIBUTE.search(span.start_tag)
+        if classes and ADDRESS_WINDOW_CLASS in (classes.group(2) or classes.group(3) or "").split():
+            return body[span.start:span.end]
     tree = tinyhtml5.parse(body, namespace_html_elements=False)
     for element in tree.iter():
         if ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
@@ -355,6 +380,21 @@ def address_misfits(document) -> list[Misfit]:
     return misfits
 
 
+def _windows(box, section: int | None = None):
+    """(input row, window box) for every address window under `box`, from the fit document."""
+    for child in box.all_children() if hasattr(box, "all_children") else ():
+        element = getattr(child, "element", None)
+        if element is None:
+            continue
+        anchor = element.get("id") or ""
+        if element.tag == "section" and anchor.startswith(ANCHOR_PREFIX):
+            yield from _windows(child, int(anchor.removeprefix(ANCHOR_PREFIX)))
+        elif ADDRESS_WINDOW_CLASS in (element.get("class") or "").split() and element is not box.element:
+            yield section, child
+        else:
+            yield from _windows(child, section)
+
+
 def _address_window_box(page, sequence: int):
     for box in page._page_box.descendants():
         element = box.element
@@ -379,6 +419,17 @@ def _address_misfit(sequence: int, window) -> Misfit | None:
                       f"the address is {(bottom - top) * MM_PER_PX:.1f} mm tall in the letter's font; the envelope "
                       f"window is {window.height * MM_PER_PX:.1f} mm: use fewer address lines")
     return None
+
+
+def fit_css(envelope: EnvelopeProfile) -> str:
+    """Many address windows to a (tall) page, each in a box of the window's size."""
+    w = envelope.window
+    return f"""
+@page {{ size: {w.width + 20:.2f}mm 5000mm; margin: 5mm; }}
+section.pkb-fit {{ display: block; position: relative; width: {w.width}mm; height: {w.height}mm; margin: 0 0 5mm;
+  break-inside: avoid; }}
+section.pkb-fit .pkb-address-window {{ position: static; }}
+"""
 
 
 def layout_css(envelope: EnvelopeProfile) -> str:

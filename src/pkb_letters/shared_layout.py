@@ -160,7 +160,7 @@ class Run:
 
 _CLASS = "pkb-shared"
 _BLOCKS = ("BlockBox", "FlexBox", "GridBox")  # boxes whose layout depends only on their width and content
-_CLASS_ATTRIBUTE = re.compile(r"""\sclass\s*=\s*("([^"]*)"|'([^']*)')""", re.I)
+CLASS_ATTRIBUTE = re.compile(r"""\sclass\s*=\s*("([^"]*)"|'([^']*)')""", re.I)
 _PLACEHOLDER_CSS = (f"div.{_CLASS} {{ display: block !important; visibility: hidden !important; padding: 0 !important; "
                     "border: 0 none !important; min-height: 0 !important; max-height: none !important; "
                     "box-sizing: content-box !important; float: none !important; position: static !important; "

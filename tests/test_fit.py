@@ -1,0 +1,48 @@
+"""The address check before codes are issued agrees with the letters as laid out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pkb_letters import marks, printing
+from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
+from pkb_letters.printing import PrintOptions
+from pkb_letters.records import CodePair, Letter, PatientRow
+from pkb_letters.render import ChunkRenderer, LetterTemplate
+
+CODES = CodePair("Inv0000001", "acc0000001", dt.date(2026, 12, 21))
+
+
+def _renderer() -> ChunkRenderer:
+    options = PrintOptions()
+    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload("JOB1"))
+    return ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), LetterSettings(organisation="Fit NHS Trust"), page,
+                         printing.print_css(options), printing.pdf_options(options))
+
+
+def _patients() -> list[PatientRow]:
+    """Street names from comfortably short to far too wide, and address blocks up to too tall."""
+    rows = []
+    for number, width in enumerate(range(20, 75, 3), 2):
+        street = ("12 " + "Wyndham-Montgomery Way " * 4)[:width]
+        rows.append(PatientRow(number, "", "4000000004", "Mr", "Leo", "Patel", None,
+                               (street, "LEEDS", "LS6 1BN"), "LS6 1BN"))
+    for number, lines in enumerate(range(3, 10), 100):
+        rows.append(PatientRow(number, "", "4000000004", "", "Ivy", "Wilson", None,
+                               tuple(f"Line {n}" for n in range(lines)) + ("LS6 1BN",), "LS6 1BN"))
+    return rows
+
+
+def test_the_fit_check_and_the_laid_out_letters_find_the_same_misfits():
+    renderer = _renderer()
+    patients = _patients()
+    before = {row: problem.reason for row, problem in renderer.check_addresses(patients).items()}
+    after = {}
+    for patient in patients:
+        letter = Letter(patient.input_row, f"JOB1-{patient.input_row:06d}", patient, CODES)
+        rendered = renderer.render([letter], [renderer.body(letter)])
+        after.update((m.sequence, m.reason) for m in rendered.misfits)
+    assert before == after
+    reasons = set(before.values())
+    assert {"address-too-wide", "address-too-tall"} <= {str(r) for r in reasons}
+    assert len(before) < len(patients)  # and the short ones fit
