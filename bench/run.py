@@ -185,9 +185,10 @@ def main() -> None:
     parser.add_argument("--stop-after", choices=("resolve", "codes"), default=None)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and leave the last job there.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         synthetic = write_synthetic_job(work / "input", args.letters)
         runs = [one_run(args, synthetic, work) for _ in range(args.repeat)]
     result = summarise(runs, args)

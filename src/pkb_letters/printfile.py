@@ -12,6 +12,7 @@ fields the job is not split on; a job that is not split at all is ``letters.pdf`
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
+from .pdfstream import ObjectCopier, StreamingPdfWriter
 
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
@@ -130,59 +132,100 @@ def _batched(items: list[Piece], size: int | None) -> Iterable[list[Piece]]:
 def write_print_files(
     chunk_paths: Sequence[Path], pieces: Sequence[Piece], finishing: Finishing, out_dir: Path
 ) -> tuple[list[PrintFile], list[PlacedPiece]]:
-    readers = [PdfReader(path) for path in chunk_paths]
-    source = [page for reader in readers for page in reader.pages]
+    """Write each file a page at a time, reading one chunk at a time: memory does not grow with the job."""
+    chunks = _ChunkPages(chunk_paths)
     expected = sum(p.page_count for p in pieces)
-    if len(source) != expected:
-        raise InvariantError(f"the rendered chunks hold {len(source)} pages; the letters need {expected}")
+    if chunks.total != expected:
+        raise InvariantError(f"the rendered chunks hold {chunks.total} pages; the letters need {expected}")
     files, placed = [], []
     for plan in plan_files(pieces, finishing):
-        print_file, in_file = _write_file(plan, source, readers[0], finishing, out_dir / plan.name)
+        print_file, in_file = _write_file(plan, chunks, finishing, out_dir / plan.name)
         files.append(print_file)
         placed.extend(in_file)
     placed.sort(key=lambda p: p.piece.sequence)
     return files, placed
 
 
-def _write_file(plan: FilePlan, source, template: PdfReader, finishing: Finishing, target: Path):
-    writer = PdfWriter()
+class _ChunkPages:
+    """The rendered chunks' pages, counted over all chunks from 0; one chunk open at a time."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.starts, total = [], 0
+        for path in self.paths:
+            self.starts.append(total)
+            total += len(PdfReader(path).pages)
+        self.total = total
+        self._open: tuple[int, PdfReader, object] | None = None
+
+    def first(self) -> PdfReader:
+        return PdfReader(self.paths[0])
+
+    def page(self, number: int, writer: StreamingPdfWriter):
+        """The page and the copier that copies it (and what it uses) into `writer`."""
+        index = bisect.bisect_right(self.starts, number) - 1
+        if self._open is None or self._open[0] != index or self._open[2]._writer is not writer:
+            reader = PdfReader(self.paths[index])
+            self._open = (index, reader, ObjectCopier(reader, writer))
+        _, reader, copier = self._open
+        return reader.pages[number - self.starts[index]], copier
+
+
+def _write_file(plan: FilePlan, chunks: _ChunkPages, finishing: Finishing, target: Path):
     placed = []
     sheet_in_file = 1
-    for piece in plan.pieces:
-        first_page = len(writer.pages) + 1
-        count = sheets.sheet_count(piece.page_count, finishing.duplex)
-        payloads = marks.payloads(finishing.marks, finishing.job_id, piece.sequence, count, sheet_in_file)
-        _add_letter(writer, source[piece.source_page : piece.source_page + piece.page_count], payloads, finishing)
-        placed.append(PlacedPiece(piece, plan.name, first_page, count, tuple(payloads)))
-        sheet_in_file += count
-    _carry_print_metadata(template, writer)
-    for number, page in enumerate(writer.pages, 1):
-        check_a4(page.mediabox.width, page.mediabox.height, f"{plan.name} page {number}")
+    first_chunk = chunks.first()
     with atomic_writer(target) as handle:
-        writer.write(handle)
+        writer = StreamingPdfWriter(handle, first_chunk.pdf_header or "%PDF-1.6")
+        for piece in plan.pieces:
+            first_page = writer.page_count + 1
+            count = sheets.sheet_count(piece.page_count, finishing.duplex)
+            payloads = marks.payloads(finishing.marks, finishing.job_id, piece.sequence, count, sheet_in_file)
+            _add_letter(writer, chunks, piece, payloads, finishing, f"{plan.name} page {first_page}")
+            placed.append(PlacedPiece(piece, plan.name, first_page, count, tuple(payloads)))
+            sheet_in_file += count
+        catalog, info = _print_metadata(first_chunk, writer)
+        writer.close(catalog, info)
+        pages = writer.page_count
     print_file = PrintFile(
-        name=plan.name, letters=len(plan.pieces), pages=len(writer.pages), sheets=sheet_in_file - 1,
+        name=plan.name, letters=len(plan.pieces), pages=pages, sheets=sheet_in_file - 1,
         bytes=target.stat().st_size, sha256=sha256_of(target),
         postage_class=plan.postage_class, sheet_count=plan.sheet_count,
     )
     return print_file, placed
 
 
-def _add_letter(writer: PdfWriter, pages, payloads: Sequence[str], finishing: Finishing) -> None:
-    front_pages = sheets.fronts(len(pages), finishing.duplex)
-    for index, page in enumerate(pages):
-        added = writer.add_page(page)
+def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, payloads: Sequence[str],
+                finishing: Finishing, where: str) -> None:
+    front_pages = sheets.fronts(piece.page_count, finishing.duplex)
+    width = height = 0.0
+    for index in range(piece.page_count):
+        page, copier = chunks.page(piece.source_page + index, writer)
+        width, height = float(page.mediabox.width), float(page.mediabox.height)
+        check_a4(width, height, where)
         if payloads and index in front_pages:
-            stamp(writer, added, marks.draw(finishing.marks, payloads[front_pages.index(index)]))
-    for _ in range(sheets.padding(len(pages), finishing.duplex)):
-        width, height = pages[-1].mediabox.width, pages[-1].mediabox.height
-        blank = writer.add_blank_page(width, height)
-        blank.trimbox = blank.mediabox  # PDF/X wants a trim box on every page
-        blank.bleedbox = blank.mediabox
+            # drawn in default user space, whatever state the page's own content leaves
+            operators = marks.draw(finishing.marks, payloads[front_pages.index(index)])
+            writer.add_page(page, copier, before=[b"q\n"], extra=[b"\nQ\n" + operators])
+        else:
+            writer.add_page(page, copier)
+    for _ in range(sheets.padding(piece.page_count, finishing.duplex)):
+        writer.add_blank_page(width, height)  # PDF/X wants a trim box on every page: it has one
+
+
+def _print_metadata(template: PdfReader, writer: StreamingPdfWriter) -> tuple[dict, dict]:
+    """What a PDF/X or PDF/A reader looks for in the catalog and document info, from the first chunk."""
+    root = template.trailer["/Root"]
+    copier = ObjectCopier(template, writer)
+    catalog = {key: copier.copy(root.raw_get(key)) for key in _CATALOG_KEYS if key in root}
+    copier.flush(writer)
+    info = template.metadata or {}
+    return catalog, {key: info.raw_get(key) for key in _INFO_KEYS if key in info}
 
 
 def stamp(writer: PdfWriter, page, operators: bytes) -> None:
-    """Draw `operators` over a page, in default user space whatever state its own content leaves."""
+    """Draw `operators` over a page held by a pypdf writer, in default user space whatever state its
+    own content leaves (for editing a PDF in place; the print files are written by `_add_letter`)."""
     before, after = DecodedStreamObject(), DecodedStreamObject()
     before.set_data(b"q\n")
     after.set_data(b"\nQ\n" + operators)
@@ -190,19 +233,6 @@ def stamp(writer: PdfWriter, page, operators: bytes) -> None:
     existing = [] if contents is None else list(contents) if isinstance(contents, ArrayObject) else [contents]
     # pypdf has no public call to add a bare object; _add_object is what its own helpers use
     page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
-
-
-def _carry_print_metadata(template: PdfReader, writer: PdfWriter) -> None:
-    root = template.trailer["/Root"]
-    for key in _CATALOG_KEYS:
-        if key in root:
-            writer.root_object[NameObject(key)] = root[key].clone(writer)
-    info = template.metadata or {}
-    carried = {key: info[key] for key in _INFO_KEYS if key in info}
-    if carried:
-        writer.add_metadata(carried)
-    if template.pdf_header:
-        writer.pdf_header = template.pdf_header
 
 
 def pieces_from_placements(placed, postage_class_of) -> list[Piece]:

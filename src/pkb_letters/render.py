@@ -262,6 +262,7 @@ class ChunkRenderer:
             return None
         marked = mark(first, candidates, range(len(candidates)))
         pages = self._prototype_pages(probes[0], marked)
+        self._expected_pages = len(pages)  # the first chunk's "Page n of m" guess: right first time, usually
         blocks = accepted_blocks(pages, candidates, first)
         if not blocks:
             return None
