@@ -113,6 +113,8 @@ class StreamingPdfWriter:
     def _stream(self, data: bytes) -> IndirectObject:
         stream = DecodedStreamObject()
         stream.set_data(data)
+        if len(data) > 64:  # a separation mark is a few hundred path operators: compress it
+            stream = stream.flate_encode()
         number = self._allocate()
         self._identity.update(data)
         self.write(number, stream)

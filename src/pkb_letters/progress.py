@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
@@ -26,7 +27,21 @@ class TerminalProgress:
 
     @contextmanager
     def stage(self, label: str, total: int) -> Iterator[Advance]:
+        started = time.monotonic()
+        done = 0
+
+        def rate(_: object) -> str:
+            elapsed = time.monotonic() - started
+            return f"{done / elapsed:.0f}/s" if done and elapsed else ""
+
         with click.progressbar(
-            length=total, label=f"{label:<8}", show_pos=True, show_eta=True, file=click.get_text_stream("stderr")
+            length=total, label=f"{label:<8}", show_pos=True, show_eta=True, item_show_func=rate,
+            file=click.get_text_stream("stderr"),
         ) as bar:
-            yield bar.update
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                bar.update(n, done)
+
+            yield advance
