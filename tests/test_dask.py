@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from pypdf import PdfReader
 
 import pkb_letters
+from pkb_letters import dask_executor
 from pkb_letters.cli import main
 from pkb_letters.config import (
     DEFAULT_TEMPLATE,
@@ -49,11 +50,13 @@ from pkb_letters.template_fetcher import TemplateFolderFetcher
 PATIENTS = 24
 CHUNK_SIZE = 3
 DASK_BIN = Path(sys.executable).parent / "dask"
+LOOPBACK_ANY_PORT = "127.0.0.1:0"  # the scheduler's HTTP endpoints: never on 8787, which another cluster may hold
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as c:
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=LOOPBACK_ANY_PORT) as c:
         yield c
 
 
@@ -137,29 +140,33 @@ def test_a_job_rendered_on_the_cluster_matches_a_local_run(coded, local_run, clu
     assert_same_output(tmp_path / "job", local_run)
 
 
+def kill_a_worker_with_chunks(client: distributed.Client, killed: list, timeout: float = 30) -> None:
+    """SIGKILL the first worker seen holding chunks; note the chunks it held in `killed`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker, keys in client.processing().items():
+            chunks = [key for key in keys if str(key).startswith("pkb-chunk-")]
+            if chunks:
+                os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+                killed.extend(chunks)
+                return
+        time.sleep(0.01)
+
+
 def test_a_chunk_whose_worker_is_killed_mid_job_is_rendered_again(coded, local_run, cluster, tmp_path):
     out_dir = tmp_path / "job"
-    killed: dict[str, object] = {}
+    killed: list = []
     with distributed.Client(cluster.scheduler_address, set_as_default=False) as watcher:
-        def kill_a_busy_worker() -> None:
-            while not killed:
-                busy = {w: keys for w, keys in watcher.processing().items()
-                        if any(str(k).startswith("pkb-chunk-") for k in keys)}
-                if busy:
-                    worker, keys = next(iter(busy.items()))
-                    killed.update(worker=worker, keys=[k for k in keys if str(k).startswith("pkb-chunk-")])
-                    os.kill(watcher.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
-
-        thread = after_first_chunk(out_dir, kill_a_busy_worker)
+        thread = after_first_chunk(out_dir, lambda: kill_a_worker_with_chunks(watcher, killed))
         summary = coded.render(out_dir, dask_url(cluster.scheduler_address))
-        thread.join(10)
-        watcher.wait_for_workers(2, timeout=60)  # the nanny starts a new worker for the next test
+        thread.join(30)
+        watcher.wait_for_workers(2, timeout=60)  # the nanny has started a new worker: for the next test
     assert killed, "no worker was killed: the job finished first"
     assert placed_letters(out_dir) == summary.letters == PATIENTS
     assert_same_output(out_dir, local_run)
-    for key in killed["keys"]:  # each chunk on the killed worker was sent out again
-        runs = [entry for entry in cluster.scheduler.story(key) if entry[2] == "processing"]
-        assert len(runs) >= 2, (key, cluster.scheduler.story(key))
+    for key in killed:  # each chunk the killed worker held was sent to a worker again
+        sent = [entry for entry in cluster.scheduler.story(key) if entry[2] == "processing"]
+        assert len(sent) >= 2, cluster.scheduler.story(key)
 
 
 @pytest.fixture
@@ -169,7 +176,8 @@ def own_scheduler(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(pkb_letters.__file__).parents[1])}
     common = ["--no-dashboard"]
     scheduler = subprocess.Popen([str(DASK_BIN), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                  "--scheduler-file", str(scheduler_file), *common],
+                                  "--dashboard-address", LOOPBACK_ANY_PORT, "--scheduler-file", str(scheduler_file),
+                                  *common],
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     worker = subprocess.Popen([str(DASK_BIN), "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
                                "--nworkers", "1", *common], env=env, stdout=subprocess.DEVNULL,
@@ -208,6 +216,13 @@ def test_an_unreachable_scheduler_is_a_clear_error(coded, tmp_path, unused_port)
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
         with pytest.raises(RenderClusterError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{unused_port}"):
             coded.render(tmp_path / "job", f"dask://127.0.0.1:{unused_port}")
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dask_executor, "WORKER_WAIT_SECONDS", 1)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=LOOPBACK_ANY_PORT) as empty:
+        with pytest.raises(RenderClusterError, match="has no workers"):
+            DaskExecutor(spec_for(DEFAULT_TEMPLATE), empty.scheduler_address)
 
 
 @pytest.fixture
