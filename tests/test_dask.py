@@ -328,6 +328,18 @@ def test_the_command_line_refuses_a_bad_executor_before_any_work(tmp_path):
     assert not (tmp_path / "job").exists()
 
 
+def test_the_command_line_renders_where_executor_says_and_a_cluster_it_cannot_reach_exits_4(tmp_path, unused_port):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        result = CliRunner().invoke(main, ["run", str(Path(__file__).parents[1] / "fixtures" / "patients.csv"),
+                                           "--out", str(tmp_path / "job"), "--sandbox",
+                                           "--executor", f"dask://127.0.0.1:{unused_port}"])
+    assert result.exit_code == 4, result.output
+    assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{unused_port}" in result.output
+    assert "run the same command again to resume it" in result.output  # its codes are kept in the journal
+
+
 def test_the_default_install_does_not_import_dask():
     code = ("import sys, pkb_letters.cli, pkb_letters.pipeline; "
             "found = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]; "

@@ -12,7 +12,7 @@ import click
 
 from . import config
 from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
-from .errors import ConfigError, PkbApiError, PkbLettersError
+from .errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
 from .journal import JOURNAL_NAME, Journal
 from .log import LOG_FORMATS, configure_logging
 from .marks import MarkKind
@@ -270,7 +270,8 @@ def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
         yield
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
-        if isinstance(exc, PkbApiError) and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
+        resumable = isinstance(exc, PkbApiError | RenderClusterError)
+        if resumable and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
             click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
                        f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
         sys.exit(exc.exit_code)

@@ -184,8 +184,7 @@ class DaskExecutor:
         return exc
 
     def _lost(self, exc: BaseException) -> RenderClusterError:
-        return RenderClusterError(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}: {exc}); "
-                                  "run the job again to resume from the last chunk recorded")
+        return RenderClusterError(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}: {exc})")
 
 
 def _identity(value: Any) -> Any:
