@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py --letters 5000                # the whole job, FHIR route
     .venv/bin/python bench/run.py --letters 100000 --stop-after codes --latency-ms 25
     .venv/bin/python bench/run.py --letters 20000 --api rest --stop-after codes --latency-ms 25 --concurrency 32
+    .venv/bin/python bench/run.py --letters 300 --executor dask-local   # render on a LocalCluster of --workers
 
 The PKB sandbox runs in its own process (as PKB would), so its work is not counted
 against the job. The job runs in this process and its render workers; memory is the
@@ -122,12 +123,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def one_run(args, synthetic, work: Path) -> dict:
+@contextlib.contextmanager
+def render_executor(args) -> Iterator[str]:
+    """The job's executor setting; for `dask-local`, a Dask LocalCluster of `--workers` processes
+    (one thread each), started before the timing and counted in the memory figure."""
+    if args.executor != "dask-local":
+        yield args.executor
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=args.workers, processes=True, threads_per_worker=1,
+                      dashboard_address="127.0.0.1:0") as cluster:
+        yield "dask://" + cluster.scheduler_address.removeprefix("tcp://")
+
+
+def one_run(args, synthetic, work: Path, executor: str) -> dict:
     out_dir = work / "job"
     shutil.rmtree(out_dir, ignore_errors=True)
     letter = LetterSettings(organisation="Synthetic NHS Trust", join_url=SANDBOX_JOIN_URL)
     settings = JobSettings(patients=synthetic.patients_csv, out_dir=out_dir, api=args.api, letter=letter,
-                           concurrency=args.concurrency, chunk_size=args.chunk_size, workers=args.workers)
+                           concurrency=args.concurrency, chunk_size=args.chunk_size, workers=args.workers,
+                           executor=executor)
     times = StageTimes()
     with sandbox_process(synthetic.sandbox_json, args.latency_ms) as (connection, sandbox_pid):
         with TreeMemory(exclude=sandbox_pid) as memory:
@@ -143,7 +159,8 @@ def one_run(args, synthetic, work: Path) -> dict:
 def summarise(runs: list[dict], args) -> dict:
     stages = list(runs[0]["seconds"])
     result = {"letters_requested": args.letters, "api": args.api, "latency_ms": args.latency_ms,
-              "workers": args.workers, "chunk_size": args.chunk_size, "repeat": len(runs), "stages": {}}
+              "workers": args.workers, "chunk_size": args.chunk_size, "executor": args.executor,
+              "repeat": len(runs), "stages": {}}
     for stage in stages:
         seconds = statistics.median(r["seconds"][stage] for r in runs)
         items = runs[0]["items"][stage]
@@ -166,7 +183,8 @@ def table(result: dict) -> str:
     for stage, figures in result["stages"].items():
         rate = figures["per_second"] or 0
         lines.append(f"{stage:<10} {figures['items']:>8} {figures['seconds']:>9.2f} {rate:>11.1f}")
-    lines.append(f"whole job: {result['total_seconds']:.2f} s, "
+    lines.append(f"whole job ({result['executor']} executor, {result['workers']} workers): "
+                 f"{result['total_seconds']:.2f} s, "
                  f"peak memory (all processes) {result['peak_rss_mib']} MiB")
     if result["letters"]:
         lines.append(f"render + assemble + check: {result['render_to_checked_per_second']} letters/s; "
@@ -182,6 +200,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--chunk-size", type=int, default=100)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--executor", default="local", metavar="local|dask-local|dask://HOST:PORT",
+                        help="Where chunks are rendered; dask-local starts a LocalCluster of --workers processes.")
     parser.add_argument("--stop-after", choices=("resolve", "codes"), default=None)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
@@ -190,7 +210,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:
         work = args.keep or Path(tmp)
         synthetic = write_synthetic_job(work / "input", args.letters)
-        runs = [one_run(args, synthetic, work) for _ in range(args.repeat)]
+        with render_executor(args) as executor:
+            runs = [one_run(args, synthetic, work, executor) for _ in range(args.repeat)]
     result = summarise(runs, args)
     print(table(result))
     if args.json:

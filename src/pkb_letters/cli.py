@@ -12,7 +12,7 @@ import click
 
 from . import config
 from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
-from .errors import ConfigError, PkbApiError, PkbLettersError
+from .errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
 from .journal import JOURNAL_NAME, Journal
 from .log import LOG_FORMATS, configure_logging
 from .marks import MarkKind
@@ -49,7 +49,8 @@ def main(verbose: bool, log_format: str) -> None:
 @click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope].")
+              help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope], "
+                   "[render].")
 @click.option("--international-post/--uk-post-only", "international_post", default=None,
               help="Post letters abroad too (the last address line names the country). Default: the job "
                    "file's [rules] international_post, else UK only.")
@@ -82,12 +83,16 @@ def main(verbose: bool, log_format: str) -> None:
               help="Letters laid out together; a resumed job redoes at most one chunk.")
 @click.option("--stop-after", type=click.Choice(STOP_POINTS), default=None,
               help="Stop once this stage is done; run again without it to carry on.")
+@click.option("--executor", default=None, metavar="local|dask://HOST:PORT",
+              help="Where chunks are rendered: this machine's processes (local), or the workers of a running "
+                   "Dask scheduler. Default: the job file's [render] executor, else local.")
 def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
         template_dir: Path, job_file: Path | None, international_post: bool | None,
         postcode_check: bool | None, restart: bool, min_validity_days: int,
         concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None,
         envelope: str | None, simplex: bool | None, pdf_variant: str | None, marks: str | None, sort: str | None,
-        postage_class: str | None, split_by: tuple[str, ...], max_letters_per_file: int | None) -> None:
+        postage_class: str | None, split_by: tuple[str, ...], max_letters_per_file: int | None,
+        executor: str | None) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV).
 
     Running it again with the same --out resumes the job where it stopped: no patient is
@@ -116,6 +121,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 concurrency=concurrency,
                 requests_per_second=rate_limit,
                 chunk_size=chunk_size,
+                executor=config.executor_setting(job, executor),
                 rules=config.rule_settings(job, international_post, postcode_check),
             )
             progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
@@ -322,7 +328,8 @@ def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
         yield
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
-        if isinstance(exc, PkbApiError) and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
+        resumable = isinstance(exc, PkbApiError | RenderClusterError)
+        if resumable and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
             click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
                        f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
         sys.exit(exc.exit_code)

@@ -79,6 +79,7 @@ class JobSettings:
     rest_code_validity_days: int = 30
     chunk_size: int = 100
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # render processes
+    executor: str = "local"  # where chunks are rendered: "local" or "dask://HOST:PORT" (see executor_setting)
     rules: RuleSettings = field(default_factory=RuleSettings)
     min_validity_days: int = 21  # codes expiring sooner than this after printing are re-issued
     concurrency: int = 8  # REST requests in flight at once
@@ -240,3 +241,32 @@ def rule_settings(
     if postcode_check is not None:
         table["postcode_check"] = postcode_check
     return RuleSettings(**table)
+
+
+LOCAL_EXECUTOR = "local"
+_DASK_SCHEMES = {"dask": "tcp", "dask+tls": "tls"}  # ours -> Dask's; TLS certificates come from Dask's own config
+
+
+def executor_setting(job: Mapping[str, Any], executor: str | None = None) -> str:
+    """Where chunks are rendered: --executor, else the job file's [render] executor, else "local"."""
+    table = dict(job.get("render", {}))
+    unknown = set(table) - {"executor"}
+    if unknown:
+        raise ConfigError(f"unknown [render] settings: {', '.join(sorted(unknown))}; known: executor")
+    value = executor or table.get("executor", LOCAL_EXECUTOR)
+    if value != LOCAL_EXECUTOR:
+        dask_scheduler_address(value)
+    return value
+
+
+def dask_scheduler_address(executor: str) -> str:
+    """`dask://HOST:PORT` as Dask writes it: `tcp://HOST:PORT` (`dask+tls://` becomes `tls://`)."""
+    parts = urlsplit(str(executor))
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in _DASK_SCHEMES or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ConfigError(f"executor {executor!r} is neither {LOCAL_EXECUTOR!r} nor dask://HOST:PORT "
+                          "(or dask+tls://HOST:PORT)")
+    return f"{_DASK_SCHEMES[parts.scheme]}://{parts.netloc}"

@@ -15,6 +15,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     │   └── PkbOutcomeUnknown       a code request may or may not have been carried out
     ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
     ├── InvariantError              a safety check on the job's own output failed
+    ├── RenderClusterError          the Dask cluster rendering the chunks failed or went away: resume later
     └── DeliveryError               the hand-off to the mail house's drop folder failed
         ├── HostKeyError            the SFTP server's host key is unknown or has changed
         └── DeliveryConflict        the drop folder holds a different job, or this one was picked up
@@ -101,6 +102,13 @@ class InvariantError(PkbLettersError):
     """The job's own output failed a safety check (e.g. rows lost)."""
 
     exit_code = 3
+
+
+class RenderClusterError(PkbLettersError):
+    """The Dask cluster could not render the job's chunks (unreachable, gone, workers dying);
+    the chunks already recorded are kept, and running the job again resumes it."""
+
+    exit_code = 4
 
 
 class DeliveryError(PkbLettersError):

@@ -25,9 +25,10 @@ from pathlib import Path
 
 from . import marks, printing, resolve, tokens
 from .config import JobSettings, PkbConnection
+from .dask_executor import chunk_executor
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, PkbApiError
-from .executor import local_executor, render_in_order
+from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
@@ -365,7 +366,7 @@ def _render_and_assemble(
     coded = in_print_order(journal.coded(), options.sort)
     chunks = list(_chunks(coded, settings.chunk_size))
     next_page = last_page + 1
-    executor = local_executor(spec, settings.workers, len(chunks))
+    executor = chunk_executor(settings.executor, spec, settings.workers, len(chunks))
     try:
         with progress.stage("render", len(coded)) as advance:
             for outcome in render_in_order(executor, chunks, last_chunk + 1, last_sequence + 1):
