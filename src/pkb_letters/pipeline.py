@@ -27,7 +27,7 @@ from . import marks, printing, resolve, tokens
 from .config import JobSettings, PkbConnection
 from .dask_executor import chunk_executor
 from .envelope import C5, EnvelopeProfile
-from .errors import ConfigError, InvariantError, PkbApiError
+from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
@@ -98,7 +98,7 @@ def run_job(
         try:
             return _run_stages(journal, job, settings, connection, template, options, progress, stop_after,
                                today, resuming, intake)
-        except PkbApiError as exc:
+        except (PkbApiError, RenderClusterError) as exc:
             journal.add_event("stopped", str(exc))
             raise
 
