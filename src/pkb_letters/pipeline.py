@@ -136,7 +136,6 @@ def _print_renderer(
 ) -> ChunkRenderer:
     """A renderer whose page margins keep body text out of the marks' clear zone."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
-    printing.warn_without_output_intent(options)
     return ChunkRenderer(
         template, settings.letter, page, printing.print_css(options), printing.pdf_options(options)
     )
@@ -383,7 +382,8 @@ def _finish_print_files(
     journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
 ) -> list[PrintFile]:
     """Blank backs, marks and splitting; then record where each letter landed."""
-    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file)
+    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
+                          output_profile=printing.intent_profile(options))
     pieces = pieces_from_placements(
         journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
     )

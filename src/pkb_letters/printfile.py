@@ -19,7 +19,7 @@ from pathlib import Path
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
 
-from . import marks, sheets
+from . import marks, output_intent, sheets
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
@@ -28,10 +28,9 @@ from .marks import MarkLayout
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
 SPLIT_FIELDS = ("class", "sheets")
-# What a PDF/X or PDF/A reader looks for in the catalog and document info; pypdf
-# copies pages only, so carry these over from the rendered chunks.
+# What a PDF/X or PDF/A reader looks for in the catalog; pypdf copies pages only, so
+# carry these (and the document info) over from the rendered chunks.
 _CATALOG_KEYS = ("/OutputIntents", "/Metadata")
-_INFO_KEYS = ("/Trapped", "/GTS_PDFXVersion", "/GTS_PDFXConformance", "/CreationDate", "/ModDate")
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,7 @@ class Finishing:
     marks: MarkLayout = marks.DEFAULT_LAYOUTS[marks.MarkKind.DATAMATRIX]
     split_by: tuple[str, ...] = ()
     max_letters_per_file: int | None = None
+    output_profile: Path | None = None  # the ICC profile the chunks' output intent was made from
 
 
 def plan_files(pieces: Sequence[Piece], finishing: Finishing) -> list[FilePlan]:
@@ -155,7 +155,7 @@ def _write_file(plan: FilePlan, source, template: PdfReader, finishing: Finishin
         _add_letter(writer, source[piece.source_page : piece.source_page + piece.page_count], payloads, finishing)
         placed.append(PlacedPiece(piece, plan.name, first_page, count, tuple(payloads)))
         sheet_in_file += count
-    _carry_print_metadata(template, writer)
+    _carry_print_metadata(template, writer, finishing.output_profile)
     for number, page in enumerate(writer.pages, 1):
         check_a4(page.mediabox.width, page.mediabox.height, f"{plan.name} page {number}")
     with atomic_writer(target) as handle:
@@ -192,15 +192,19 @@ def stamp(writer: PdfWriter, page, operators: bytes) -> None:
     page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
 
 
-def _carry_print_metadata(template: PdfReader, writer: PdfWriter) -> None:
+def _carry_print_metadata(template: PdfReader, writer: PdfWriter, profile: Path | None) -> None:
     root = template.trailer["/Root"]
     for key in _CATALOG_KEYS:
-        if key in root:
-            writer.root_object[NameObject(key)] = root[key].clone(writer)
-    info = template.metadata or {}
-    carried = {key: info[key] for key in _INFO_KEYS if key in info}
-    if carried:
-        writer.add_metadata(carried)
+        if key in root:  # raw_get keeps the XMP stream an indirect object, as every stream must be
+            writer.root_object[NameObject(key)] = root.raw_get(key).clone(writer)
+    if profile is not None:
+        for intent in writer.root_object.get("/OutputIntents", []):
+            output_intent.restore(intent.get_object(), profile.read_bytes())
+    info = template.trailer.get("/Info")
+    if info is not None:
+        # WeasyPrint's entries as they are: /Trapped must stay a name, not the string add_metadata
+        # would make of it, and /Producer must match the XMP's (PDF/A); pypdf has no public setter for that
+        writer._info = info.get_object().clone(writer)
     if template.pdf_header:
         writer.pdf_header = template.pdf_header
 
