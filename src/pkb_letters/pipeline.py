@@ -154,9 +154,10 @@ def _print_summary(options: PrintOptions) -> dict:
 
 
 def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions) -> None:
-    from .check import check_files
+    from .check import available_cpus, check_files
 
-    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks)
+    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks,
+                         workers=available_cpus())
     if not report.ok:
         raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
     logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
