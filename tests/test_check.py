@@ -174,9 +174,11 @@ def test_something_printed_on_a_blank_back(sandbox, tmp_path):
 
 def test_cli_check_reports_json_and_exit_codes(good, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(main, ["check", str(good / "letters.pdf"), "--manifest", str(good / "manifest.json")])
-    assert ok.exit_code == 0, ok.output
-    assert "no problems" in ok.output
+    for workers in ([], ["--workers", "2"]):
+        ok = runner.invoke(main, ["check", str(good / "letters.pdf"), "--manifest", str(good / "manifest.json"),
+                                  *workers])
+        assert ok.exit_code == 0, ok.output
+        assert "no problems" in ok.output
     pdf = html_pdf(tmp_path, "<p style='color: red'>Red</p>", "size: A5; margin: 20mm")
     bad = runner.invoke(main, ["check", str(pdf), "--json", "--marks", "none"])
     assert bad.exit_code == 1

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -266,9 +267,14 @@ class _Job:
 
 @dataclass
 class _PageResult:
+    file: str
+    number: int
     problems: list[tuple[tuple, Problem]] = field(default_factory=list)
     mark: str | None = None  # without a manifest: the DataMatrix payload read on the page
     window: list[tuple[tuple, Problem]] = field(default_factory=list)  # without a manifest: if a first page
+
+    def add(self, key: tuple, code: Code, detail: str) -> None:
+        self.problems.append((key, Problem(self.file, self.number, code, detail)))
 
 
 def _pages_per_job(plans: Sequence[_FilePlan], workers: int) -> int:
@@ -302,17 +308,15 @@ def _check_pages(job: _Job) -> dict[int, _PageResult]:
     results = {}
     with PdfPages(job.path) as pdf:
         for number in range(job.first, job.last + 1):
-            result = _PageResult()
-            add = lambda key, code, detail, n=number, r=result: r.problems.append(  # noqa: E731
-                (key, Problem(job.path.name, n, code, detail)))
+            result = _PageResult(job.path.name, number)
             try:
-                words = _check_page(pdf, number, job.envelope, job.zone, add)
+                words = _check_page(pdf, number, job.envelope, job.zone, result.add)
                 for task in job.tasks.get(number, ()):
-                    _check_task(pdf, number, task, words, job, add)
+                    _check_task(pdf, number, task, words, job, result.add)
                 if job.unplanned:
                     _read_unplanned(pdf, number, words, job, result)
             except Exception as exc:  # a page the parsers fail on is a page the print room cannot print
-                add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
+                result.add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
             if result.problems or result.mark or result.window:  # a big job's clean pages cost no memory
                 results[number] = result
     return results
@@ -361,7 +365,7 @@ def _check_task(pdf: PdfPages, number: int, task: _Task, words: list[Word], job:
         if not pdf.is_empty(number) and (pdf.has_text(number) or _mark_present(pdf, number, job.layout, job.zone)):
             add(task.key, Code.BLANK_NOT_BLANK, f"the blank back of piece {task.piece} has something on it")
     elif task.kind == _MARK:
-        _check_mark(pdf, number, job.layout, job.zone, task.payload, lambda code, detail: add(task.key, code, detail))
+        _check_mark(pdf, number, job.layout, job.zone, task.payload, partial(add, task.key))
 
 
 def _read_unplanned(pdf: PdfPages, number: int, words: list[Word], job: _Job, result: _PageResult) -> None:
