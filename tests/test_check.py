@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import connection_to, demo_settings, no_weasyprint_warnings
 from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject
 from weasyprint import HTML
 
-from pkb_letters import marks
+from pkb_letters import check, marks
 from pkb_letters.check import Code, check_files
 from pkb_letters.cli import main
 from pkb_letters.marks import MarkKind
@@ -173,9 +174,11 @@ def test_something_printed_on_a_blank_back(sandbox, tmp_path):
 
 def test_cli_check_reports_json_and_exit_codes(good, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(main, ["check", str(good / "letters.pdf"), "--manifest", str(good / "manifest.json")])
-    assert ok.exit_code == 0, ok.output
-    assert "no problems" in ok.output
+    for workers in ([], ["--workers", "2"]):
+        ok = runner.invoke(main, ["check", str(good / "letters.pdf"), "--manifest", str(good / "manifest.json"),
+                                  *workers])
+        assert ok.exit_code == 0, ok.output
+        assert "no problems" in ok.output
     pdf = html_pdf(tmp_path, "<p style='color: red'>Red</p>", "size: A5; margin: 20mm")
     bad = runner.invoke(main, ["check", str(pdf), "--json", "--marks", "none"])
     assert bad.exit_code == 1
@@ -200,3 +203,129 @@ def test_cli_run_takes_the_print_options(tmp_path):
                             "sort": "postcode", "split_by": ["class"], "max_letters_per_file": None}
     assert [f["name"] for f in job["files"]] == [f"{job['id']}-first.pdf"]
     assert f"{job['pages']} pages, {job['sheets']} sheets in {job['id']}-first.pdf" in result.output
+
+
+# --- how check reads pages: fast readers, same answers ------------------------------------------
+
+
+def test_words_and_positions_agree_with_an_independent_reader(good):
+    from pdf_inspect import page_words
+
+    from pkb_letters.page_facts import PdfPages
+
+    expected = page_words(good / "letters.pdf")  # pdfplumber, in pure Python
+    with PdfPages(good / "letters.pdf") as pdf:
+        assert len(pdf) == len(expected)
+        for number, words in enumerate(expected, 1):
+            found = pdf.words(number)
+            assert [w.text for w in found] == [w.text for w in words]
+            for mine, theirs in zip(found, words, strict=True):
+                assert abs(mine.rect.left - theirs.left) < 0.1 and abs(mine.rect.right - theirs.right) < 0.1
+                assert abs(mine.rect.top - theirs.top) < 0.1 and abs(mine.rect.bottom - theirs.bottom) < 0.1
+
+
+def first_font(writer: PdfWriter, page: int = 1) -> str:
+    return next(iter(writer.pages[page - 1]["/Resources"].get_object()["/Font"].get_object()))
+
+
+def add_form(writer: PdfWriter, page: int, name: str, operators: str) -> None:
+    """A Form XObject drawing `operators` with the page's own fonts, as /name on the page."""
+    resources = writer.pages[page - 1]["/Resources"].get_object()
+    form = DecodedStreamObject()
+    form.set_data(operators.encode("latin-1"))
+    form.update({NameObject("/Type"): NameObject("/XObject"), NameObject("/Subtype"): NameObject("/Form"),
+                 NameObject("/BBox"): ArrayObject([NumberObject(0), NumberObject(0), NumberObject(595),
+                                                   NumberObject(842)]),
+                 NameObject("/Resources"): DictionaryObject({NameObject("/Font"): resources["/Font"]})})
+    xobjects = resources.get("/XObject")
+    if xobjects is None:
+        xobjects = resources[NameObject("/XObject")] = DictionaryObject()
+    xobjects.get_object()[NameObject(name)] = writer._add_object(form)
+
+
+@pytest.mark.parametrize(("operators", "colours"), [
+    ("0 0 0 1 k q 1 0 0 rg Q {text}", set()),  # the red is undone by Q before the text
+    ("0 0 0 1 k q 1 0 0 rg {text} Q", {"RGB 1 0 0"}),
+    ("{text}", {"the default (DeviceGray) colour"}),
+    ("/DeviceCMYK cs {text}", set()),  # a CMYK space starts at 0 0 0 1
+    ("/DeviceCMYK cs 0.1 0 0 1 scn {text}", {"CMYK 0.1 0 0 1"}),
+    ("0 0 0 1 k /FmBlue Do", {"RGB 0 0 1"}),  # text inside a form
+    ("0 0 1 rg q 0 0 0 1 k /FmInherit Do Q", set()),  # a form's text takes the colour it is drawn in
+    ("0 0 1 rg /FmInherit Do", {"RGB 0 0 1"}),
+], ids=["restored", "saved", "default", "cmyk-space", "rich-black", "form", "form-inherits-k", "form-inherits-rgb"])
+def test_the_colour_of_text_is_followed_through_saved_states_and_forms(good, tmp_path, operators, colours):
+    pdf, manifest = copy_job(good, tmp_path)
+
+    def draw(writer):
+        font = first_font(writer)
+        text = f"BT {font} 9 Tf 300 420 Td <0001> Tj ET"
+        add_form(writer, 1, "/FmBlue", f"BT {font} 9 Tf 0 0 1 rg 300 440 Td <0001> Tj ET")
+        add_form(writer, 1, "/FmInherit", f"BT {font} 9 Tf 300 440 Td <0001> Tj ET")
+        draw_on(writer, 1, operators.format(text=text))
+
+    rewrite(pdf, draw)
+    report = check_files([pdf], manifest)
+    found = [p for p in report.problems if p.code is Code.NON_BLACK_TEXT]
+    if not colours:
+        assert not found, report.text()
+    else:
+        (problem,) = found
+        assert problem.page == 1
+        assert problem.detail.startswith(f"text in {', '.join(sorted(colours))};")
+
+
+def test_an_empty_back_passes_and_a_mark_on_it_is_caught(good, tmp_path):
+    pdf, manifest = copy_job(good, tmp_path)
+    data = json.loads(manifest.read_text())
+    data["letters"][0]["page_count"] = 1  # the first letter's second page becomes its blank back
+    manifest.write_text(json.dumps(data))
+
+    def empty_page_two(writer):
+        writer.pages[1][NameObject("/Contents")] = ArrayObject()
+
+    rewrite(pdf, empty_page_two)
+    assert check_files([pdf], manifest).ok
+    layout = marks.DEFAULT_LAYOUTS[MarkKind.DATAMATRIX]
+    rewrite(pdf, lambda writer: stamp(writer, writer.pages[1], marks.draw(layout, data["letters"][0]["marks"][0])))
+    report = check_files([pdf], manifest)
+    assert [(p.code, p.page) for p in report.problems] == [(Code.BLANK_NOT_BLANK, 2)]
+
+
+def test_our_file_passes_without_its_manifest(good):
+    """Marks decoded on every page find where each letter starts, and its address is in the window."""
+    report = check_files([good / "letters.pdf"])
+    assert report.ok, report.text()
+
+
+def test_several_processes_give_the_same_report_in_the_same_order(good, tmp_path, monkeypatch):
+    pdf, manifest = copy_job(good, tmp_path)
+    data = json.loads(manifest.read_text())
+    first, second = data["letters"][0], data["letters"][1]
+    first["marks"], second["marks"] = second["marks"], first["marks"]
+    manifest.write_text(json.dumps(data))
+    zone = marks.clear_zone(marks.DEFAULT_LAYOUTS[MarkKind.DATAMATRIX], "x" * 34)
+    white_out = (f"0 0 0 0 k {zone.left * MM:.2f} {(297 - zone.bottom) * MM:.2f} "
+                 f"{zone.width * MM:.2f} {zone.height * MM:.2f} re f")
+
+    def break_pages(writer):
+        draw_on(writer, data["letters"][-1]["first_page"], white_out)
+        draw_on(writer, 3, f"1 0 0 rg BT {first_font(writer, 3)} 9 Tf 300 400 Td <0001> Tj ET")  # red text
+        shift = DecodedStreamObject()
+        shift.set_data(f"1 0 0 1 {-14 * MM:.2f} 0 cm\n".encode())  # page 4 printed 14 mm too far left
+        page = writer.pages[3]
+        contents = page["/Contents"]
+        existing = list(contents) if isinstance(contents, ArrayObject) else [page.raw_get("/Contents")]
+        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+
+    rewrite(pdf, break_pages)
+    one = check_files([pdf, pdf], manifest)
+    assert {p.code for p in one.problems} >= {Code.MARK_MISMATCH, Code.MARK_MISSING, Code.NON_BLACK_TEXT,
+                                              Code.OUTSIDE_PRINTABLE}
+    jobs = []
+    run = check._run
+    monkeypatch.setattr(check, "_run", lambda batch, workers: jobs.append(len(batch)) or run(batch, workers))
+    monkeypatch.setattr(check, "_MIN_PAGES_PER_JOB", 3)  # so that this small job is shared out,
+    monkeypatch.setattr(check, "_MAX_PAGES_PER_JOB", 5)  # each file in several parts
+    many = check_files([pdf, pdf], manifest, workers=2)
+    assert jobs == [2 * math.ceil(one.pages / 2 / 5)]
+    assert many.as_dict() == one.as_dict()

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pdfplumber
@@ -15,9 +16,11 @@ import pypdfium2
 import pytest
 from conftest import PATIENTS_CSV, REPO, connection_to, demo_settings, no_weasyprint_warnings
 from pdf_inspect import page_words
+from PIL import ImageCms
 from pypdf import PdfReader
+from pypdf.generic import IndirectObject, NameObject
 
-from pkb_letters import marks
+from pkb_letters import marks, output_intent
 from pkb_letters.check import Code, check_files, pylibdmtx
 from pkb_letters.envelope import C5, DL
 from pkb_letters.mailsort import postcode_key
@@ -26,6 +29,7 @@ from pkb_letters.pipeline import run_job
 from pkb_letters.printing import PrintOptions
 
 GS_CMYK_PROFILE = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")  # from .ci/system-deps
+QPDF = shutil.which("qpdf") or "qpdf"  # from .ci/system-deps
 
 
 def varied_template(tmp: Path) -> Path:
@@ -52,7 +56,7 @@ def run(server, out_dir: Path, patients: Path = PATIENTS_CSV, template: Path | N
 @pytest.fixture(scope="module")
 def varied(sandbox, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("varied")
-    data = run(sandbox, tmp / "job", template=varied_template(tmp), output_profile=GS_CMYK_PROFILE)
+    data = run(sandbox, tmp / "job", template=varied_template(tmp))
     return tmp / "job", data
 
 
@@ -116,30 +120,83 @@ def test_all_text_and_marks_are_k_only_black(varied):
         assert not re.search(r"\b(rg|g)\n", text_object)  # no RGB or grey fill inside any text object
 
 
-def test_pdf_x4_carries_the_cmyk_output_intent_and_embedded_fonts(varied):
+def output_intent_of(pdf: Path):
+    (intent,) = PdfReader(pdf).trailer["/Root"]["/OutputIntents"]
+    return intent.get_object()
+
+
+def assert_qpdf_finds_no_errors(pdf: Path) -> None:
+    result = subprocess.run([QPDF, "--check", str(pdf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr  # 2: errors, 3: warnings
+    assert "No syntax or stream encoding errors found" in result.stdout
+
+
+def assert_fogra39_intent(intent, subtype: str) -> None:
+    assert intent["/Type"] == "/OutputIntent"
+    assert intent["/S"] == subtype
+    assert intent["/OutputConditionIdentifier"] == "FOGRA39"
+    assert intent["/RegistryName"] == "http://www.color.org"
+    assert intent["/Info"] == "Coated FOGRA39 (ISO 12647-2:2004)"
+    assert "ISO 12647-2:2004" in intent["/OutputCondition"]
+    profile = intent["/DestOutputProfile"].get_object()
+    assert profile["/N"] == 4  # a CMYK profile
+    assert profile.get_data() == output_intent.DEFAULT_PROFILE.read_bytes()
+
+
+def test_pdf_x4_carries_our_fogra39_output_intent_and_embedded_fonts(varied):
     out, _ = varied
     reader = PdfReader(out / "letters.pdf")
     assert reader.pdf_header == "%PDF-1.6"
-    (intent,) = reader.trailer["/Root"]["/OutputIntents"]
-    intent = intent.get_object()
-    assert intent["/S"] == "/GTS_PDFX"
-    assert intent["/DestOutputProfile"].get_object()["/N"] == 4  # a CMYK profile
+    assert_fogra39_intent(output_intent_of(out / "letters.pdf"), "/GTS_PDFX")
     xmp = reader.trailer["/Root"]["/Metadata"].get_object().get_data().decode("utf-8")
     assert "PDF/X-4" in xmp
-    assert reader.metadata["/Trapped"] == "/False"
+    info = reader.trailer["/Info"].get_object()
+    assert isinstance(info.raw_get("/Trapped"), NameObject) and info["/Trapped"] == "/False"  # a name, not a string
+    assert str(info["/Producer"]) in xmp  # the document info and the XMP agree
     for page in reader.pages:
         assert "/TrimBox" in page
+    assert_qpdf_finds_no_errors(out / "letters.pdf")
     report = check_files([out / "letters.pdf"], out / "manifest.json")
     assert report.ok, report.text()
 
 
-def test_pdf_a2b_variant(sandbox, tmp_path):
-    run(sandbox, tmp_path / "job", pdf_variant="pdf/a-2b", output_profile=GS_CMYK_PROFILE)
-    reader = PdfReader(tmp_path / "job" / "letters.pdf")
-    (intent,) = reader.trailer["/Root"]["/OutputIntents"]
-    assert intent.get_object()["/S"] == "/GTS_PDFA1"
+def test_pdf_a2b_variant_carries_the_same_cmyk_output_intent(sandbox, tmp_path):
+    pdf = tmp_path / "job" / "letters.pdf"
+    run(sandbox, tmp_path / "job", pdf_variant="pdf/a-2b")
+    assert_fogra39_intent(output_intent_of(pdf), "/GTS_PDFA1")
+    reader = PdfReader(pdf)
     xmp = reader.trailer["/Root"]["/Metadata"].get_object().get_data().decode("utf-8")
     assert re.search(r"pdfaid:part[^0-9]*2", xmp)
+    assert f'pdf:Producer="{reader.metadata["/Producer"]}"' in xmp  # PDF/A: document info matches the XMP
+    assert isinstance(reader.trailer["/Root"].raw_get("/Metadata"), IndirectObject)  # a stream is never direct
+    with pdfplumber.open(pdf) as plumbed:
+        for page in plumbed.pages:
+            assert page.chars
+            assert {tuple(c["non_stroking_color"]) for c in page.chars} == {(0, 0, 0, 1)}
+    assert_qpdf_finds_no_errors(pdf)
+    assert check_files([pdf], tmp_path / "job" / "manifest.json").ok
+
+
+def test_the_print_rooms_own_profile_replaces_ours(sandbox, tmp_path):
+    pdf = tmp_path / "job" / "letters.pdf"
+    run(sandbox, tmp_path / "job", output_profile=GS_CMYK_PROFILE)
+    intent = output_intent_of(pdf)
+    assert intent["/S"] == "/GTS_PDFX"
+    assert intent["/DestOutputProfile"].get_object().get_data() == GS_CMYK_PROFILE.read_bytes()
+    assert intent["/OutputConditionIdentifier"] == "Artifex CMYK SWOP Profile"  # its description: not registered
+    assert "/RegistryName" not in intent
+    assert_qpdf_finds_no_errors(pdf)
+
+
+def test_the_shipped_profile_is_a_cmyk_printer_profile_with_its_provenance():
+    profile = ImageCms.getOpenProfile(str(output_intent.DEFAULT_PROFILE)).profile
+    assert (profile.device_class, profile.xcolor_space, profile.connection_space) == ("prtr", "CMYK", "Lab ")
+    assert profile.profile_description == "pkb-letters FOGRA39 (ISO 12647-2:2004 coated)"
+    assert "FOGRA39L.ti3" in profile.copyright and "Zlib" in profile.copyright
+    notes = (output_intent.DEFAULT_PROFILE.parent / "README.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(output_intent.DEFAULT_PROFILE.read_bytes()).hexdigest() in notes
+    assert "This notice may not be removed or altered" in notes  # the Zlib licence travels with the data
+    assert (REPO / "tools" / "make-output-profile").exists()
 
 
 # --- marks ------------------------------------------------------------------------------------

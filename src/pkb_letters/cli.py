@@ -166,16 +166,19 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
 @click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Job file with a custom [envelope] or [marks] layout.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes to check pages in (default: one per CPU; small jobs use one).")
 def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, marks: str | None,
-          job_file: Path | None, as_json: bool) -> None:
+          job_file: Path | None, as_json: bool, workers: int | None) -> None:
     """Preflight letter PDFs as a print room would; exits 1 when anything fails."""
-    from .check import check_files
+    from .check import available_cpus, check_files
 
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
         options = options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope, marks=marks)
         layout = options.marks if (marks or "marks" in job or not manifest_path) else None
-        report = check_files(list(pdfs), manifest_path, options.envelope, layout)
+        report = check_files(list(pdfs), manifest_path, options.envelope, layout,
+                             workers=workers or available_cpus())
     click.echo(report.json() if as_json else report.text())
     sys.exit(0 if report.ok else 1)
 

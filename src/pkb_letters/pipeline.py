@@ -139,7 +139,6 @@ def _run_stages(
 def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str) -> RenderSpec:
     """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
-    printing.warn_without_output_intent(options)
     return RenderSpec(job_id, template.directory, settings.letter, page, printing.print_css(options),
                       tuple(sorted(printing.pdf_options(options).items())), _directory_digest(template.directory))
 
@@ -163,9 +162,10 @@ def _print_summary(options: PrintOptions) -> dict:
 
 
 def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions) -> None:
-    from .check import check_files
+    from .check import available_cpus, check_files
 
-    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks)
+    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks,
+                         workers=available_cpus())
     if not report.ok:
         raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
     logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
@@ -397,7 +397,8 @@ def _finish_print_files(
     journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
 ) -> list[PrintFile]:
     """Blank backs, marks and splitting; then record where each letter landed."""
-    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file)
+    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
+                          output_profile=printing.intent_profile(options))
     pieces = pieces_from_placements(
         journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
 
-from . import marks, sheets
+from . import marks, output_intent, sheets
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
@@ -30,10 +30,9 @@ from .pdfstream import ObjectCopier, StreamingPdfWriter
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
 SPLIT_FIELDS = ("class", "sheets")
-# What a PDF/X or PDF/A reader looks for in the catalog and document info; pypdf
-# copies pages only, so carry these over from the rendered chunks.
+# What a PDF/X or PDF/A reader looks for in the catalog; pypdf copies pages only, so
+# carry these (and the document info) over from the rendered chunks.
 _CATALOG_KEYS = ("/OutputIntents", "/Metadata")
-_INFO_KEYS = ("/Trapped", "/GTS_PDFXVersion", "/GTS_PDFXConformance", "/CreationDate", "/ModDate")
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,7 @@ class Finishing:
     marks: MarkLayout = marks.DEFAULT_LAYOUTS[marks.MarkKind.DATAMATRIX]
     split_by: tuple[str, ...] = ()
     max_letters_per_file: int | None = None
+    output_profile: Path | None = None  # the ICC profile the chunks' output intent was made from
 
 
 def plan_files(pieces: Sequence[Piece], finishing: Finishing) -> list[FilePlan]:
@@ -184,7 +184,7 @@ def _write_file(plan: FilePlan, chunks: _ChunkPages, finishing: Finishing, targe
             _add_letter(writer, chunks, piece, payloads, finishing, f"{plan.name} page {first_page}")
             placed.append(PlacedPiece(piece, plan.name, first_page, count, tuple(payloads)))
             sheet_in_file += count
-        catalog, info = _print_metadata(first_chunk, writer)
+        catalog, info = _print_metadata(first_chunk, writer, finishing.output_profile)
         writer.close(catalog, info)
         pages = writer.page_count
     print_file = PrintFile(
@@ -213,14 +213,20 @@ def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, p
         writer.add_blank_page(width, height)  # PDF/X wants a trim box on every page: it has one
 
 
-def _print_metadata(template: PdfReader, writer: StreamingPdfWriter) -> tuple[dict, dict]:
-    """What a PDF/X or PDF/A reader looks for in the catalog and document info, from the first chunk."""
+def _print_metadata(template: PdfReader, writer: StreamingPdfWriter, profile: Path | None) -> tuple[dict, dict]:
+    """What a PDF/X or PDF/A reader looks for in the catalog, from the first chunk, with the output
+    intent carrying the profile's own bytes; and WeasyPrint's document information as it wrote it
+    (/Trapped stays a name, /Producer matches the XMP's, as PDF/A wants)."""
     root = template.trailer["/Root"]
+    if profile is not None:
+        for intent in root.get("/OutputIntents", []):
+            output_intent.restore(intent.get_object(), profile.read_bytes())
     copier = ObjectCopier(template, writer)
     catalog = {key: copier.copy(root.raw_get(key)) for key in _CATALOG_KEYS if key in root}
+    info = template.trailer.get("/Info")
+    info = {} if info is None else {key: copier.copy(info.get_object().raw_get(key)) for key in info.get_object()}
     copier.flush(writer)
-    info = template.metadata or {}
-    return catalog, {key: info.raw_get(key) for key in _INFO_KEYS if key in info}
+    return catalog, info
 
 
 def stamp(writer: PdfWriter, page, operators: bytes) -> None:

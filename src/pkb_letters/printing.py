@@ -9,13 +9,13 @@ variant and its output intent).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import envelope as envelopes
+from . import output_intent
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError
 from .marks import DEFAULT_LAYOUTS, MarkKind, MarkLayout, layout_from_table
@@ -25,15 +25,14 @@ SORT_ORDERS = ("input", "postcode")
 POSTAGE_CLASSES = ("first", "second", "economy")
 K_BLACK = "device-cmyk(0 0 0 1)"  # pure black on the K plate: no registration fringes on small text
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class PrintOptions:
     envelope: EnvelopeProfile = C5
     duplex: bool = True
     pdf_variant: str = "pdf/x-4"
-    output_profile: Path | None = None  # the print room's CMYK ICC profile, embedded as the output intent
+    # The print room's CMYK ICC profile, embedded as the output intent; None: our FOGRA39 profile
+    output_profile: Path | None = None
     marks: MarkLayout = field(default_factory=lambda: DEFAULT_LAYOUTS[MarkKind.DATAMATRIX])
     sort: str = "input"
     postage_class: str = "second"  # for rows without a postage class column value
@@ -54,30 +53,24 @@ class PrintOptions:
             raise ConfigError(f"output intent profile {self.output_profile} is not a file")
 
 
+def intent_profile(options: PrintOptions) -> Path:
+    """The CMYK profile of the files' output intent: the print room's, or our FOGRA39 one."""
+    return output_intent.profile_path(options.output_profile)
+
+
 def print_css(options: PrintOptions) -> str:
     """Rendered with every letter, before the template's own CSS (which may override the colour)."""
-    css = f"html {{ color: {K_BLACK}; }}\n"
-    if options.output_profile:
-        url = options.output_profile.resolve().as_uri()
-        css += f'@color-profile device-cmyk {{ src: url("{url}"); components: c, m, y, k; }}\n'
-    return css
+    url = intent_profile(options).resolve().as_uri()
+    return (
+        f"html {{ color: {K_BLACK}; }}\n"
+        f'@color-profile device-cmyk {{ src: url("{url}"); components: c, m, y, k; }}\n'
+    )
 
 
 def pdf_options(options: PrintOptions) -> dict[str, Any]:
-    """WeasyPrint's own PDF/X-4 or PDF/A-2b output. With a CMYK profile, that profile is the output
-    intent for both, so the K-only black is defined colour in either variant."""
-    values: dict[str, Any] = {"pdf_variant": options.pdf_variant}
-    if options.output_profile:
-        values["output_intent"] = "device-cmyk"
-    return values
-
-
-def warn_without_output_intent(options: PrintOptions) -> None:
-    if options.output_profile is None:
-        logger.warning(
-            "no CMYK output intent profile: %s is written without an OutputIntent; ask the print room for "
-            "their profile and set [print] output_profile", options.pdf_variant,
-        )
+    """WeasyPrint's own PDF/X-4 or PDF/A-2b output, with the CMYK profile as the output intent of
+    either, so that the K-only black is defined colour in both (PDF/A's own default is sRGB)."""
+    return {"pdf_variant": options.pdf_variant, "output_intent": "device-cmyk"}
 
 
 def options_from_job(job: Mapping[str, Any], job_dir: Path, **cli: Any) -> PrintOptions:

@@ -1,0 +1,290 @@
+"""What the preflight reads from a PDF's pages: sizes, fonts, text colours, words, rendered zones.
+
+Takes a PDF file; gives, page by page, the facts `check` judges, in millimetres
+from the page's top-left corner. Two C libraries do the reading, so that checking
+costs a few milliseconds a page rather than a pure-Python parse of every glyph:
+
+- qpdf (via pikepdf) for the structure: page boxes, font dictionaries, and the
+  content streams' colour and text-showing operators, from which the colour every
+  string of text is filled with is followed exactly, through ``q``/``Q`` and into
+  Form XObjects (a colour space, not only a colour: RGB black is not K-only black).
+- PDFium (via pypdfium2) for text positions and for rendering a mark's clear zone
+  as the inserter's camera sees it.
+
+Fonts and Form XObjects shared by many pages are read once per file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pikepdf
+import pypdfium2
+import pypdfium2.raw as pdfium
+
+from .envelope import Rect
+
+MM_PER_POINT = 25.4 / 72
+K_BLACK = (0.0, 0.0, 0.0, 1.0)
+PATTERN = ("pattern",)  # a text fill that is a pattern, not a colour
+_COLOUR_AND_TEXT_OPERATORS = "q Q cs sc scn g rg k Tj TJ ' \" Do"
+_MAX_FORM_DEPTH = 8
+_WORD = re.compile(r"\S+")
+# The colour `cs` starts a space with (ISO 32000-1, 8.6.5); ICC-based and CIE spaces start at zero.
+_INITIAL_COLOURS = {"/DeviceGray": (0.0,), "/DeviceRGB": (0.0, 0.0, 0.0), "/DeviceCMYK": K_BLACK,
+                    "/CalGray": (0.0,), "/CalRGB": (0.0, 0.0, 0.0), "/Lab": (0.0, 0.0, 0.0)}
+
+Colour = tuple  # the fill's component values (float), PATTERN, or None for the default DeviceGray black
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    rect: Rect
+
+    def __str__(self) -> str:
+        return f"{self.text!r} at ({self.rect.left:.1f}, {self.rect.top:.1f}) mm"
+
+
+class PdfPages:
+    """One PDF opened for reading; pages are numbered from 1. Raises on a file neither library can parse."""
+
+    def __init__(self, path: Path) -> None:
+        self._pdf = pikepdf.open(path)
+        try:
+            self._document = pypdfium2.PdfDocument(path)
+        except Exception:
+            self._pdf.close()
+            raise
+        self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
+        self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
+        self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._pdf.pages)
+
+    def close(self) -> None:
+        self._release()
+        self._document.close()
+        self._pdf.close()
+
+    def __enter__(self) -> PdfPages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- structure (qpdf) --------------------------------------------------------------------
+
+    def size_mm(self, number: int) -> tuple[float, float]:
+        """Width and height as the page is shown (a /Rotate of 90 or 270 turns it)."""
+        left, bottom, right, top = self._mediabox(number)
+        width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
+        rotate = int(_inherited(self._pdf.pages[number - 1].obj, "/Rotate") or 0)
+        return (height, width) if rotate % 180 else (width, height)
+
+    def unembedded_fonts(self, number: int) -> list[str]:
+        missing = []
+        for resources in _resource_dicts(_inherited(self._pdf.pages[number - 1].obj, "/Resources")):
+            fonts = resources.get("/Font")
+            for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
+                name = self._unembedded_name(font)
+                if name is not None:
+                    missing.append(name)
+        return missing
+
+    def _unembedded_name(self, font: pikepdf.Object) -> str | None:
+        key = font.objgen
+        if key != (0, 0) and key in self._fonts:
+            return self._fonts[key]
+        name = None
+        if font.get("/Subtype") != "/Type3":  # a Type 3 font draws its glyphs with its own content streams
+            descendants = font.get("/DescendantFonts")
+            target = descendants[0] if descendants else font
+            descriptor = target.get("/FontDescriptor") or pikepdf.Dictionary()
+            if not any(key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3")):
+                name = str(font.get("/BaseFont", "(unnamed)"))
+        if key != (0, 0):
+            self._fonts[key] = name
+        return name
+
+    def text_colours(self, number: int) -> frozenset[Colour | None]:
+        """Every fill colour any text on the page is shown in, whatever draws it."""
+        page = self._pdf.pages[number - 1]
+        return self._shown_colours(page, _inherited(page.obj, "/Resources"), None, 0)
+
+    def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
+        found: set[Colour | None] = set()
+        saved: list[Colour | None] = []
+        for operands, operator in pikepdf.parse_content_stream(owner, _COLOUR_AND_TEXT_OPERATORS):
+            op = str(operator)
+            if op == "q":
+                saved.append(colour)
+            elif op == "Q":
+                colour = saved.pop() if saved else colour
+            elif op in ("g", "rg", "k"):
+                colour = tuple(float(v) for v in operands)
+            elif op in ("sc", "scn"):
+                colour = PATTERN if operands and isinstance(operands[-1], pikepdf.Name) else (
+                    tuple(float(v) for v in operands))
+            elif op == "cs":
+                colour = _initial_colour(operands[0], resources)
+            elif op == "Do":
+                found |= self._form_colours(operands[0], resources, colour, depth)
+            elif _shows_text(op, operands):
+                found.add(colour)
+        return frozenset(found)
+
+    def _form_colours(self, name, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
+        xobjects = resources.get("/XObject") if resources is not None else None
+        form = xobjects.get(name) if isinstance(xobjects, pikepdf.Dictionary) else None
+        if form is None or form.get("/Subtype") != "/Form" or depth >= _MAX_FORM_DEPTH:
+            return frozenset()
+        key = (form.objgen, colour)
+        if key not in self._forms:
+            self._forms[key] = self._shown_colours(form, form.get("/Resources", resources), colour, depth + 1)
+        return self._forms[key]
+
+    def _mediabox(self, number: int) -> tuple[float, float, float, float]:
+        box = [float(v) for v in self._pdf.pages[number - 1].mediabox]
+        return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
+
+    # -- text and pixels (PDFium) ------------------------------------------------------------
+
+    def has_text(self, number: int) -> bool:
+        return pdfium.FPDFText_CountChars(self._textpage(number).raw) > 0
+
+    def is_empty(self, number: int) -> bool:
+        """Nothing at all is drawn on the page."""
+        return pdfium.FPDFPage_CountObjects(self._page(number).raw) == 0
+
+    def words(self, number: int) -> list[Word]:
+        """Words in the order the page draws them, each boxed like pdfminer boxes a glyph: from the
+        font's descent up by the font size, so the box does not depend on the font's ascender."""
+        textpage = self._textpage(number).raw
+        count = pdfium.FPDFText_CountChars(textpage)
+        left, _, _, top = self._mediabox(number)
+        text = self._text(number, count)
+        words = []
+        box, matrix = pdfium.FS_RECTF(), pdfium.FS_MATRIX()
+        box_ref, matrix_ref = ctypes.byref(box), ctypes.byref(matrix)
+        char_box = pdfium.FPDFText_GetLooseCharBox  # called once a character: kept local, comparisons inline
+        for match in _WORD.finditer(text):
+            start, end = match.span()
+            char_box(textpage, start, box_ref)
+            x0, x1, y0 = box.left, box.right, box.bottom
+            for index in range(start + 1, end):
+                char_box(textpage, index, box_ref)
+                if box.left < x0:
+                    x0 = box.left
+                if box.right > x1:
+                    x1 = box.right
+                if box.bottom < y0:
+                    y0 = box.bottom
+            pdfium.FPDFText_GetMatrix(textpage, start, matrix_ref)
+            size = pdfium.FPDFText_GetFontSize(textpage, start) * math.hypot(matrix.c, matrix.d)
+            rect = Rect((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT,
+                        (x1 - x0) * MM_PER_POINT, size * MM_PER_POINT)
+            words.append(Word(match.group(), rect))
+        return words
+
+    def _text(self, number: int, count: int) -> str:
+        text = self._textpage(number).get_text_range(0, count)
+        if len(text) == count:
+            return text
+        # the text did not map one to one onto the page's characters: ask character by character
+        textpage = self._textpage(number).raw
+        return "".join(chr(pdfium.FPDFText_GetUnicode(textpage, i) or 32) for i in range(count))
+
+    def render_mm(self, number: int, zone: Rect, dpi: float):
+        """`zone` of the page, rendered in grey at `dpi` (a PIL image)."""
+        page = self._page(number)
+        left, bottom, right, top = self._mediabox(number)
+        to_pt = 1 / MM_PER_POINT
+        width, height = right - left, top - bottom
+        crop = (max(zone.left * to_pt, 0), max(height - zone.bottom * to_pt, 0),
+                max(width - zone.right * to_pt, 0), max(zone.top * to_pt, 0))
+        return page.render(scale=dpi / 72, crop=crop, grayscale=True).to_pil()
+
+    def _page(self, number: int) -> pypdfium2.PdfPage:
+        if self._current is None or self._current[0] != number:
+            self._release()
+            self._current = (number, self._document[number - 1], None)
+        return self._current[1]
+
+    def _textpage(self, number: int) -> pypdfium2.PdfTextPage:
+        page = self._page(number)
+        assert self._current is not None
+        if self._current[2] is None:
+            self._current = (number, page, page.get_textpage())
+        return self._current[2]
+
+    def _release(self) -> None:
+        """Close the page in hand: PDFium keeps every loaded page's parsed content until it is closed."""
+        if self._current is not None:
+            _, page, textpage = self._current
+            if textpage is not None:
+                textpage.close()
+            page.close()
+            self._current = None
+
+
+def _inherited(page: pikepdf.Dictionary, key: str):
+    """A page attribute that may be set on the page or on any /Pages node above it."""
+    node, depth = page, 0
+    while isinstance(node, pikepdf.Dictionary) and depth < 64:
+        if key in node:
+            return node[key]
+        node, depth = node.get("/Parent"), depth + 1
+    return None
+
+
+def _shows_text(operator: str, operands) -> bool:
+    if operator in ("Tj", "'", '"'):
+        return bool(operands) and isinstance(operands[-1], pikepdf.String) and len(bytes(operands[-1])) > 0
+    if operator == "TJ":
+        return bool(operands) and any(isinstance(item, pikepdf.String) and len(bytes(item)) > 0
+                                      for item in operands[0])
+    return False
+
+
+def _initial_colour(name, resources) -> Colour | None:
+    space = str(name)
+    if space in _INITIAL_COLOURS:
+        return _INITIAL_COLOURS[space]
+    if space == "/Pattern":
+        return PATTERN
+    spaces = resources.get("/ColorSpace") if resources is not None else None
+    definition = spaces.get(name) if isinstance(spaces, pikepdf.Dictionary) else None
+    if isinstance(definition, pikepdf.Name):
+        return _INITIAL_COLOURS.get(str(definition), PATTERN if str(definition) == "/Pattern" else None)
+    if not isinstance(definition, pikepdf.Array) or not len(definition):
+        return None
+    family = str(definition[0])
+    if family == "/ICCBased":
+        return (0.0,) * int(definition[1].get("/N", 0))
+    if family == "/Separation":
+        return (1.0,)
+    if family == "/DeviceN":
+        return (1.0,) * len(definition[1])
+    if family == "/Indexed":
+        return (0.0,)
+    if family == "/Pattern":
+        return PATTERN
+    return _INITIAL_COLOURS.get(family)
+
+
+def _resource_dicts(resources, depth: int = 0) -> Iterator[pikepdf.Dictionary]:
+    """A page's resources and those of the Form XObjects it draws, a few levels down."""
+    if not isinstance(resources, pikepdf.Dictionary) or depth > 4:
+        return
+    yield resources
+    xobjects = resources.get("/XObject")
+    for xobject in xobjects.values() if isinstance(xobjects, pikepdf.Dictionary) else ():
+        if xobject.get("/Subtype") == "/Form":
+            yield from _resource_dicts(xobject.get("/Resources"), depth + 1)
