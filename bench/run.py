@@ -143,6 +143,7 @@ def one_run(args, synthetic, work: Path, executor: str) -> dict:
     letter = LetterSettings(organisation="Synthetic NHS Trust", join_url=SANDBOX_JOIN_URL)
     settings = JobSettings(patients=synthetic.patients_csv, out_dir=out_dir, api=args.api, letter=letter,
                            concurrency=args.concurrency, chunk_size=args.chunk_size, workers=args.workers,
+                           share_layout=not args.full_layout,
                            executor=executor)
     times = StageTimes()
     with sandbox_process(synthetic.sandbox_json, args.latency_ms) as (connection, sandbox_pid):
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--stop-after", choices=("resolve", "codes"), default=None)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
+    parser.add_argument("--full-layout", action="store_true", help="Lay every letter out in full (no shared layout).")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and leave the last job there.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:

@@ -79,6 +79,7 @@ class JobSettings:
     rest_code_validity_days: int = 30
     chunk_size: int = 100
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # render processes
+    share_layout: bool = True  # off: every letter laid out in full (slower; for comparing, or a misbehaving template)
     executor: str = "local"  # where chunks are rendered: "local" or "dask://HOST:PORT" (see executor_setting)
     rules: RuleSettings = field(default_factory=RuleSettings)
     min_validity_days: int = 21  # codes expiring sooner than this after printing are re-issued

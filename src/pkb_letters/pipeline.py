@@ -140,7 +140,8 @@ def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintO
     """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
     return RenderSpec(job_id, template.directory, settings.letter, page, printing.print_css(options),
-                      tuple(sorted(printing.pdf_options(options).items())), _directory_digest(template.directory))
+                      tuple(sorted(printing.pdf_options(options).items())), _directory_digest(template.directory),
+                      settings.share_layout)
 
 
 def _print_renderer(

@@ -466,10 +466,11 @@ class RenderSpec:
     print_css: str = ""
     pdf_options: tuple[tuple[str, Any], ...] = ()
     template_digest: str = ""  # a worker keeps one renderer per spec: an edited template is a new spec
+    share_layout: bool = True  # lay out the text every letter shares once per job
 
     def renderer(self) -> ChunkRenderer:
         return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,
-                             dict(self.pdf_options))
+                             dict(self.pdf_options), share_layout=self.share_layout)
 
 
 @dataclass(frozen=True)
