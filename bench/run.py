@@ -46,13 +46,19 @@ class StageTimes:
 
     seconds: dict[str, float] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
+    peak_bytes: dict[str, int] = field(default_factory=dict)  # all the job's processes, during the stage
+    memory: TreeMemory | None = None
 
     @contextlib.contextmanager
     def stage(self, label: str, total: int) -> Iterator:
         started = time.perf_counter()
+        if self.memory:
+            self.memory.stage_peak = 0
         yield lambda n: None
         self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
         self.items[label] = self.items.get(label, 0) + total
+        if self.memory:
+            self.peak_bytes[label] = max(self.peak_bytes.get(label, 0), self.memory.stage_peak)
 
 
 class TreeMemory:
@@ -61,6 +67,7 @@ class TreeMemory:
     def __init__(self, exclude: int) -> None:
         self.exclude = exclude
         self.peak = 0
+        self.stage_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -74,7 +81,8 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, sum(_rss(pid) for pid in _tree(os.getpid()) if pid != self.exclude))
+            now = sum(_rss(pid) for pid in _tree(os.getpid()) if pid != self.exclude)
+            self.peak, self.stage_peak = max(self.peak, now), max(self.stage_peak, now)
 
 
 def _tree(root: int) -> list[int]:
@@ -148,13 +156,14 @@ def one_run(args, synthetic, work: Path, executor: str) -> dict:
     times = StageTimes()
     with sandbox_process(synthetic.sandbox_json, args.latency_ms) as (connection, sandbox_pid):
         with TreeMemory(exclude=sandbox_pid) as memory:
+            times.memory = memory
             started = time.perf_counter()
             summary = run_job(settings, connection, times, print_options=PrintOptions(), stop_after=args.stop_after)
             total = time.perf_counter() - started
     letters = summary.letters if args.stop_after is None else 0
     pdf_bytes = sum(p.stat().st_size for p in out_dir.glob("*.pdf"))
     return {"seconds": times.seconds, "items": times.items, "total_seconds": total, "letters": letters,
-            "peak_rss_bytes": memory.peak, "pdf_bytes": pdf_bytes}
+            "peak_rss_bytes": memory.peak, "stage_peak_bytes": times.peak_bytes, "pdf_bytes": pdf_bytes}
 
 
 def summarise(runs: list[dict], args) -> dict:
@@ -165,8 +174,10 @@ def summarise(runs: list[dict], args) -> dict:
     for stage in stages:
         seconds = statistics.median(r["seconds"][stage] for r in runs)
         items = runs[0]["items"][stage]
+        peak = statistics.median(r["stage_peak_bytes"].get(stage, 0) for r in runs)
         result["stages"][stage] = {"items": items, "seconds": round(seconds, 3),
-                                   "per_second": round(items / seconds, 1) if seconds else None}
+                                   "per_second": round(items / seconds, 1) if seconds else None,
+                                   "peak_rss_mib": round(peak / 2**20, 1)}
     result["total_seconds"] = round(statistics.median(r["total_seconds"] for r in runs), 3)
     result["peak_rss_mib"] = round(statistics.median(r["peak_rss_bytes"] for r in runs) / 2**20, 1)
     letters = runs[0]["letters"]
@@ -180,10 +191,11 @@ def summarise(runs: list[dict], args) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [f"{'stage':<10} {'items':>8} {'seconds':>9} {'per second':>11}"]
+    lines = [f"{'stage':<10} {'items':>8} {'seconds':>9} {'per second':>11} {'peak MiB':>9}"]
     for stage, figures in result["stages"].items():
         rate = figures["per_second"] or 0
-        lines.append(f"{stage:<10} {figures['items']:>8} {figures['seconds']:>9.2f} {rate:>11.1f}")
+        lines.append(f"{stage:<10} {figures['items']:>8} {figures['seconds']:>9.2f} {rate:>11.1f} "
+                     f"{figures['peak_rss_mib']:>9.0f}")
     lines.append(f"whole job ({result['executor']} executor, {result['workers']} workers): "
                  f"{result['total_seconds']:.2f} s, "
                  f"peak memory (all processes) {result['peak_rss_mib']} MiB")
