@@ -326,7 +326,7 @@ class ChunkRenderer:
 
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
 _NOT_YET = object()
-_FIT_BATCH = 2000  # address blocks laid out together before any code is issued
+_FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
 # A 1x1 white PNG: stands in for the QR code where only the address is measured.
 _BLANK_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEA"
               "WaF9KQAAAABJRU5ErkJggg==")
