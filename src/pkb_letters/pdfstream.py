@@ -64,7 +64,7 @@ class StreamingPdfWriter:
 
     def add_blank_page(self, width: float, height: float) -> None:
         number = self._allocate()
-        box = ArrayObject([NumberObject(0), NumberObject(0), _number(width), _number(height)])
+        box = ArrayObject([NumberObject(0), NumberObject(0), FloatObject(width), FloatObject(height)])
         self.write(number, DictionaryObject({
             NameObject("/Type"): NameObject("/Page"), NameObject("/Parent"): IndirectObject(_PAGES, 0, None),
             NameObject("/MediaBox"): box, NameObject("/TrimBox"): box, NameObject("/BleedBox"): box,
@@ -163,9 +163,5 @@ def _content_streams(page: DictionaryObject) -> list[PdfObject]:
     raw = page.raw_get("/Contents")
     resolved = raw.get_object()
     if isinstance(resolved, ArrayObject):
-        return [resolved.raw_get(i) if hasattr(resolved, "raw_get") else item for i, item in enumerate(resolved)]
+        return list(resolved)  # an array holds its streams as references
     return [raw]
-
-
-def _number(value: float) -> PdfObject:
-    return FloatObject(value)

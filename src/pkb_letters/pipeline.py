@@ -144,12 +144,6 @@ def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintO
                       settings.share_layout)
 
 
-def _print_renderer(
-    template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str
-) -> ChunkRenderer:
-    return render_spec(template, settings, options, job_id).renderer()
-
-
 def _print_summary(options: PrintOptions) -> dict:
     return {
         "envelope": options.envelope.name,

@@ -5,21 +5,23 @@ same for every patient, and laying that text out is most of the cost of a
 letter. The template stays an ordinary Jinja/HTML template: which parts are
 shared is found by rendering it for two made-up patients who differ in every
 per-letter value (name, title, reference, address, codes, expiry, piece id), and
-keeping the paragraphs, headings and list items that come out identical.
+keeping the outermost blocks (paragraphs, headings, whole lists and sections)
+that come out identical.
 
 A shared block is laid out once, in a prototype letter, and drawn from that
 layout into every letter as one form XObject per page (stored once per chunk).
-In each letter's own layout the block is replaced by an empty, invisible
-placeholder of the same element, classes and height, so the letter's variable
-parts flow exactly as they would around the real text. A letter keeps this
+In each letter's own layout a run of neighbouring blocks is replaced by one
+empty, invisible block with the same height and (collapsed) margins, so the
+letter's variable parts flow exactly as they would around the real text. A letter keeps this
 fast path only if, laid out, every placeholder sits exactly where the prototype
 put the block; otherwise (or if its HTML around the shared blocks differs) it is
 laid out in full. So the fast path can only ever produce the letter a full
 layout would, which the tests check against a straightforward render.
 
 Only blocks whose layout cannot depend on the rest of the letter are shared:
-block boxes holding only lines of text, in normal flow, inside a block parent,
-on one page, with no background on any ancestor that would be painted over them.
+in normal flow inside a block parent, on one page, with no floats or positioned
+boxes inside, touching no counters or page strings outside themselves, and with
+no background on any ancestor that would be painted over them.
 """
 
 from __future__ import annotations
@@ -114,16 +116,12 @@ class SharedBlock:
     key: int
     html: str  # the element's whole HTML, as the template renders it for every letter
     chain: tuple[str, ...]
-    start_tag: str
-    tag: str
     page: int  # 0-based within the letter
     rect: tuple[float, float, float, float]  # border box x, y, width, height in CSS px
-    content_height: float
     margins: tuple[float, float, float, float]  # top (with its children's, collapsed through it), right,
     # bottom (likewise), left: what an empty placeholder needs to sit where the block did
     parent_x: float  # the parent's content box: where a run of blocks starts and how wide it is
     parent_width: float
-    plain: bool  # may be merged with its neighbours
 
 
 @dataclass(frozen=True)
@@ -174,8 +172,8 @@ def runs_of(blocks: Sequence[SharedBlock], body: str) -> list[Run]:
     for block in blocks:
         start = body.find(block.html, max(end, 0))
         previous = runs[-1][-1] if runs else None
-        if (previous is not None and previous.plain and block.plain and previous.page == block.page
-                and previous.chain == block.chain and not body[end:start].strip()):
+        if (previous is not None and previous.page == block.page and previous.chain == block.chain
+                and not body[end:start].strip()):
             runs[-1].append(block)
         else:
             runs.append([block])
@@ -299,9 +297,8 @@ def accepted_blocks(pages: Sequence, spans: Sequence[Span], body: str) -> list[S
         ancestors = [a for a in ancestors if type(a).__name__ != "PageBox"]
         if _shareable(box, ancestors):
             parent = ancestors[-1]
-            blocks.append(SharedBlock(key, body[span.start:span.end], span.chain, span.start_tag, span.tag, number,
-                                      _border_rect(box), box.height, _placeholder_margins(box),
-                                      parent.content_box_x(), parent.width, True))
+            blocks.append(SharedBlock(key, body[span.start:span.end], span.chain, number, _border_rect(box),
+                                      _placeholder_margins(box), parent.content_box_x(), parent.width))
             covered_to = span.end
     return blocks
 
