@@ -6,12 +6,16 @@ import csv
 import datetime as dt
 import json
 import re
+from urllib.parse import urlencode
 
+import pypdfium2
 import pytest
+import zxingcpp
 from conftest import EXPECTED_EXCLUSIONS, EXPECTED_LETTERS, PATIENTS_CSV, DemoJob
 from pdf_inspect import page_texts, page_words
 from pypdf import PdfReader
 
+from pkb_letters.config import SANDBOX_JOIN_URL
 from pkb_letters.envelope import C5
 from pkb_letters.render import long_date
 
@@ -63,6 +67,17 @@ def test_printed_codes_are_exactly_those_issued_one_pair_per_patient(demo_job: D
         assert entry["codes_expire"] == pair.expiry.date().isoformat()
         others = [p for p in demo_job.issued if p is not pair]
         assert not any(p.invitation_code in letter_text or p.access_code in letter_text for p in others)
+
+
+def test_each_letters_qr_code_opens_the_joining_page_with_its_own_codes(demo_job: DemoJob):
+    rows = input_rows_by_line()
+    issued_by_nhs = {pair.nhs_number: pair for pair in demo_job.issued}
+    document = pypdfium2.PdfDocument(demo_job.out_dir / "letters.pdf")
+    for entry in manifest(demo_job)["letters"]:
+        pair = issued_by_nhs[rows[entry["input_row"]]["NHS number"]]
+        scan = document[entry["first_page"] - 1].render(scale=150 / 72, grayscale=True).to_pil()
+        expected = f"{SANDBOX_JOIN_URL}?{urlencode({'t1': pair.invitation_code, 't2': pair.access_code})}"
+        assert [code.text for code in zxingcpp.read_barcodes(scan, formats=zxingcpp.BarcodeFormat.QRCode)] == [expected]
 
 
 def test_page_count_matches_manifest_and_every_page_is_a4(demo_job: DemoJob):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 WORKER_WAIT_SECONDS = 60
 # The versions a worker must share with this process for its pages to be byte-for-byte the same.
-LAYOUT_PACKAGES = ("weasyprint", "pydyf", "tinycss2", "jinja2", "segno")
+LAYOUT_PACKAGES = ("weasyprint", "pydyf", "tinycss2", "jinja2", "zxing-cpp", "pillow")
 logger = logging.getLogger(__name__)
 
 
