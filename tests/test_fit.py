@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 
 from pkb_letters import marks, printing
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
+from pkb_letters.executor import check_addresses
 from pkb_letters.printing import PrintOptions
 from pkb_letters.records import CodePair, Letter, PatientRow
 from pkb_letters.render import ChunkRenderer, LetterTemplate
@@ -46,3 +48,19 @@ def test_the_fit_check_and_the_laid_out_letters_find_the_same_misfits():
     reasons = set(before.values())
     assert {"address-too-wide", "address-too-tall"} <= {str(r) for r in reasons}
     assert len(before) < len(patients)  # and the short ones fit
+
+
+def test_worker_processes_find_the_same_misfits_and_report_progress_batch_by_batch():
+    renderer = _renderer()
+    patients = _patients()
+    progress: list[tuple[int, int]] = []  # (patients done in the batch, worker processes alive)
+
+    def advance(done: int) -> None:
+        progress.append((done, len(multiprocessing.active_children())))
+
+    in_workers = check_addresses(renderer, patients, workers=2, advance=advance, batch_size=5)
+    here = check_addresses(renderer, patients, workers=1, batch_size=5)
+    assert {row: (p.reason, p.detail) for row, p in in_workers.items()} == \
+        {row: (p.reason, p.detail) for row, p in here.items()}
+    assert [done for done, _ in progress] == [5] * (len(patients) // 5) + [len(patients) % 5]
+    assert all(alive == 2 for _, alive in progress)

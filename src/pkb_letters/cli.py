@@ -144,6 +144,8 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
              international_post: bool | None) -> None:
     """Check PATIENTS (CSV) without calling PKB: intake and address rules, and that every address
     fits the envelope window in the letter's font. Writes exceptions.csv as a run would."""
+    from .check import available_cpus
+
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
         report = validate_list(
@@ -151,6 +153,7 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
             template_dir,
             config.letter_settings(job, config.PRODUCTION_JOIN_URL),
             config.rule_settings(job, international_post),
+            workers=available_cpus(),
         )
         written = write_report(report, out_dir)
     _print_validation(report, written)

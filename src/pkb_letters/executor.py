@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import repeat
 from typing import Protocol
 
+from .errors import TemplateError
 from .records import CodePair, PatientRow
-from .render import ChunkOutcome, ChunkTask, RenderSpec, render_chunk
+from .render import FIT_BATCH, ChunkOutcome, ChunkRenderer, ChunkTask, Misfit, RenderSpec, fit_batch, render_chunk
 
 Item = tuple[PatientRow, CodePair]
+# Starting a worker (Python, WeasyPrint, the fonts) takes about as long as fitting a batch: a list of
+# fewer batches than this is fitted sooner in this process.
+_MIN_FIT_BATCHES_FOR_WORKERS = 4
 
 
 class ChunkExecutor(Protocol):
@@ -110,3 +115,25 @@ def _renumbered(executor: ChunkExecutor, pending, first_sequence: int) -> deque:
         again.append((task, executor.submit(task)))
         first_sequence += len(task.items)
     return again
+
+
+def check_addresses(
+    renderer: ChunkRenderer, patients: Sequence[PatientRow], workers: int = 1,
+    advance: Callable[[int], None] = lambda done: None, batch_size: int = FIT_BATCH,
+) -> dict[int, Misfit | TemplateError]:
+    """The address fit of every patient (`ChunkRenderer.check_addresses`), batch by batch, in
+    `workers` processes for a long list. The same answers either way; `advance` hears each batch."""
+    batches = [patients[start:start + batch_size] for start in range(0, len(patients), batch_size)]
+    problems: dict[int, Misfit | TemplateError] = {}
+    if workers <= 1 or len(batches) < _MIN_FIT_BATCHES_FOR_WORKERS:
+        _collect(problems, batches, map(renderer.check_addresses, batches), advance)
+        return problems
+    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        _collect(problems, batches, pool.map(fit_batch, repeat(renderer.fit_spec), batches), advance)
+    return problems
+
+
+def _collect(problems: dict, batches: Sequence[Sequence], answers: Iterable[dict], advance: Callable[[int], None]):
+    for batch, found in zip(batches, answers, strict=True):
+        problems.update(found)
+        advance(len(batch))

@@ -114,8 +114,8 @@ def _run_stages(
     if not journal.is_done("intake"):
         _record_intake(journal, intake or _read_list(settings))
     if not journal.is_done("address-fit"):
-        with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)):
-            _check_addresses(journal, renderer)
+        with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)) as advance:
+            _check_addresses(journal, renderer, settings.workers, advance)
         renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
         journal.mark_done("address-fit")
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
@@ -269,9 +269,11 @@ def _record_intake(journal: Journal, result: IntakeResult) -> None:
     logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
 
 
-def _check_addresses(journal: Journal, renderer: ChunkRenderer) -> None:
+def _check_addresses(
+    journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]
+) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ))
+    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ), workers, advance)
     for problem in problems:
         journal.exclude(problem.input_row, problem.reason, problem.detail)
     logger.info("address fit: %d blocks would not print", len(problems))

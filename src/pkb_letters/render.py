@@ -188,6 +188,11 @@ class ChunkRenderer:
         self._fit_css: CSS | None = None
         self._page = envelope
 
+    @property
+    def fit_spec(self) -> FitSpec:
+        """What a worker process needs to run this renderer's address fit."""
+        return FitSpec(self.template.directory, self.settings, self._page)
+
     def body(self, letter: Letter, qr: bool = True) -> str:
         """One letter's HTML; raises TemplateError for this letter alone. Without `qr`, a blank
         stands in for the QR code (for measuring the address, which never needs it)."""
@@ -197,9 +202,9 @@ class ChunkRenderer:
         """Before any code is issued: lay out each patient's address block alone, with the
         template's own markup and CSS, and report (by input row) those that would not print."""
         problems: dict[int, Misfit | TemplateError] = {}
-        for start in range(0, len(patients), _FIT_BATCH):
+        for start in range(0, len(patients), FIT_BATCH):
             blocks: dict[int, str] = {}
-            for patient in patients[start:start + _FIT_BATCH]:
+            for patient in patients[start:start + FIT_BATCH]:
                 trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
                 try:
                     blocks[patient.input_row] = _address_block(self.body(trial, qr=False), self.template.name)
@@ -331,7 +336,7 @@ class ChunkRenderer:
 
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
 _NOT_YET = object()
-_FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
+FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
 # A 1x1 white PNG: stands in for the QR code where only the address is measured.
 _BLANK_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEA"
               "WaF9KQAAAABJRU5ErkJggg==")
@@ -506,6 +511,27 @@ class ChunkOutcome:
 
 
 _renderers: dict[RenderSpec, ChunkRenderer] = {}
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Everything an address-fit worker needs: the template, its settings and the page. Picklable."""
+
+    template_dir: Path
+    letter: LetterSettings
+    page: EnvelopeProfile
+
+
+_fit_renderers: dict[FitSpec, ChunkRenderer] = {}
+
+
+def fit_batch(spec: FitSpec, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
+    """`ChunkRenderer.check_addresses` in a worker process, which keeps its renderer between batches."""
+    renderer = _fit_renderers.get(spec)
+    if renderer is None:
+        renderer = _fit_renderers.setdefault(
+            spec, ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page))
+    return renderer.check_addresses(patients)
 
 
 def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:

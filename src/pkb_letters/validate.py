@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_TEMPLATE, LetterSettings, RuleSettings
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, TemplateError
+from .executor import check_addresses
 from .files import PRIVATE_DIR
 from .intake import read_patient_list
 from .journal import JOURNAL_NAME
@@ -45,13 +46,14 @@ def validate_list(
     letter: LetterSettings | None = None,
     rules: RuleSettings | None = None,
     envelope: EnvelopeProfile = C5,
+    workers: int = 1,
 ) -> ValidationReport:
     """Intake and address checks alone. Raises InputFileError or TemplateError as a run would."""
     rules = rules or RuleSettings()
     template = LetterTemplate(template_dir)
     intake = read_patient_list(patients, international=rules.international_post)
     renderer = ChunkRenderer(template, letter or LetterSettings(), envelope)
-    misfits = address_fit_exclusions(renderer, intake.patients)
+    misfits = address_fit_exclusions(renderer, intake.patients, workers)
     misfit_rows = {e.input_row for e in misfits}
     return ValidationReport(
         input_rows=intake.input_rows,
@@ -62,11 +64,14 @@ def validate_list(
     )
 
 
-def address_fit_exclusions(renderer: ChunkRenderer, patients: Sequence[PatientRow]) -> list[Exclusion]:
+def address_fit_exclusions(
+    renderer: ChunkRenderer, patients: Sequence[PatientRow], workers: int = 1,
+    advance: Callable[[int], None] = lambda done: None,
+) -> list[Exclusion]:
     """An exclusion for each patient whose address block would not print as it is, in input order."""
     by_row = {p.input_row: p for p in patients}
     exclusions = []
-    for input_row, problem in sorted(renderer.check_addresses(patients).items()):
+    for input_row, problem in sorted(check_addresses(renderer, patients, workers, advance).items()):
         patient = by_row[input_row]
         if isinstance(problem, TemplateError):
             reason, detail = Reason.TEMPLATE_ERROR, str(problem)
