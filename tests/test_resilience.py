@@ -24,11 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import SANDBOX_JSON, no_weasyprint_warnings
 
+from pkb_letters import tokens
 from pkb_letters.batching import SINGLE_ATTEMPTS, WHOLE_BATCH_ATTEMPTS
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, sandbox_connection
 from pkb_letters.errors import ConfigError, PkbUnavailable
 from pkb_letters.journal import Journal
 from pkb_letters.pipeline import run_job
+from pkb_letters.pkb import PkbClient
 from pkb_letters.retry import RetryPolicy
 from pkb_letters.sandbox import Faults, SandboxServer, load_sandbox_data
 from pkb_letters.sandbox.synthetic import write_synthetic_job
@@ -170,6 +172,28 @@ def test_rest_concurrency_is_bounded_and_used(synthetic, tmp_path):
                 stop_after="codes")
         most = server.stats.max_in_flight
     assert 2 <= most <= 3
+
+
+def test_rest_code_requests_are_written_down_a_group_at_a_time_and_every_answer_is_kept(synthetic, tmp_path):
+    out_dir = tmp_path / "job"
+    workers = 8
+    with sandbox_for(synthetic, Faults(latency_ms=10)) as server:
+        run_job(settings_for(synthetic, out_dir, "rest"), sandbox_connection(server), stop_after="resolve")
+        with Journal.in_dir(out_dir) as journal, PkbClient(sandbox_connection(server), retry=FAST_RETRIES) as client:
+            eligible = journal.eligible()
+            commits: list[str] = []
+            journal._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+            recorded: list[int] = []
+
+            def record(results):
+                recorded.extend(item.patient.input_row for item, _ in results)
+                journal.record_issued([(item.patient.input_row, pair) for item, pair in results], [])
+
+            tokens.issue_rest(eligible, client, journal, record, lambda n: None, validity_days=30, workers=workers)
+    assert sorted(recorded) == sorted(e.patient.input_row for e in eligible)  # each answer kept, once
+    requests = math.ceil(len(eligible) / workers)  # one commit per group of requests, not one per patient
+    assert len(commits) <= requests + len(eligible)
+    assert_one_outcome_each_and_pairs_accounted_for(out_dir, server, "coded")
 
 
 def test_client_side_rate_limit_keeps_under_the_agreed_rate(synthetic, tmp_path):

@@ -123,13 +123,16 @@ def run_bounded(
     items: Iterable[T],
     workers: int,
     record: Callable[[T, R | PkbApiError], None],
+    settle: Callable[[], None] = lambda: None,
 ) -> None:
     """Run `function` over `items` on `workers` threads, at most 2×workers in flight.
 
     `record` runs on the calling thread (which owns the journal) for each result, in
-    completion order; PKB errors are passed to it as values. If `record` raises (say, too
-    many failures in a row), nothing more is sent, and what is already in flight is still
-    recorded before the error goes up: an answer carrying codes must never be dropped.
+    completion order; PKB errors are passed to it as values. `settle` runs after each set
+    of results that arrived together has been recorded, so a caller can commit them in one
+    transaction. If `record` raises (say, too many failures in a row), nothing more is sent,
+    and what is already in flight is still recorded, and settled, before the error goes up:
+    an answer carrying codes must never be dropped.
     """
     def guarded(item: T) -> R | PkbApiError:
         try:
@@ -150,10 +153,16 @@ def run_bounded(
                 if not pending:
                     return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    record(pending.pop(future), future.result())
+                try:
+                    for future in done:
+                        record(pending.pop(future), future.result())
+                finally:
+                    settle()
         except BaseException:
-            _record_in_flight(pending, record)
+            try:
+                _record_in_flight(pending, record)
+            finally:
+                settle()
             raise
 
 

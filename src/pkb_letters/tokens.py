@@ -125,18 +125,35 @@ def issue_rest(
             return exclusion(item.patient, Reason.NO_ACCESS)
         return CodePair(invitation_code, access_code, issued_on + dt.timedelta(days=validity_days))
 
+    answered: list[Issued] = []
+
     def begin(items: list[Eligible]) -> Iterator[Eligible]:
-        while items:
-            item = items.pop(0)
-            log.begin_code_request([item.patient.input_row])
-            yield item
+        """Rows are written down as requested a group at a time (one commit, not one per row); a group
+        left unsent when the run stops is taken back, so only a crash can leave rows marked unasked."""
+        unsent: list[Eligible] = []
+        try:
+            while items:
+                unsent = items[:workers]
+                del items[:workers]
+                log.begin_code_request([item.patient.input_row for item in unsent])
+                while unsent:
+                    yield unsent.pop(0)
+        finally:
+            if unsent:
+                log.cancel_code_request([item.patient.input_row for item in unsent])
+                items[:0] = unsent
+
+    def settle() -> None:
+        if answered:
+            record(list(answered))  # the answers that arrived together, in one transaction
+            advance(len(answered))
+            answered.clear()
 
     def on_answer(item: Eligible, outcome: CodePair | Exclusion | PkbApiError) -> None:
         row = item.patient.input_row
         if not isinstance(outcome, PkbApiError):
             failures.succeeded()
-            record([(item, outcome)])
-            advance(1)
+            answered.append((item, outcome))
             return
         if isinstance(outcome, PkbUnavailable) and outcome.processed is False or not is_batch_failure(outcome):
             log.cancel_code_request([row])
@@ -147,8 +164,11 @@ def issue_rest(
         if attempts[row] < SINGLE_ATTEMPTS:
             queue.append(item)  # asked again later; begin() marks it as a possible re-issue
         else:
-            record([(item, _failed(item, Failed(outcome, attempts[row])))])
-            advance(1)
+            answered.append((item, _failed(item, Failed(outcome, attempts[row]))))
 
     while queue:
-        run_bounded(send, begin(queue), workers, on_answer)
+        requests = begin(queue)
+        try:
+            run_bounded(send, requests, workers, on_answer, settle)
+        finally:
+            requests.close()
