@@ -43,9 +43,10 @@ _PIXELS_PER_FEATURE = 4  # a DataMatrix module or an OMR dash's thickness, as sc
 _DECODE_TIMEOUT_MS = 1000  # a readable mark decodes in about 2 ms
 _DARK = 96  # grey level below which a scanned OMR track counts as a dash
 # Pages per process: starting one (Python, pikepdf, PDFium, libdmtx) costs about as much as checking
-# 100 pages, and a job much bigger than a few thousand pages balances badly between processes.
+# 100 pages. Each job opens the file afresh and closes it when done: qpdf and PDFium keep every object
+# they parse until then (about 12 KB a page checked), so a bounded job is a bounded amount of memory.
 _MIN_PAGES_PER_JOB = 250
-_MAX_PAGES_PER_JOB = 5000
+_MAX_PAGES_PER_JOB = 2000
 
 
 class Code(StrEnum):

@@ -363,6 +363,21 @@ class Journal:
                 ),
             )
 
+    def record_print_positions(self, positions: Iterable[tuple[int, str, int]]) -> None:
+        """Where placed letters landed in the finished print files: (sequence, file, first page)."""
+        now = _now()
+        by_sequence = self.input_rows_by_sequence()
+        with self._db:
+            self._db.executemany(
+                "UPDATE rows SET file = ?, first_page = ?, updated = ? WHERE input_row = ?",
+                ((file, first_page, now, by_sequence[sequence]) for sequence, file, first_page in positions),
+            )
+
+    def input_rows_by_sequence(self) -> dict[int, int]:
+        """Placed letters' input rows by sequence: a pair of numbers a letter, not the letter."""
+        rows = self._db.execute("SELECT sequence, input_row FROM rows WHERE stage = ?", (Stage.PLACED,))
+        return {r["sequence"]: r["input_row"] for r in rows}
+
     def placed_as_laid_out(self) -> Iterator[PlacedLetter]:
         """Placed letters with pages counted over the render chunks, as the print files are made from."""
         return self.placed(page_column="layout_page")

@@ -11,11 +11,16 @@ costs a few milliseconds a page rather than a pure-Python parse of every glyph:
 - PDFium (via pypdfium2) for text positions and for rendering a mark's clear zone
   as the inserter's camera sees it.
 
-Fonts and Form XObjects shared by many pages are read once per file.
+Fonts and Form XObjects shared by many pages are read once per file. Both libraries keep
+every object they have parsed until the file is closed, so a page is found by walking
+down the page tree by its nodes' /Count, parsing only the nodes on the way and the pages
+asked for, never every page of the file (qpdf's page list would): a reader of a few pages
+of a big, balanced file holds little more than the file's cross-reference table.
 """
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import math
 import re
@@ -55,9 +60,11 @@ class PdfPages:
     """One PDF opened for reading; pages are numbered from 1. Raises on a file neither library can parse."""
 
     def __init__(self, path: Path) -> None:
-        self._pdf = pikepdf.open(path)
+        # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
+        self._pdf = pikepdf.open(path, inherit_page_attributes=False)
         try:
             self._document = pypdfium2.PdfDocument(path)
+            self._tree = _PageTree(self._pdf.Root.Pages)
         except Exception:
             self._pdf.close()
             raise
@@ -66,7 +73,7 @@ class PdfPages:
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
 
     def __len__(self) -> int:
-        return len(self._pdf.pages)
+        return self._tree.count
 
     def close(self) -> None:
         self._release()
@@ -85,12 +92,12 @@ class PdfPages:
         """Width and height as the page is shown (a /Rotate of 90 or 270 turns it)."""
         left, bottom, right, top = self._mediabox(number)
         width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
-        rotate = int(_inherited(self._pdf.pages[number - 1].obj, "/Rotate") or 0)
+        rotate = int(_inherited(self._tree.page(number), "/Rotate") or 0)
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
         missing = []
-        for resources in _resource_dicts(_inherited(self._pdf.pages[number - 1].obj, "/Resources")):
+        for resources in _resource_dicts(_inherited(self._tree.page(number), "/Resources")):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -115,8 +122,8 @@ class PdfPages:
 
     def text_colours(self, number: int) -> frozenset[Colour | None]:
         """Every fill colour any text on the page is shown in, whatever draws it."""
-        page = self._pdf.pages[number - 1]
-        return self._shown_colours(page, _inherited(page.obj, "/Resources"), None, 0)
+        page = self._tree.page(number)
+        return self._shown_colours(pikepdf.Page(page), _inherited(page, "/Resources"), None, 0)
 
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
         found: set[Colour | None] = set()
@@ -151,7 +158,7 @@ class PdfPages:
         return self._forms[key]
 
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
-        box = [float(v) for v in self._pdf.pages[number - 1].mediabox]
+        box = [float(v) for v in pikepdf.Page(self._tree.page(number)).mediabox]
         return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
@@ -232,6 +239,57 @@ class PdfPages:
                 textpage.close()
             page.close()
             self._current = None
+
+
+class _PageTree:
+    """Pages by number (from 1), found by the nodes' /Count; the nodes on the last page's path are kept,
+    so reading pages in order parses each node once."""
+
+    def __init__(self, root: pikepdf.Dictionary) -> None:
+        self._root = root
+        self._path: list[_Kids] = []  # the kids of each node from the root down to the last page's parent
+        self.count = self._kids(root, 0).count
+
+    def page(self, number: int) -> pikepdf.Dictionary:
+        if not 1 <= number <= self.count:
+            raise IndexError(f"page {number} is not in the file's {self.count} pages")
+        index, node, first = number - 1, self._root, 0
+        for depth in range(_MAX_TREE_DEPTH):
+            if depth == len(self._path) or self._path[depth].node is not node:  # the same node is the same object
+                del self._path[depth:]
+                self._path.append(self._kids(node, first))
+            kids = self._path[depth]
+            position = bisect.bisect_right(kids.starts, index) - 1
+            kid = kids.kids[position]
+            if not kids.nodes[position]:
+                return kid
+            node, first = kid, kids.starts[position]
+        raise ValueError(f"the page tree is more than {_MAX_TREE_DEPTH} levels deep")
+
+    @staticmethod
+    def _kids(node: pikepdf.Dictionary, first: int) -> _Kids:
+        kids, starts, nodes = [], [], []
+        at = first
+        for kid in node.get("/Kids", ()):
+            is_node = "/Kids" in kid
+            kids.append(kid)
+            starts.append(at)
+            nodes.append(is_node)
+            at += max(int(kid.get("/Count", 0)), 0) if is_node else 1
+        return _Kids(node, first, kids, starts, nodes, at - first)
+
+
+@dataclass
+class _Kids:
+    node: pikepdf.Dictionary
+    first: int  # the number, from 0, of the first page under `node`
+    kids: list[pikepdf.Dictionary]
+    starts: list[int]  # the number of the first page under each kid
+    nodes: list[bool]  # whether each kid is a node (else a page)
+    count: int
+
+
+_MAX_TREE_DEPTH = 64
 
 
 def _inherited(page: pikepdf.Dictionary, key: str):

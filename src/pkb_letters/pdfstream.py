@@ -2,16 +2,23 @@
 
 pypdf's `PdfWriter` keeps every page it is given until the end; a quarter of a million
 letters would not fit. This writer copies each page, and the objects it uses, out of its
-chunk (read with pypdf) straight to the file, and keeps only each object's offset. pypdf
-still reads and serialises every object; only the order of writing is ours. Objects a
-chunk's pages share (fonts, the shared-layout form) are written once per chunk.
+chunk (read with pypdf) straight to the file, and keeps only each object's offset (8 bytes
+an object). pypdf still reads and serialises every object; only the order of writing is
+ours. Objects a chunk's pages share (fonts, the shared-layout form) are written once per chunk.
+
+The page tree is balanced (`_FANOUT` kids a node, two levels of nodes under the root), not
+one flat list: a reader finding page 90,000 (qpdf, PDFium) then parses a few hundred nodes
+on the way instead of every page before it, so the preflight can check a big file a
+range of pages at a time in bounded memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pypdf import PdfReader
@@ -30,20 +37,23 @@ from pypdf.generic import (
 
 _CATALOG = 1
 _PAGES = 2
+_FANOUT = 64  # kids of a page tree node: 4,096 pages under each of the root's kids
+_LEVELS = 2  # page tree nodes between a page and the root
+_XREF_LINES_A_WRITE = 4096
 
 
 class StreamingPdfWriter:
     def __init__(self, handle: BinaryIO, header: str = "%PDF-1.6") -> None:
         self._out = handle
-        self._offsets: dict[int, int] = {}
+        self._offsets = array("Q", [0] * (_PAGES + 1))  # by object number; 0 is the free-list head
         self._next = _PAGES + 1
-        self._kids: list[int] = []
+        self._tree = _PageTree(self)
         self._identity = hashlib.sha256()
         self._out.write(header.encode("ascii") + b"\n%\xe2\xe3\xcf\xd3\n")
 
     @property
     def page_count(self) -> int:
-        return len(self._kids)
+        return self._tree.count
 
     def add_page(self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (),
                  before: Iterable[bytes] = ()) -> None:
@@ -57,27 +67,23 @@ class StreamingPdfWriter:
         streams = [self._stream(data) for data in before] + own + [self._stream(data) for data in extra]
         if streams:
             copied[NameObject("/Contents")] = ArrayObject(streams)
-        copied[NameObject("/Parent")] = IndirectObject(_PAGES, 0, None)
+        copied[NameObject("/Parent")] = IndirectObject(self._tree.add_page(number), 0, None)
         copier.flush(self)
         self.write(number, copied)
-        self._kids.append(number)
 
     def add_blank_page(self, width: float, height: float) -> None:
         number = self._allocate()
         box = ArrayObject([NumberObject(0), NumberObject(0), FloatObject(width), FloatObject(height)])
+        parent = self._tree.add_page(number)
         self.write(number, DictionaryObject({
-            NameObject("/Type"): NameObject("/Page"), NameObject("/Parent"): IndirectObject(_PAGES, 0, None),
+            NameObject("/Type"): NameObject("/Page"), NameObject("/Parent"): IndirectObject(parent, 0, None),
             NameObject("/MediaBox"): box, NameObject("/TrimBox"): box, NameObject("/BleedBox"): box,
             NameObject("/Resources"): DictionaryObject(),
         }))
-        self._kids.append(number)
 
     def close(self, catalog: dict[str, PdfObject], info: dict[str, PdfObject]) -> None:
         """Write the page tree, catalog, document information and cross-reference table."""
-        self.write(_PAGES, DictionaryObject({
-            NameObject("/Type"): NameObject("/Pages"), NameObject("/Count"): NumberObject(len(self._kids)),
-            NameObject("/Kids"): ArrayObject(IndirectObject(k, 0, None) for k in self._kids),
-        }))
+        self._tree.close()
         root = DictionaryObject({NameObject("/Type"): NameObject("/Catalog"),
                                  NameObject("/Pages"): IndirectObject(_PAGES, 0, None)})
         root.update({NameObject(k): v for k, v in catalog.items()})
@@ -86,9 +92,10 @@ class StreamingPdfWriter:
         self.write(info_number, DictionaryObject({NameObject(k): v for k, v in info.items()}))
         xref = self._out.tell()
         size = self._next
-        lines = [b"xref\n", f"0 {size}\n".encode(), b"0000000000 65535 f \n"]
-        lines += [f"{self._offsets[n]:010d} 00000 n \n".encode() for n in range(1, size)]
-        self._out.write(b"".join(lines))
+        self._out.write(f"xref\n0 {size}\n0000000000 65535 f \n".encode())
+        for start in range(1, size, _XREF_LINES_A_WRITE):
+            numbers = range(start, min(start + _XREF_LINES_A_WRITE, size))
+            self._out.write("".join(f"{self._offsets[n]:010d} 00000 n \n" for n in numbers).encode())
         identity = self._identity.hexdigest()[:32]
         trailer = DictionaryObject({
             NameObject("/Size"): NumberObject(size), NameObject("/Root"): IndirectObject(_CATALOG, 0, None),
@@ -108,6 +115,7 @@ class StreamingPdfWriter:
     def _allocate(self) -> int:
         number = self._next
         self._next += 1
+        self._offsets.append(0)
         return number
 
     def _stream(self, data: bytes) -> IndirectObject:
@@ -119,6 +127,78 @@ class StreamingPdfWriter:
         self._identity.update(data)
         self.write(number, stream)
         return IndirectObject(number, 0, None)
+
+
+class _PageTree:
+    """The page tree, written as it fills: a node is written once it has all its kids (or at the end).
+
+    Only the nodes still filling are held (one a level), and the root's kids: one per 4,096 pages.
+    """
+
+    def __init__(self, writer: StreamingPdfWriter) -> None:
+        self._writer = writer
+        self._open: list[_Node | None] = [None] * _LEVELS  # [0] holds pages; the last level hangs off the root
+        self._root_kids: list[int] = []
+        self.count = 0
+
+    def add_page(self, number: int) -> int:
+        """Count the page in and give the number of the node it hangs from (its /Parent)."""
+        node = self._node(0)
+        node.kids.append(number)
+        for open_node in self._open:
+            assert open_node is not None
+            open_node.count += 1
+        self.count += 1
+        return node.number
+
+    def _node(self, level: int) -> _Node:
+        """The node at `level` that takes the next kid, opening a fresh one (and above it) when full."""
+        node = self._open[level]
+        if node is not None and len(node.kids) < _FANOUT:
+            return node
+        if node is not None:
+            self._write(level)
+        if level + 1 < _LEVELS:
+            parent = self._node(level + 1)
+        else:
+            parent = None
+        number = self._writer._allocate()
+        if parent is None:
+            self._root_kids.append(number)
+        else:
+            parent.kids.append(number)
+        node = self._open[level] = _Node(number, _PAGES if parent is None else parent.number)
+        return node
+
+    def close(self) -> None:
+        for level in range(_LEVELS):
+            if self._open[level] is not None:
+                self._write(level)
+        self._writer.write(_PAGES, _pages_node(None, self._root_kids, self.count))
+
+    def _write(self, level: int) -> None:
+        node = self._open[level]
+        assert node is not None
+        self._writer.write(node.number, _pages_node(node.parent, node.kids, node.count))
+        self._open[level] = None
+
+
+@dataclass
+class _Node:
+    number: int
+    parent: int
+    kids: list[int] = field(default_factory=list)
+    count: int = 0
+
+
+def _pages_node(parent: int | None, kids: list[int], count: int) -> DictionaryObject:
+    node = DictionaryObject({
+        NameObject("/Type"): NameObject("/Pages"), NameObject("/Count"): NumberObject(count),
+        NameObject("/Kids"): ArrayObject(IndirectObject(k, 0, None) for k in kids),
+    })
+    if parent is not None:
+        node[NameObject("/Parent")] = IndirectObject(parent, 0, None)
+    return node
 
 
 class ObjectCopier:

@@ -400,10 +400,7 @@ def _finish_print_files(
         journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
     )
     files, placed = write_print_files(chunk_paths, pieces, finishing, out_dir)
-    by_sequence = {p.letter.sequence: p for p in journal.placed()}
-    journal.record_placements(
-        PlacedLetter(by_sequence[p.piece.sequence].letter, p.file, p.first_page, p.piece.page_count) for p in placed
-    )
+    journal.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
     journal.record_pieces(
         PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
         for p in placed
