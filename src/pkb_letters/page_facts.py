@@ -16,6 +16,11 @@ every object they have parsed until the file is closed, so a page is found by wa
 down the page tree by its nodes' /Count, parsing only the nodes on the way and the pages
 asked for, never every page of the file (qpdf's page list would): a reader of a few pages
 of a big, balanced file holds little more than the file's cross-reference table.
+
+PDFium cannot be kept from parsing every page before the one asked for (it fills its page
+list in order, about 1.8 KB a page). So a reader told which pages it will be asked about
+gives PDFium an excerpt of only those pages (`pdf_excerpt`, from the objects qpdf finds by
+/Count): what PDFium holds then depends on those pages, not on where in the file they are.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pypdfium2
 import pypdfium2.raw as pdfium
 
 from .envelope import Rect
+from .pdf_excerpt import excerpt
 
 MM_PER_POINT = 25.4 / 72
 K_BLACK = (0.0, 0.0, 0.0, 1.0)
@@ -57,14 +63,22 @@ class Word:
 
 
 class PdfPages:
-    """One PDF opened for reading; pages are numbered from 1. Raises on a file neither library can parse."""
+    """One PDF opened for reading; pages are numbered from 1 (the file's numbers, always).
+    Raises on a file neither library can parse.
 
-    def __init__(self, path: Path) -> None:
+    `pages`: the only pages that text and pixels will be asked for (all of them if not given);
+    PDFium then reads an excerpt holding just those."""
+
+    def __init__(self, path: Path, pages: range | None = None) -> None:
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
         self._pdf = pikepdf.open(path, inherit_page_attributes=False)
         try:
-            self._document = pypdfium2.PdfDocument(path)
+            if pages is None:
+                self._document = pypdfium2.PdfDocument(path)
             self._tree = _PageTree(self._pdf.Root.Pages)
+            self._pdfium_pages = range(1, self._tree.count + 1) if pages is None else pages
+            if pages is not None:
+                self._document = self._excerpt(path, pages)
         except Exception:
             self._pdf.close()
             raise
@@ -74,6 +88,20 @@ class PdfPages:
 
     def __len__(self) -> int:
         return self._tree.count
+
+    @property
+    def pdfium_page_count(self) -> int:
+        """How many pages the document PDFium reads has: what PDFium may parse, and hold, at most."""
+        return len(self._document)
+
+    def _excerpt(self, path: Path, pages: range) -> pypdfium2.PdfDocument:
+        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > self._tree.count:
+            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {self._tree.count} pages")
+        try:
+            return pypdfium2.PdfDocument(excerpt(self._pdf, [self._tree.page(number) for number in pages]))
+        except Exception:  # something qpdf cannot read: PDFium reads the file itself, as it can, as before
+            self._pdfium_pages = range(1, self._tree.count + 1)
+            return pypdfium2.PdfDocument(path)
 
     def close(self) -> None:
         self._release()
@@ -220,8 +248,10 @@ class PdfPages:
 
     def _page(self, number: int) -> pypdfium2.PdfPage:
         if self._current is None or self._current[0] != number:
+            if number not in self._pdfium_pages:
+                raise IndexError(f"page {number} is not among the pages this reader was opened for")
             self._release()
-            self._current = (number, self._document[number - 1], None)
+            self._current = (number, self._document[number - self._pdfium_pages.start], None)
         return self._current[1]
 
     def _textpage(self, number: int) -> pypdfium2.PdfTextPage:
