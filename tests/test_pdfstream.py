@@ -115,7 +115,7 @@ def test_pdfium_is_given_only_the_pages_a_reader_is_opened_for(tmp_path):
     numbers = range(count - 70, count + 1)  # across the edge of the root's first kid
     with PdfPages(path, numbers) as pages:
         assert len(pages) == count
-        assert pages.pdfium_page_count == len(numbers)
+        assert pages.pages_read == len(numbers)
         assert [round(pages.size_mm(n)[0] / MM_PER_POINT, 3) for n in numbers] == [width(n - 1) for n in numbers]
         assert all(pages.is_empty(n) for n in numbers)
         whole_page = Rect(0, 0, 1000, 1000)  # rendered at 72 dpi, a page is as many pixels wide as points

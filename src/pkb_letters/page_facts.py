@@ -18,15 +18,19 @@ asked for, never every page of the file (qpdf's page list would): a reader of a 
 of a big, balanced file holds little more than the file's cross-reference table.
 
 PDFium cannot be kept from parsing every page before the one asked for (it fills its page
-list in order, about 1.8 KB a page). So a reader told which pages it will be asked about
-gives PDFium an excerpt of only those pages (`pdf_excerpt`, from the objects qpdf finds by
-/Count): what PDFium holds then depends on those pages, not on where in the file they are.
+list in order, about 1.8 KB a page), and qpdf holds the whole cross-reference table (about
+0.4 KB a page of a print file). So a reader told which pages it will be asked about makes an
+excerpt of only those pages (`pdf_excerpt`, from the objects qpdf finds by /Count), closes
+the file, and both libraries read the excerpt: what they hold while checking depends on those
+pages, not on the size of the file or on where in it the pages are.
 """
 
 from __future__ import annotations
 
 import bisect
 import ctypes
+import io
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -40,6 +44,7 @@ import pypdfium2.raw as pdfium
 from .envelope import Rect
 from .pdf_excerpt import excerpt
 
+logger = logging.getLogger(__name__)
 MM_PER_POINT = 25.4 / 72
 K_BLACK = (0.0, 0.0, 0.0, 1.0)
 PATTERN = ("pattern",)  # a text fill that is a pattern, not a colour
@@ -66,19 +71,22 @@ class PdfPages:
     """One PDF opened for reading; pages are numbered from 1 (the file's numbers, always).
     Raises on a file neither library can parse.
 
-    `pages`: the only pages that text and pixels will be asked for (all of them if not given);
-    PDFium then reads an excerpt holding just those."""
+    `pages`: the only pages that will be asked about (all of them if not given); both libraries
+    then read an excerpt holding just those, and the file is closed once it is made."""
 
     def __init__(self, path: Path, pages: range | None = None) -> None:
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
         self._pdf = pikepdf.open(path, inherit_page_attributes=False)
         try:
-            if pages is None:
-                self._document = pypdfium2.PdfDocument(path)
             self._tree = _PageTree(self._pdf.Root.Pages)
-            self._pdfium_pages = range(1, self._tree.count + 1) if pages is None else pages
-            if pages is not None:
-                self._document = self._excerpt(path, pages)
+            self._count = self._tree.count
+            self._pages = range(1, self._count + 1)  # the pages this reader reads, by their numbers in the file
+            data = None if pages is None else self._excerpt(pages)
+            if data is not None:  # read the excerpt instead: the file's cross-reference table is let go
+                self._pdf.close()
+                self._pdf = pikepdf.open(io.BytesIO(data), inherit_page_attributes=False)
+                self._tree, self._pages = _PageTree(self._pdf.Root.Pages), pages
+            self._document = pypdfium2.PdfDocument(path if data is None else data)
         except Exception:
             self._pdf.close()
             raise
@@ -87,21 +95,26 @@ class PdfPages:
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
 
     def __len__(self) -> int:
-        return self._tree.count
+        return self._count
 
     @property
-    def pdfium_page_count(self) -> int:
-        """How many pages the document PDFium reads has: what PDFium may parse, and hold, at most."""
+    def pages_read(self) -> int:
+        """How many pages the document the libraries read has: all the file's, or the excerpt's."""
         return len(self._document)
 
-    def _excerpt(self, path: Path, pages: range) -> pypdfium2.PdfDocument:
-        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > self._tree.count:
-            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {self._tree.count} pages")
+    def _excerpt(self, pages: range) -> bytes | None:
+        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > self._count:
+            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {self._count} pages")
         try:
-            return pypdfium2.PdfDocument(excerpt(self._pdf, [self._tree.page(number) for number in pages]))
-        except Exception:  # something qpdf cannot read: PDFium reads the file itself, as it can, as before
-            self._pdfium_pages = range(1, self._tree.count + 1)
-            return pypdfium2.PdfDocument(path)
+            return excerpt(self._pdf, [self._page_object(number) for number in pages])
+        except Exception:  # something qpdf cannot read: both read the file itself, as they can, as before
+            return None
+
+    def _page_object(self, number: int) -> pikepdf.Dictionary:
+        if number not in self._pages:
+            raise IndexError(f"page {number} is not among the {self._count} pages of the file, "
+                             f"or not among pages {self._pages.start}-{self._pages.stop - 1} this reader reads")
+        return self._tree.page(number - self._pages.start + 1)
 
     def close(self) -> None:
         self._release()
@@ -120,12 +133,12 @@ class PdfPages:
         """Width and height as the page is shown (a /Rotate of 90 or 270 turns it)."""
         left, bottom, right, top = self._mediabox(number)
         width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
-        rotate = int(_inherited(self._tree.page(number), "/Rotate") or 0)
+        rotate = int(_inherited(self._page_object(number), "/Rotate") or 0)
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
         missing = []
-        for resources in _resource_dicts(_inherited(self._tree.page(number), "/Resources")):
+        for resources in _resource_dicts(_inherited(self._page_object(number), "/Resources")):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -150,7 +163,7 @@ class PdfPages:
 
     def text_colours(self, number: int) -> frozenset[Colour | None]:
         """Every fill colour any text on the page is shown in, whatever draws it."""
-        page = self._tree.page(number)
+        page = self._page_object(number)
         return self._shown_colours(pikepdf.Page(page), _inherited(page, "/Resources"), None, 0)
 
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
@@ -186,7 +199,7 @@ class PdfPages:
         return self._forms[key]
 
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
-        box = [float(v) for v in pikepdf.Page(self._tree.page(number)).mediabox]
+        box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
         return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
@@ -248,10 +261,9 @@ class PdfPages:
 
     def _page(self, number: int) -> pypdfium2.PdfPage:
         if self._current is None or self._current[0] != number:
-            if number not in self._pdfium_pages:
-                raise IndexError(f"page {number} is not among the pages this reader was opened for")
+            self._page_object(number)  # a number out of range is an IndexError
             self._release()
-            self._current = (number, self._document[number - self._pdfium_pages.start], None)
+            self._current = (number, self._document[number - self._pages.start], None)
         return self._current[1]
 
     def _textpage(self, number: int) -> pypdfium2.PdfTextPage:

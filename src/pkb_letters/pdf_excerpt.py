@@ -1,19 +1,20 @@
 """A few pages of a big PDF, written out as a small PDF of their own.
 
 Takes a PDF open in pikepdf and some of its pages; gives the bytes of a PDF holding just
-those pages, in that order, and the objects they use. It is for a reader that cannot be
-kept from parsing every page before the one it wants (PDFium fills its page list in order,
-about 1.8 KB a page): given the excerpt, what it holds depends on the pages it checks, not
-on where in the file they are.
+those pages, in that order, and the objects they use. It is for readers whose memory would
+otherwise grow with the file: PDFium parses every page before the one it is asked for (it
+fills its page list in order, about 1.8 KB a page) and qpdf holds the whole cross-reference
+table. Given the excerpt, what they hold depends on the pages they check, not on the size of
+the file or on where in it the pages are.
 
 qpdf's own page copying (``copy_foreign``) is no use here: it asks of every object it copies
 whether it is a page, and to answer, qpdf lists every page of the file (about 4 KB a page).
-So the objects are written here, each as qpdf reads it: an object keeps its number (a
-cross-reference table in subsections holds sparse numbers), its text is qpdf's, a stream's
-data is copied still encoded. The pages' attributes inherited from the page tree are set on
-the pages themselves, so each page looks as it does in the file; another page a copied object
-points to (a link's target, an annotation's page) is left out, and the reference reads as
-null, as the PDF standard says of a reference to no object.
+So the objects are written here, each as qpdf reads it, numbered afresh from 1 (qpdf takes
+an object number far beyond a small file's size for damage): its text is qpdf's with the
+references renumbered, a stream's data is copied still encoded. The attributes the pages
+inherit from the page tree are set on the pages themselves, so each page looks as it does in
+the file. Another page a copied object points to (a link's target, an annotation's page) is
+left out, and the reference reads as null, as the PDF standard says of a reference to no object.
 """
 
 from __future__ import annotations
@@ -27,27 +28,30 @@ import pikepdf
 
 __all__ = ["excerpt"]
 
+_Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary and its data
+
 INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")  # ISO 32000-1, 7.7.3.4
 _CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
-_REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])")
+# a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
+_REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
 
 
 def excerpt(pdf: pikepdf.Pdf, pages: Sequence[pikepdf.Dictionary]) -> bytes:
     """The PDF of `pages` (indirect page objects of `pdf`) alone. Raises on an object qpdf cannot read."""
-    own = {page.objgen for page in pages}
-    if (0, 0) in own:
-        raise ValueError("a page is not an indirect object")
     texts = {page.objgen: _page_text(page) for page in pages}
+    if (0, 0) in texts or len(texts) != len(pages):
+        raise ValueError("a page is not an indirect object, or is in the page tree twice")
     catalog_entries = _catalog_entries(pdf)
-    bodies = _objects(pdf, own, [*texts.values(), catalog_entries])
-    # the new catalog and page tree take numbers after every object of the file's
-    catalog = max([int(pdf.trailer.get("/Size", 0)), *(number + 1 for number, _ in [*bodies, *own])])
-    tree = catalog + 1
-    for objgen, text in texts.items():
-        bodies[objgen] = text[:-2] + b"/Parent %d 0 R >>" % tree
-    kids = b" ".join(b"%d %d R" % objgen for objgen in texts)
-    bodies[(tree, 0)] = b"<< /Type /Pages /Count %d /Kids [ %s ] >>" % (len(pages), kids)
-    bodies[(catalog, 0)] = b"<< /Type /Catalog /Pages %d 0 R%s >>" % (tree, catalog_entries)
+    used = _objects(pdf, set(texts), [*texts.values(), catalog_entries])
+    # numbers: the pages from 1, then the catalog and the page tree, then every object they use
+    numbers = {objgen: number for number, objgen in enumerate(texts, 1)}
+    catalog, tree = len(texts) + 1, len(texts) + 2
+    numbers.update((objgen, number) for number, objgen in enumerate(used, tree + 1))
+    bodies = [_renumbered(text, numbers)[:-2] + b"/Parent %d 0 R >>" % tree for text in texts.values()]
+    bodies.append(b"<< /Type /Catalog /Pages %d 0 R%s >>" % (tree, _renumbered(catalog_entries, numbers)))
+    kids = b" ".join(b"%d 0 R" % number for number in range(1, len(texts) + 1))
+    bodies.append(b"<< /Type /Pages /Count %d /Kids [ %s ] >>" % (len(texts), kids))
+    bodies.extend(_renumbered(body, numbers) for body in used.values())
     return _write(bodies, catalog)
 
 
@@ -68,18 +72,19 @@ def _catalog_entries(pdf: pikepdf.Pdf) -> bytes:
                     for key in _CATALOG_KEYS if key in root)
 
 
-def _objects(pdf: pikepdf.Pdf, own: set[tuple[int, int]], texts: Iterable[bytes]) -> dict[tuple[int, int], bytes]:
-    """Every object the texts refer to, and those they refer to, written out; other pages left out."""
-    bodies: dict[tuple[int, int], bytes] = {}
-    seen = set(own)
+def _objects(pdf: pikepdf.Pdf, pages: set[tuple[int, int]], texts: Iterable[bytes]) -> dict[tuple, _Body]:
+    """Every object the texts refer to, and those they refer to, in the order met; other pages left out."""
+    bodies: dict[tuple[int, int], _Body] = {}
+    seen = set(pages)
     todo: deque[tuple[int, int]] = deque()
 
     def follow(text: bytes) -> None:
         for match in _REFERENCE.finditer(text):
-            objgen = (int(match[1]), int(match[2]))
-            if objgen not in seen:
-                seen.add(objgen)
-                todo.append(objgen)
+            if match[1] is not None:
+                objgen = (int(match[1]), int(match[2]))
+                if objgen not in seen:
+                    seen.add(objgen)
+                    todo.append(objgen)
 
     for text in texts:
         follow(text)
@@ -90,15 +95,27 @@ def _objects(pdf: pikepdf.Pdf, own: set[tuple[int, int]], texts: Iterable[bytes]
             continue  # another page, or the page tree: not ours to take
         if isinstance(obj, pikepdf.Stream):
             data = obj.read_raw_bytes()
-            items = {key: value for key, value in obj.stream_dict.items() if key != "/Length"}
-            head = _dictionary_text(items)
+            head = _dictionary_text({key: value for key, value in obj.stream_dict.items() if key != "/Length"})
             follow(head)
-            bodies[objgen] = head[:-2] + b"/Length %d >>\nstream\n" % len(data) + data + b"\nendstream"
+            bodies[objgen] = (head[:-2] + b"/Length %d >>\nstream\n" % len(data), data + b"\nendstream")
         else:
             text = obj.unparse(resolved=True)
             follow(text)
             bodies[objgen] = text
     return bodies
+
+
+def _renumbered(body: _Body, numbers: dict[tuple[int, int], int]) -> bytes:
+    """The object's text with its references renumbered; one to an object left out reads as null."""
+    def number(match: re.Match) -> bytes:
+        if match[1] is None:
+            return match[0]
+        new = numbers.get((int(match[1]), int(match[2])))
+        return b"null" if new is None else b"%d 0 R" % new
+
+    if isinstance(body, tuple):  # a stream: its data is left alone
+        return _REFERENCE.sub(number, body[0]) + body[1]
+    return _REFERENCE.sub(number, body)
 
 
 def _dictionary_text(items: dict) -> bytes:
@@ -122,21 +139,15 @@ def _inherited(node, key: str):
     return None
 
 
-def _write(bodies: dict[tuple[int, int], bytes], root: int) -> bytes:
+def _write(bodies: list[bytes], root: int) -> bytes:
     out = io.BytesIO()
     out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = {}
-    for (number, generation), body in sorted(bodies.items()):
-        offsets[number] = (out.tell(), generation)
-        out.write(b"%d %d obj\n%s\nendobj\n" % (number, generation, body))
+    offsets = []
+    for number, body in enumerate(bodies, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
     xref = out.tell()
-    out.write(b"xref\n0 1\n0000000000 65535 f \n")
-    numbers = sorted(offsets)
-    start = 0
-    for end in range(1, len(numbers) + 1):
-        if end == len(numbers) or numbers[end] != numbers[end - 1] + 1:  # a run of consecutive numbers ends
-            out.write(b"%d %d\n" % (numbers[start], end - start))
-            out.write(b"".join(b"%010d %05d n \n" % offsets[n] for n in numbers[start:end]))
-            start = end
-    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (numbers[-1] + 1, root, xref))
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(bodies) + 1, root, xref))
     return out.getvalue()
