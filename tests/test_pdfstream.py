@@ -126,3 +126,18 @@ def test_pdfium_is_given_only_the_pages_a_reader_is_opened_for(tmp_path):
         pages.is_empty(3)
     with pytest.raises(IndexError):
         PdfPages(path, range(count, count + 2))
+
+
+def test_pages_that_cannot_be_read_on_their_own_are_read_from_the_whole_file(tmp_path, monkeypatch, caplog):
+    from pkb_letters import page_facts
+
+    def cannot(pdf, pages):
+        raise pikepdf.PdfError("a stream qpdf cannot read")
+
+    path = tmp_path / "pages.pdf"
+    path.write_bytes(blank_pages(5))
+    monkeypatch.setattr(page_facts, "excerpt", cannot)
+    with PdfPages(path, range(3, 5)) as pages:
+        assert pages.pages_read == 5
+        assert [round(pages.size_mm(n)[0] / MM_PER_POINT, 3) for n in (3, 4)] == [width(2), width(3)]
+    assert "pages 3-4 of pages.pdf cannot be read on their own" in caplog.text

@@ -42,7 +42,7 @@ import pypdfium2
 import pypdfium2.raw as pdfium
 
 from .envelope import Rect
-from .pdf_excerpt import excerpt
+from .pdf_excerpt import excerpt, inherited
 
 logger = logging.getLogger(__name__)
 MM_PER_POINT = 25.4 / 72
@@ -67,29 +67,42 @@ class Word:
         return f"{self.text!r} at ({self.rect.left:.1f}, {self.rect.top:.1f}) mm"
 
 
+def _cut_excerpt(path: Path, pages: range) -> tuple[bytes, int] | None:
+    """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), and the file's page count;
+    None, logged, when qpdf cannot read them on their own. The file is opened for this alone and
+    closed at once: qpdf keeps every object it parses, and the cross-reference table, until then."""
+    with pikepdf.open(path, inherit_page_attributes=False) as pdf:
+        tree = _PageTree(pdf.Root.Pages)
+        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > tree.count:
+            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {tree.count} pages")
+        try:
+            return excerpt(pdf, [tree.page(number) for number in pages]), tree.count
+        except Exception as exc:  # something qpdf cannot read: the file is read whole, as before
+            logger.warning("pages %d-%d of %s cannot be read on their own (%s); reading the whole file",
+                           pages.start, pages.stop - 1, path.name, exc)
+            return None
+
+
 class PdfPages:
     """One PDF opened for reading; pages are numbered from 1 (the file's numbers, always).
     Raises on a file neither library can parse.
 
-    `pages`: the only pages that will be asked about (all of them if not given); both libraries
-    then read an excerpt holding just those, and the file is closed once it is made."""
+    Given the only `pages` that will be asked about, both libraries read an excerpt of just those
+    (`_cut_excerpt`), not the file: what they hold then depends on those pages alone."""
 
     def __init__(self, path: Path, pages: range | None = None) -> None:
+        cut = None if pages is None else _cut_excerpt(path, pages)
+        data = None if cut is None else cut[0]
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
-        self._pdf = pikepdf.open(path, inherit_page_attributes=False)
+        self._pdf = pikepdf.open(path if data is None else io.BytesIO(data), inherit_page_attributes=False)
         try:
             self._tree = _PageTree(self._pdf.Root.Pages)
-            self._count = self._tree.count
-            self._pages = range(1, self._count + 1)  # the pages this reader reads, by their numbers in the file
-            data = None if pages is None else self._excerpt(pages)
-            if data is not None:  # read the excerpt instead: the file's cross-reference table is let go
-                self._pdf.close()
-                self._pdf = pikepdf.open(io.BytesIO(data), inherit_page_attributes=False)
-                self._tree, self._pages = _PageTree(self._pdf.Root.Pages), pages
             self._document = pypdfium2.PdfDocument(path if data is None else data)
         except Exception:
             self._pdf.close()
             raise
+        self._count = self._tree.count if cut is None else cut[1]
+        self._pages = range(1, self._count + 1) if cut is None else pages  # the pages read, numbered as in the file
         self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
@@ -101,14 +114,6 @@ class PdfPages:
     def pages_read(self) -> int:
         """How many pages the document the libraries read has: all the file's, or the excerpt's."""
         return len(self._document)
-
-    def _excerpt(self, pages: range) -> bytes | None:
-        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > self._count:
-            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {self._count} pages")
-        try:
-            return excerpt(self._pdf, [self._page_object(number) for number in pages])
-        except Exception:  # something qpdf cannot read: both read the file itself, as they can, as before
-            return None
 
     def _page_object(self, number: int) -> pikepdf.Dictionary:
         if number not in self._pages:
@@ -133,12 +138,12 @@ class PdfPages:
         """Width and height as the page is shown (a /Rotate of 90 or 270 turns it)."""
         left, bottom, right, top = self._mediabox(number)
         width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
-        rotate = int(_inherited(self._page_object(number), "/Rotate") or 0)
+        rotate = int(inherited(self._page_object(number), "/Rotate") or 0)
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
         missing = []
-        for resources in _resource_dicts(_inherited(self._page_object(number), "/Resources")):
+        for resources in _resource_dicts(inherited(self._page_object(number), "/Resources")):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -164,7 +169,7 @@ class PdfPages:
     def text_colours(self, number: int) -> frozenset[Colour | None]:
         """Every fill colour any text on the page is shown in, whatever draws it."""
         page = self._page_object(number)
-        return self._shown_colours(pikepdf.Page(page), _inherited(page, "/Resources"), None, 0)
+        return self._shown_colours(pikepdf.Page(page), inherited(page, "/Resources"), None, 0)
 
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
         found: set[Colour | None] = set()
@@ -332,16 +337,6 @@ class _Kids:
 
 
 _MAX_TREE_DEPTH = 64
-
-
-def _inherited(page: pikepdf.Dictionary, key: str):
-    """A page attribute that may be set on the page or on any /Pages node above it."""
-    node, depth = page, 0
-    while isinstance(node, pikepdf.Dictionary) and depth < 64:
-        if key in node:
-            return node[key]
-        node, depth = node.get("/Parent"), depth + 1
-    return None
 
 
 def _shows_text(operator: str, operands) -> bool:

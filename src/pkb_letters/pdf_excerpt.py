@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import pikepdf
 
-__all__ = ["excerpt"]
+__all__ = ["excerpt", "inherited"]
 
 _Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary and its data
 
@@ -60,7 +60,7 @@ def _page_text(page: pikepdf.Dictionary) -> bytes:
     items = {key: value for key, value in page.items() if key != "/Parent"}
     for key in INHERITABLE:
         if key not in items:
-            value = _inherited(page.get("/Parent"), key)
+            value = inherited(page, key)
             if value is not None:
                 items[key] = value
     return _dictionary_text(items)
@@ -130,8 +130,9 @@ def _unparse(value) -> bytes:
     return pikepdf.Array([value]).unparse()[2:-2]
 
 
-def _inherited(node, key: str):
-    depth = 0
+def inherited(page: pikepdf.Dictionary, key: str):
+    """A page attribute that may be set on the page or on any /Pages node above it."""
+    node, depth = page, 0
     while isinstance(node, pikepdf.Dictionary) and depth < 64:
         if key in node:
             return node[key]
