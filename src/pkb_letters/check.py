@@ -308,7 +308,7 @@ def _run(jobs: Sequence[_Job], workers: int) -> list[dict[int, _PageResult]]:
 def _check_pages(job: _Job) -> dict[int, _PageResult]:
     results = {}
     numbers = range(job.first, job.last + 1)
-    with PdfPages(job.path, numbers) as pdf:  # PDFium gets these pages only, not every one before them
+    with PdfPages(job.path, numbers) as pdf:  # read from an excerpt of these pages: memory as for them alone
         for number in numbers:
             result = _PageResult(job.path.name, number)
             try:
