@@ -17,6 +17,7 @@ from weasyprint import HTML
 from pkb_letters import check, marks
 from pkb_letters.check import Code, check_files
 from pkb_letters.cli import main
+from pkb_letters.envelope import Rect
 from pkb_letters.marks import MarkKind
 from pkb_letters.pipeline import run_job
 from pkb_letters.printfile import stamp
@@ -222,6 +223,77 @@ def test_words_and_positions_agree_with_an_independent_reader(good):
             for mine, theirs in zip(found, words, strict=True):
                 assert abs(mine.rect.left - theirs.left) < 0.1 and abs(mine.rect.right - theirs.right) < 0.1
                 assert abs(mine.rect.top - theirs.top) < 0.1 and abs(mine.rect.bottom - theirs.bottom) < 0.1
+
+
+def same_reading(part, whole, number: int) -> None:
+    """Both readers find the same text, and draw the same pixels, on page `number`."""
+    assert part.words(number) == whole.words(number)
+    assert (part.has_text(number), part.is_empty(number)) == (whole.has_text(number), whole.is_empty(number))
+    everything = Rect(0, 0, 1000, 1000)
+    assert part.render_mm(number, everything, 36).tobytes() == whole.render_mm(number, everything, 36).tobytes()
+
+
+def test_a_reader_of_some_pages_reads_them_as_the_reader_of_the_whole_file_does(good):
+    from pkb_letters.page_facts import PdfPages
+
+    path = good / "letters.pdf"
+    with PdfPages(path) as whole:
+        numbers = range(2, len(whole))  # the middle: PDFium is given neither the first page nor the last
+        with PdfPages(path, numbers) as part:
+            assert part.pages_read == len(numbers) < whole.pages_read
+            for number in numbers:
+                same_reading(part, whole, number)
+            with pytest.raises(IndexError):
+                part.words(1)
+
+
+def test_a_page_read_alone_keeps_what_it_inherits_from_the_page_tree(tmp_path):
+    """Page size, turn and fonts set on a /Pages node, not on the page, are taken along with it."""
+    import pikepdf
+
+    from pkb_letters.page_facts import PdfPages
+
+    path = tmp_path / "inherits.pdf"
+    with pikepdf.new() as pdf:
+        font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
+                                                    BaseFont=pikepdf.Name.Helvetica))
+        for n in range(3):
+            text = f"0 0 0 1 k BT /F1 14 Tf {40 + 60 * n} 500 Td (Page {n + 1} of three) Tj ET 0 0 m 90 90 l S"
+            page = pikepdf.Dictionary(Type=pikepdf.Name.Page, Contents=pdf.make_stream(text.encode()))
+            pdf.pages.append(pikepdf.Page(pdf.make_indirect(page)))
+        pages = pdf.Root.Pages
+        pages.MediaBox = pikepdf.Array([0, 0, 420, 595])
+        pages.Rotate = 90
+        pages.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+        pdf.save(path)
+    with pikepdf.open(path, inherit_page_attributes=False) as pdf:
+        assert not {"/MediaBox", "/Rotate", "/Resources"} & set(pdf.pages[1].obj.keys())
+    with PdfPages(path) as whole, PdfPages(path, range(2, 3)) as part:
+        assert part.pages_read == 1
+        assert [w.text for w in part.words(2)] == ["Page", "2", "of", "three"]
+        same_reading(part, whole, 2)
+
+
+def test_a_page_read_alone_hides_the_layers_the_file_hides(tmp_path):
+    import pikepdf
+
+    from pkb_letters.page_facts import PdfPages
+
+    path = tmp_path / "layers.pdf"
+    with pikepdf.new() as pdf:
+        hidden = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.OCG, Name=pikepdf.String("draft")))
+        pdf.Root.OCProperties = pikepdf.Dictionary(OCGs=[hidden], D=pikepdf.Dictionary(OFF=[hidden]))
+        for _ in range(2):
+            pdf.add_blank_page(page_size=(595, 842))
+            page = pdf.pages[-1]
+            page.Resources = pikepdf.Dictionary(Properties=pikepdf.Dictionary(Draft=hidden))
+            page.Contents = pdf.make_stream(b"/OC /Draft BDC 0 0 0 1 k 100 100 300 300 re f EMC")
+        pdf.save(path)
+    with PdfPages(path) as whole, PdfPages(path, range(2, 3)) as part:
+        assert part.pages_read == 1
+        everything = Rect(0, 0, 1000, 1000)
+        assert part.render_mm(2, everything, 36).getextrema() == (255, 255)  # nothing drawn: the layer is off
+        same_reading(part, whole, 2)
 
 
 def first_font(writer: PdfWriter, page: int = 1) -> str:

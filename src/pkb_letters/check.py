@@ -307,8 +307,9 @@ def _run(jobs: Sequence[_Job], workers: int) -> list[dict[int, _PageResult]]:
 
 def _check_pages(job: _Job) -> dict[int, _PageResult]:
     results = {}
-    with PdfPages(job.path) as pdf:
-        for number in range(job.first, job.last + 1):
+    numbers = range(job.first, job.last + 1)
+    with PdfPages(job.path, numbers) as pdf:  # read from an excerpt of these pages: memory as for them alone
+        for number in numbers:
             result = _PageResult(job.path.name, number)
             try:
                 words = _check_page(pdf, number, job.envelope, job.zone, result.add)

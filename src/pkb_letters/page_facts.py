@@ -16,12 +16,21 @@ every object they have parsed until the file is closed, so a page is found by wa
 down the page tree by its nodes' /Count, parsing only the nodes on the way and the pages
 asked for, never every page of the file (qpdf's page list would): a reader of a few pages
 of a big, balanced file holds little more than the file's cross-reference table.
+
+PDFium cannot be kept from parsing every page before the one asked for (it fills its page
+list in order, about 1.8 KB a page), and qpdf holds the whole cross-reference table (about
+0.4 KB a page of a print file). So a reader told which pages it will be asked about makes an
+excerpt of only those pages (`pdf_excerpt`, from the objects qpdf finds by /Count), closes
+the file, and both libraries read the excerpt: what they hold while checking depends on those
+pages, not on the size of the file or on where in it the pages are.
 """
 
 from __future__ import annotations
 
 import bisect
 import ctypes
+import io
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -33,7 +42,9 @@ import pypdfium2
 import pypdfium2.raw as pdfium
 
 from .envelope import Rect
+from .pdf_excerpt import excerpt, inherited
 
+logger = logging.getLogger(__name__)
 MM_PER_POINT = 25.4 / 72
 K_BLACK = (0.0, 0.0, 0.0, 1.0)
 PATTERN = ("pattern",)  # a text fill that is a pattern, not a colour
@@ -56,24 +67,59 @@ class Word:
         return f"{self.text!r} at ({self.rect.left:.1f}, {self.rect.top:.1f}) mm"
 
 
-class PdfPages:
-    """One PDF opened for reading; pages are numbered from 1. Raises on a file neither library can parse."""
-
-    def __init__(self, path: Path) -> None:
-        # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
-        self._pdf = pikepdf.open(path, inherit_page_attributes=False)
+def _cut_excerpt(path: Path, pages: range) -> tuple[bytes, int] | None:
+    """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), and the file's page count;
+    None, logged, when qpdf cannot read them on their own. The file is opened for this alone and
+    closed at once: qpdf keeps every object it parses, and the cross-reference table, until then."""
+    with pikepdf.open(path, inherit_page_attributes=False) as pdf:
+        tree = _PageTree(pdf.Root.Pages)
+        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > tree.count:
+            raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {tree.count} pages")
         try:
-            self._document = pypdfium2.PdfDocument(path)
+            return excerpt(pdf, [tree.page(number) for number in pages]), tree.count
+        except Exception as exc:  # something qpdf cannot read: the file is read whole, as before
+            logger.warning("pages %d-%d of %s cannot be read on their own (%s); reading the whole file",
+                           pages.start, pages.stop - 1, path.name, exc)
+            return None
+
+
+class PdfPages:
+    """One PDF opened for reading; pages are numbered from 1 (the file's numbers, always).
+    Raises on a file neither library can parse.
+
+    Given the only `pages` that will be asked about, both libraries read an excerpt of just those
+    (`_cut_excerpt`), not the file: what they hold then depends on those pages alone."""
+
+    def __init__(self, path: Path, pages: range | None = None) -> None:
+        cut = None if pages is None else _cut_excerpt(path, pages)
+        data = None if cut is None else cut[0]
+        # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
+        self._pdf = pikepdf.open(path if data is None else io.BytesIO(data), inherit_page_attributes=False)
+        try:
             self._tree = _PageTree(self._pdf.Root.Pages)
+            self._document = pypdfium2.PdfDocument(path if data is None else data)
         except Exception:
             self._pdf.close()
             raise
+        self._count = self._tree.count if cut is None else cut[1]
+        self._pages = range(1, self._count + 1) if cut is None else pages  # the pages read, numbered as in the file
         self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
 
     def __len__(self) -> int:
-        return self._tree.count
+        return self._count
+
+    @property
+    def pages_read(self) -> int:
+        """How many pages the document the libraries read has: all the file's, or the excerpt's."""
+        return len(self._document)
+
+    def _page_object(self, number: int) -> pikepdf.Dictionary:
+        if number not in self._pages:
+            raise IndexError(f"page {number} is not among the {self._count} pages of the file, "
+                             f"or not among pages {self._pages.start}-{self._pages.stop - 1} this reader reads")
+        return self._tree.page(number - self._pages.start + 1)
 
     def close(self) -> None:
         self._release()
@@ -92,12 +138,12 @@ class PdfPages:
         """Width and height as the page is shown (a /Rotate of 90 or 270 turns it)."""
         left, bottom, right, top = self._mediabox(number)
         width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
-        rotate = int(_inherited(self._tree.page(number), "/Rotate") or 0)
+        rotate = int(inherited(self._page_object(number), "/Rotate") or 0)
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
         missing = []
-        for resources in _resource_dicts(_inherited(self._tree.page(number), "/Resources")):
+        for resources in _resource_dicts(inherited(self._page_object(number), "/Resources")):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -122,8 +168,8 @@ class PdfPages:
 
     def text_colours(self, number: int) -> frozenset[Colour | None]:
         """Every fill colour any text on the page is shown in, whatever draws it."""
-        page = self._tree.page(number)
-        return self._shown_colours(pikepdf.Page(page), _inherited(page, "/Resources"), None, 0)
+        page = self._page_object(number)
+        return self._shown_colours(pikepdf.Page(page), inherited(page, "/Resources"), None, 0)
 
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
         found: set[Colour | None] = set()
@@ -158,7 +204,7 @@ class PdfPages:
         return self._forms[key]
 
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
-        box = [float(v) for v in pikepdf.Page(self._tree.page(number)).mediabox]
+        box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
         return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
@@ -220,8 +266,9 @@ class PdfPages:
 
     def _page(self, number: int) -> pypdfium2.PdfPage:
         if self._current is None or self._current[0] != number:
+            self._page_object(number)  # a number out of range is an IndexError
             self._release()
-            self._current = (number, self._document[number - 1], None)
+            self._current = (number, self._document[number - self._pages.start], None)
         return self._current[1]
 
     def _textpage(self, number: int) -> pypdfium2.PdfTextPage:
@@ -290,16 +337,6 @@ class _Kids:
 
 
 _MAX_TREE_DEPTH = 64
-
-
-def _inherited(page: pikepdf.Dictionary, key: str):
-    """A page attribute that may be set on the page or on any /Pages node above it."""
-    node, depth = page, 0
-    while isinstance(node, pikepdf.Dictionary) and depth < 64:
-        if key in node:
-            return node[key]
-        node, depth = node.get("/Parent"), depth + 1
-    return None
 
 
 def _shows_text(operator: str, operands) -> bool:

@@ -1,0 +1,154 @@
+"""A few pages of a big PDF, written out as a small PDF of their own.
+
+Takes a PDF open in pikepdf and some of its pages; gives the bytes of a PDF holding just
+those pages, in that order, and the objects they use. It is for readers whose memory would
+otherwise grow with the file: PDFium parses every page before the one it is asked for (it
+fills its page list in order, about 1.8 KB a page) and qpdf holds the whole cross-reference
+table. Given the excerpt, what they hold depends on the pages they check, not on the size of
+the file or on where in it the pages are.
+
+qpdf's own page copying (``copy_foreign``) is no use here: it asks of every object it copies
+whether it is a page, and to answer, qpdf lists every page of the file (about 4 KB a page).
+So the objects are written here, each as qpdf reads it, numbered afresh from 1 (qpdf takes
+an object number far beyond a small file's size for damage): its text is qpdf's with the
+references renumbered, a stream's data is copied still encoded. The attributes the pages
+inherit from the page tree are set on the pages themselves, so each page looks as it does in
+the file. Another page a copied object points to (a link's target, an annotation's page) is
+left out, and the reference reads as null, as the PDF standard says of a reference to no object.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import pikepdf
+
+__all__ = ["excerpt", "inherited"]
+
+_Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary and its data
+
+INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")  # ISO 32000-1, 7.7.3.4
+_CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
+# a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
+_REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
+
+
+def excerpt(pdf: pikepdf.Pdf, pages: Sequence[pikepdf.Dictionary]) -> bytes:
+    """The PDF of `pages` (indirect page objects of `pdf`) alone. Raises on an object qpdf cannot read."""
+    texts = {page.objgen: _page_text(page) for page in pages}
+    if (0, 0) in texts or len(texts) != len(pages):
+        raise ValueError("a page is not an indirect object, or is in the page tree twice")
+    catalog_entries = _catalog_entries(pdf)
+    used = _objects(pdf, set(texts), [*texts.values(), catalog_entries])
+    # numbers: the pages from 1, then the catalog and the page tree, then every object they use
+    numbers = {objgen: number for number, objgen in enumerate(texts, 1)}
+    catalog, tree = len(texts) + 1, len(texts) + 2
+    numbers.update((objgen, number) for number, objgen in enumerate(used, tree + 1))
+    bodies = [_renumbered(text, numbers)[:-2] + b"/Parent %d 0 R >>" % tree for text in texts.values()]
+    bodies.append(b"<< /Type /Catalog /Pages %d 0 R%s >>" % (tree, _renumbered(catalog_entries, numbers)))
+    kids = b" ".join(b"%d 0 R" % number for number in range(1, len(texts) + 1))
+    bodies.append(b"<< /Type /Pages /Count %d /Kids [ %s ] >>" % (len(texts), kids))
+    bodies.extend(_renumbered(body, numbers) for body in used.values())
+    return _write(bodies, catalog)
+
+
+def _page_text(page: pikepdf.Dictionary) -> bytes:
+    """The page's dictionary, less its /Parent, with what it inherits set on it; ends in ``>>``."""
+    items = {key: value for key, value in page.items() if key != "/Parent"}
+    for key in INHERITABLE:
+        if key not in items:
+            value = inherited(page, key)
+            if value is not None:
+                items[key] = value
+    return _dictionary_text(items)
+
+
+def _catalog_entries(pdf: pikepdf.Pdf) -> bytes:
+    root = pdf.Root
+    return b"".join(b" " + _unparse(pikepdf.Name(key)) + b" " + _unparse(root[key])
+                    for key in _CATALOG_KEYS if key in root)
+
+
+def _objects(pdf: pikepdf.Pdf, pages: set[tuple[int, int]], texts: Iterable[bytes]) -> dict[tuple, _Body]:
+    """Every object the texts refer to, and those they refer to, in the order met; other pages left out."""
+    bodies: dict[tuple[int, int], _Body] = {}
+    seen = set(pages)
+    todo: deque[tuple[int, int]] = deque()
+
+    def follow(text: bytes) -> None:
+        for match in _REFERENCE.finditer(text):
+            if match[1] is not None:
+                objgen = (int(match[1]), int(match[2]))
+                if objgen not in seen:
+                    seen.add(objgen)
+                    todo.append(objgen)
+
+    for text in texts:
+        follow(text)
+    while todo:
+        objgen = todo.popleft()
+        obj = pdf.get_object(objgen)
+        if isinstance(obj, pikepdf.Dictionary) and obj.get("/Type") in (pikepdf.Name.Page, pikepdf.Name.Pages):
+            continue  # another page, or the page tree: not ours to take
+        if isinstance(obj, pikepdf.Stream):
+            data = obj.read_raw_bytes()
+            head = _dictionary_text({key: value for key, value in obj.stream_dict.items() if key != "/Length"})
+            follow(head)
+            bodies[objgen] = (head[:-2] + b"/Length %d >>\nstream\n" % len(data), data + b"\nendstream")
+        else:
+            text = obj.unparse(resolved=True)
+            follow(text)
+            bodies[objgen] = text
+    return bodies
+
+
+def _renumbered(body: _Body, numbers: dict[tuple[int, int], int]) -> bytes:
+    """The object's text with its references renumbered; one to an object left out reads as null."""
+    def number(match: re.Match) -> bytes:
+        if match[1] is None:
+            return match[0]
+        new = numbers.get((int(match[1]), int(match[2])))
+        return b"null" if new is None else b"%d 0 R" % new
+
+    if isinstance(body, tuple):  # a stream: its data is left alone
+        return _REFERENCE.sub(number, body[0]) + body[1]
+    return _REFERENCE.sub(number, body)
+
+
+def _dictionary_text(items: dict) -> bytes:
+    return b"<< " + b"".join(_unparse(pikepdf.Name(key)) + b" " + _unparse(value) + b" "
+                             for key, value in items.items()) + b">>"
+
+
+def _unparse(value) -> bytes:
+    """PDF syntax for a value as pikepdf gives it (numbers and booleans come as Python's own)."""
+    if isinstance(value, pikepdf.Object):
+        return value.unparse()  # an indirect object as a reference, a direct one in full
+    return pikepdf.Array([value]).unparse()[2:-2]
+
+
+def inherited(page: pikepdf.Dictionary, key: str):
+    """A page attribute that may be set on the page or on any /Pages node above it."""
+    node, depth = page, 0
+    while isinstance(node, pikepdf.Dictionary) and depth < 64:
+        if key in node:
+            return node[key]
+        node, depth = node.get("/Parent"), depth + 1
+    return None
+
+
+def _write(bodies: list[bytes], root: int) -> bytes:
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(bodies, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(bodies) + 1, root, xref))
+    return out.getvalue()
