@@ -290,7 +290,7 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
             resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
                                  check_postcode=settings.rules.postcode_check)
-    logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
+    logger.info("resolve: %d patients asked, %d eligible", len(patients), journal.count_at(Stage.ELIGIBLE))
 
 
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
@@ -310,7 +310,7 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
             tokens.issue_rest(eligible, client, journal, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
                               failure_limit=settings.failure_limit)
-    logger.info("codes: %d asked, %d pairs held", len(eligible), len(journal.coded()))
+    logger.info("codes: %d asked, %d pairs held", len(eligible), journal.count_at(Stage.CODED))
 
 
 def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[Eligible]:
