@@ -160,9 +160,7 @@ class Journal:
                 if name not in columns:
                     self._db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
         self._db.executescript(_STREAMING_INDEXES)
-        # from the stored patient, not SQLite's json_extract: that would cut a postcode at a NUL
-        self._db.create_function("print_key", 1, lambda patient: postcode_order_key(json.loads(patient)["postcode"]),
-                                 deterministic=True)
+        self._db.create_function("print_order_key", 1, _print_order_key, deterministic=True)
 
     def begin_run(self) -> int:
         """Count this run: pairs issued by an earlier run are the ones re-checked for expiry."""
@@ -547,7 +545,7 @@ class Journal:
         if order == "postcode":
             with self._db:  # the key never changes once made: a row's postcode is fixed at intake
                 self._db.execute(
-                    "UPDATE rows SET print_key = print_key(patient)"
+                    "UPDATE rows SET print_key = print_order_key(patient)"
                     " WHERE stage = ? AND print_key IS NULL",
                     (Stage.CODED,),
                 )
@@ -683,6 +681,11 @@ def _placed_letter(row: sqlite3.Row, page_column: str = "first_page") -> PlacedL
 
 def _exclusion(row: sqlite3.Row) -> Exclusion:
     return Exclusion(row["input_row"], row["customer_ref"], row["nhs_number"], Reason(row["reason"]), row["detail"])
+
+
+def _print_order_key(patient: str) -> bytes:
+    # from the stored patient, not SQLite's json_extract, which would cut a postcode at a NUL
+    return postcode_order_key(json.loads(patient)["postcode"])
 
 
 def _codes(row: sqlite3.Row) -> CodePair:
