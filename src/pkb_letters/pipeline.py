@@ -394,7 +394,7 @@ def _render_and_assemble(
 def _finish_print_files(
     journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
 ) -> list[PrintFile]:
-    """Blank backs, marks and splitting; then record where each letter landed."""
+    """Blank backs, marks and splitting, recording where the letters landed a batch at a time."""
     finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
                           output_profile=printing.intent_profile(options))
 
