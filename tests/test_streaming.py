@@ -172,3 +172,21 @@ def test_the_main_process_holds_no_more_for_four_times_the_letters(tmp_path, mon
     large = _stage_peaks(tmp_path / "large", 4 * SMALL)
     for stage in small:
         assert large[stage] - small[stage] < GROWTH_BOUND, (stage, small, large)
+
+
+def test_drawing_every_sheets_mark_holds_no_more_for_four_times_the_sheets():
+    """Each sheet's DataMatrix payload is drawn once, in the assembling process: caching them all held
+    ~5 KB a sheet there. (Assembling above is measured with OMR marks, which are quick to draw.)"""
+    layout = marks.DEFAULT_LAYOUTS[marks.MarkKind.DATAMATRIX]
+
+    def draw(sheets: int) -> None:
+        for n in range(sheets):
+            marks.draw(layout, marks.datamatrix_payload("PKB-20300101-ABCDEF", n, 1, 1))
+
+    def draw_all(sheets: int) -> int:
+        marks._matrix.cache_clear()
+        peak, _ = _traced(lambda: draw(sheets))
+        return peak
+
+    few, many = draw_all(100), draw_all(400)
+    assert many - few < GROWTH_BOUND, (few, many)
