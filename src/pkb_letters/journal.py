@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from .errors import PkbLettersError
+from .mailsort import postcode_order_key
 from .records import (
     CodePair,
     DeliveredFile,
@@ -93,6 +94,16 @@ CREATE TABLE IF NOT EXISTS pieces (
 );
 """
 
+# Added on opening, so journals written before streaming gain them too: the print order's sort
+# key (filled in when first asked for) and the indexes the streaming readers page through.
+_STREAMING_COLUMNS = {"print_key": "BLOB"}
+_STREAMING_INDEXES = """
+CREATE INDEX IF NOT EXISTS rows_print_order ON rows (stage, print_key, input_row);
+CREATE INDEX IF NOT EXISTS rows_sequence ON rows (stage, sequence);
+"""
+# Rows read back per query by the streaming readers: memory holds one page, whatever the job's size.
+PAGE_ROWS = 500
+
 # Created on first use, so journals written before deliveries existed gain it too.
 _DELIVERIES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -136,10 +147,20 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._add_streaming_schema()
         except sqlite3.Error as exc:
             raise PkbLettersError(f"cannot open job journal {path}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
         self.run = 0  # which run of the job this is, once begin_run() is called
+
+    def _add_streaming_schema(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
+        with self._db:
+            for name, kind in _STREAMING_COLUMNS.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+        self._db.executescript(_STREAMING_INDEXES)
+        self._db.create_function("print_order_key", 1, _print_order_key, deterministic=True)
 
     def begin_run(self) -> int:
         """Count this run: pairs issued by an earlier run are the ones re-checked for expiry."""
@@ -366,11 +387,10 @@ class Journal:
     def record_print_positions(self, positions: Iterable[tuple[int, str, int]]) -> None:
         """Where placed letters landed in the finished print files: (sequence, file, first page)."""
         now = _now()
-        by_sequence = self.input_rows_by_sequence()
         with self._db:
             self._db.executemany(
-                "UPDATE rows SET file = ?, first_page = ?, updated = ? WHERE input_row = ?",
-                ((file, first_page, now, by_sequence[sequence]) for sequence, file, first_page in positions),
+                "UPDATE rows SET file = ?, first_page = ?, updated = ? WHERE stage = ? AND sequence = ?",
+                ((file, first_page, now, Stage.PLACED, sequence) for sequence, file, first_page in positions),
             )
 
     def input_rows_by_sequence(self) -> dict[int, int]:
@@ -510,21 +530,80 @@ class Journal:
         return max((t for t in (rows, events) if t), default=None)
 
     def placed(self, page_column: str = "first_page") -> Iterator[PlacedLetter]:
-        rows = self._db.execute(
-            "SELECT * FROM rows WHERE stage = ? ORDER BY sequence", (Stage.PLACED,)
+        """Placed letters in sequence order, a page at a time (the journal may be written in between)."""
+        for r in self._pages("SELECT * FROM rows WHERE stage = ?", (Stage.PLACED,), ("sequence",)):
+            yield _placed_letter(r, page_column)
+
+    # -- streaming: one page of rows in memory at a time, whatever the job's size ----------------
+    def count_at(self, stage: Stage) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM rows WHERE stage = ?", (stage,)).fetchone()[0]
+
+    def coded_in_print_order(self, order: str) -> Iterator[tuple[PatientRow, CodePair]]:
+        """Coded rows in `mailsort.in_print_order`'s order, a page at a time; a row placed or
+        excluded while this is being read is not given again, nor is one given twice."""
+        keys: tuple[str, ...] = ("input_row",)
+        if order == "postcode":
+            with self._db:  # the key never changes once made: a row's postcode is fixed at intake
+                self._db.execute(
+                    "UPDATE rows SET print_key = print_order_key(patient)"
+                    " WHERE stage = ? AND print_key IS NULL",
+                    (Stage.CODED,),
+                )
+            keys = ("print_key", "input_row")  # ties keep input order, as the stable sort does
+        for r in self._pages("SELECT * FROM rows WHERE stage = ?", (Stage.CODED,), keys):
+            yield _patient_from_json(r["patient"]), _codes(r)
+
+    def placed_for_manifest(self) -> Iterator[tuple[PlacedLetter, PieceRecord | None, str | None]]:
+        """The manifest's rows: each placed letter, in sequence order, with where its envelope landed
+        (if the print files recorded it) and why its pair is a second one (if it is)."""
+        query = (
+            "SELECT rows.*, pieces.sequence AS piece_sequence, pieces.file AS piece_file,"
+            " pieces.first_page AS piece_first_page, pieces.sheet_count, pieces.postage_class, pieces.marks"
+            " FROM rows LEFT JOIN pieces ON pieces.sequence = rows.sequence WHERE rows.stage = ?"
         )
-        for r in rows:
-            letter = Letter(r["sequence"], r["piece_id"], _patient_from_json(r["patient"]), _codes(r))
-            yield PlacedLetter(letter, r["file"], r[page_column], r["page_count"])
+        for r in self._pages(query, (Stage.PLACED,), ("rows.sequence",)):
+            piece = None
+            if r["piece_sequence"] is not None:
+                piece = PieceRecord(r["piece_sequence"], r["piece_file"], r["piece_first_page"], r["sheet_count"],
+                                    r["postage_class"], tuple(json.loads(r["marks"])))
+            yield _placed_letter(r), piece, r["reissue"]
+
+    def iter_exclusions(self) -> Iterator[Exclusion]:
+        """`exclusions()`, a page at a time."""
+        for r in self._pages("SELECT * FROM rows WHERE stage = ?", (Stage.EXCLUDED,), ("input_row",)):
+            yield _exclusion(r)
+
+    def count_reissues(self, stage: Stage | None = None) -> dict[str, int]:
+        """Why pairs are second ones → how many, over every row or those at `stage`; sorted by why."""
+        rows = self._db.execute(
+            "SELECT reissue, COUNT(*) AS n FROM rows WHERE reissue IS NOT NULL AND (? IS NULL OR stage = ?)"
+            " GROUP BY reissue ORDER BY reissue",
+            (stage, stage),
+        )
+        return {r["reissue"]: r["n"] for r in rows}
+
+    def has_pieces(self) -> bool:
+        return self._db.execute("SELECT 1 FROM pieces LIMIT 1").fetchone() is not None
+
+    def _pages(self, query: str, params: tuple, keys: tuple[str, ...]) -> Iterator[sqlite3.Row]:
+        """The rows of `query` (a SELECT ending in a WHERE clause) in order of `keys`, which must be
+        unique together, read `PAGE_ROWS` at a time: each page starts after the last row of the
+        one before (keyset paging), so no statement stays open while the caller writes."""
+        size, order = PAGE_ROWS, ", ".join(keys)
+        after, last = "", ()
+        while True:
+            rows = self._db.execute(f"{query}{after} ORDER BY {order} LIMIT ?", (*params, *last, size)).fetchall()
+            yield from rows
+            if len(rows) < size:
+                return
+            last = tuple(rows[-1][key.rpartition(".")[2]] for key in keys)
+            after = f" AND ({order}) > ({', '.join('?' * len(keys))})"
 
     def exclusions(self) -> list[Exclusion]:
         rows = self._db.execute(
             "SELECT * FROM rows WHERE stage = ? ORDER BY input_row", (Stage.EXCLUDED,)
         )
-        return [
-            Exclusion(r["input_row"], r["customer_ref"], r["nhs_number"], Reason(r["reason"]), r["detail"])
-            for r in rows
-        ]
+        return [_exclusion(r) for r in rows]
 
     def count_by_stage(self) -> dict[str, int]:
         rows = self._db.execute("SELECT stage, COUNT(*) AS n FROM rows GROUP BY stage")
@@ -593,6 +672,20 @@ class PieceRecord:
     sheet_count: int
     postage_class: str
     marks: tuple[str, ...]
+
+
+def _placed_letter(row: sqlite3.Row, page_column: str = "first_page") -> PlacedLetter:
+    letter = Letter(row["sequence"], row["piece_id"], _patient_from_json(row["patient"]), _codes(row))
+    return PlacedLetter(letter, row["file"], row[page_column], row["page_count"])
+
+
+def _exclusion(row: sqlite3.Row) -> Exclusion:
+    return Exclusion(row["input_row"], row["customer_ref"], row["nhs_number"], Reason(row["reason"]), row["detail"])
+
+
+def _print_order_key(patient: str) -> bytes:
+    # from the stored patient, not SQLite's json_extract, which would cut a postcode at a NUL
+    return postcode_order_key(json.loads(patient)["postcode"])
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

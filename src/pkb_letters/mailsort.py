@@ -25,6 +25,22 @@ def postcode_key(postcode: str) -> tuple:
     return (area, int(district), sub_district, inward[:1], inward[1:])
 
 
+def postcode_order_key(postcode: str) -> bytes:
+    """`postcode_key` as bytes that sort the same way byte by byte, so SQLite can order by it.
+
+    Each text field is its UTF-8 (whose byte order is code point order) with bytes 0 and 1
+    escaped, ended by a 0 byte: a field sorts before any longer one it begins. The district
+    number is two bytes, big-endian."""
+    encoded = bytearray()
+    for field in postcode_key(postcode):
+        if isinstance(field, int):
+            encoded += field.to_bytes(2, "big")
+        else:
+            text = field.encode("utf-8", "surrogatepass")
+            encoded += text.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01") + b"\x00"
+    return bytes(encoded)
+
+
 def in_print_order(items: Sequence[tuple[PatientRow, T]], order: str) -> list[tuple[PatientRow, T]]:
     """Ties keep input order (the sort is stable), so the manifest's input_row stays meaningful."""
     if order == "postcode":

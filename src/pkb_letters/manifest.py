@@ -65,13 +65,15 @@ def build_manifest(
     letters = [
         letter_entry(p, pieces.get(p.letter.sequence), reissues.get(p.letter.patient.input_row)) for p in placed
     ]
+    return {"job": manifest_job(job, len(letters), files, bool(pieces)), "letters": letters}
+
+
+def manifest_job(job: dict[str, Any], letters: int, files: Sequence[Any], with_sheets: bool) -> dict[str, Any]:
+    """The manifest's `job` record: `job` with the letter, page and (for print files) sheet totals."""
     totals = {"pages": sum(f.pages for f in files)}
-    if pieces:
+    if with_sheets:
         totals["sheets"] = sum(getattr(f, "sheets", 0) for f in files)
-    return {
-        "job": {**job, "letters": len(letters), **totals, "files": [asdict(f) for f in files]},
-        "letters": letters,
-    }
+    return {**job, "letters": letters, **totals, "files": [asdict(f) for f in files]}
 
 
 def write_manifest_json(out_dir: Path, manifest: dict[str, Any]) -> None:
@@ -85,8 +87,36 @@ def write_manifest_csv(out_dir: Path, letters: Iterable[dict[str, Any]]) -> None
         writer = csv.DictWriter(handle, LETTER_FIELDS)
         writer.writeheader()
         for entry in letters:
-            joined = {key: " | ".join(entry.get(key, [])) for key in ("address_lines", "marks")}
-            writer.writerow({**entry, **joined})
+            writer.writerow(_csv_row(entry))
+
+
+def _csv_row(entry: dict[str, Any]) -> dict[str, Any]:
+    return {**entry, **{key: " | ".join(entry.get(key, [])) for key in ("address_lines", "marks")}}
+
+
+def stream_manifest(out_dir: Path, job: dict[str, Any], letters: Iterable[dict[str, Any]]) -> None:
+    """`manifest.json` and `manifest.csv` written a letter at a time, byte for byte what
+    `write_manifest_json` and `write_manifest_csv` write for `{"job": job, "letters": [...]}`
+    held whole. `manifest.json` is in place first, as when they are written one after the other."""
+    with (
+        atomic_writer(out_dir / MANIFEST_CSV, "w", encoding="utf-8", newline="") as csv_handle,
+        atomic_writer(out_dir / MANIFEST_JSON, "w", encoding="utf-8") as json_handle,
+    ):
+        rows = csv.DictWriter(csv_handle, LETTER_FIELDS)
+        rows.writeheader()
+        head = json.dumps({"job": job}, indent=2, ensure_ascii=False)
+        json_handle.write(head.removesuffix("\n}") + ',\n  "letters": [')
+        separator = "\n" + _ENTRY_INDENT
+        for entry in letters:
+            # JSON text holds no raw newline, so indenting every line break indents every line
+            text = json.dumps(entry, indent=2, ensure_ascii=False)
+            json_handle.write(separator + text.replace("\n", "\n" + _ENTRY_INDENT))
+            separator = ",\n" + _ENTRY_INDENT
+            rows.writerow(_csv_row(entry))
+        json_handle.write("]\n}\n" if separator.startswith("\n") else "\n  ]\n}\n")
+
+
+_ENTRY_INDENT = " " * 4  # a letter sits two levels deep: in the manifest, in its `letters` list
 
 
 def write_exceptions_csv(out_dir: Path, exclusions: Iterable[Exclusion]) -> None:

@@ -121,7 +121,9 @@ def payloads(layout: MarkLayout, job_id: str, sequence: int, sheets: int, first_
 # -- geometry -------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+# Every sheet's payload is its own, so caching them all only holds ~5 KB a sheet (20 MB at
+# 4,096) in the assembling process; the cache is for the sample payload, measured over and over.
+@lru_cache(maxsize=64)
 def _matrix(payload: str) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(row) for row in DataMatrix(payload, codecs=["ascii", "C40"]).matrix)
 

@@ -19,8 +19,9 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from . import marks, printing, resolve, tokens
@@ -32,10 +33,9 @@ from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
-from .mailsort import in_print_order
-from .manifest import MANIFEST_JSON, build_manifest, write_exceptions_csv, write_manifest_csv, write_manifest_json
+from .manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from .pkb import PkbClient
-from .printfile import Finishing, PrintFile, pieces_from_placements, write_print_files
+from .printfile import Finishing, Piece, PlacedPiece, PrintFile, pieces_from_placements, stream_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PlacedLetter
@@ -290,7 +290,7 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
             resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
                                  check_postcode=settings.rules.postcode_check)
-    logger.info("resolve: %d patients asked, %d eligible", len(patients), len(journal.eligible()))
+    logger.info("resolve: %d patients asked, %d eligible", len(patients), journal.count_at(Stage.ELIGIBLE))
 
 
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
@@ -310,7 +310,7 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
             tokens.issue_rest(eligible, client, journal, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
                               failure_limit=settings.failure_limit)
-    logger.info("codes: %d asked, %d pairs held", len(eligible), len(journal.coded()))
+    logger.info("codes: %d asked, %d pairs held", len(eligible), journal.count_at(Stage.CODED))
 
 
 def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[Eligible]:
@@ -360,12 +360,13 @@ def _render_and_assemble(
     make_private_dir(work)
     _lay_out_again_from_missing_chunk(journal, work)
     last_chunk, last_sequence, last_page = journal.render_position()
-    coded = in_print_order(journal.coded(), options.sort)
-    chunks = list(_chunks(coded, settings.chunk_size))
+    to_render = journal.count_at(Stage.CODED)
+    # read from the journal a page at a time as chunks go out, in print order
+    chunks = _chunks(journal.coded_in_print_order(options.sort), settings.chunk_size)
     next_page = last_page + 1
-    executor = chunk_executor(settings.executor, spec, settings.workers, len(chunks))
+    executor = chunk_executor(settings.executor, spec, settings.workers, -(-to_render // settings.chunk_size))
     try:
-        with progress.stage("render", len(coded)) as advance:
+        with progress.stage("render", to_render) as advance:
             for outcome in render_in_order(executor, chunks, last_chunk + 1, last_sequence + 1):
                 for refusal in outcome.refused:
                     journal.exclude(refusal.patient.input_row, refusal.reason, refusal.detail)
@@ -393,18 +394,23 @@ def _render_and_assemble(
 def _finish_print_files(
     journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
 ) -> list[PrintFile]:
-    """Blank backs, marks and splitting; then record where each letter landed."""
+    """Blank backs, marks and splitting, recording where the letters landed a batch at a time."""
     finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
                           output_profile=printing.intent_profile(options))
-    pieces = pieces_from_placements(
-        journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
-    )
-    files, placed = write_print_files(chunk_paths, pieces, finishing, out_dir)
-    journal.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
-    journal.record_pieces(
-        PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
-        for p in placed
-    )
+
+    def pieces() -> Iterator[Piece]:
+        return pieces_from_placements(
+            journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
+        )
+
+    def record(placed: Sequence[PlacedPiece]) -> None:
+        journal.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
+        journal.record_pieces(
+            PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
+            for p in placed
+        )
+
+    files = stream_print_files(chunk_paths, pieces, finishing, out_dir, record)
     logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
     return files
 
@@ -447,39 +453,38 @@ def _place(
     return first_page
 
 
-def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    todo = iter(items)
+    while chunk := list(islice(todo, size)):
+        yield chunk
 
 
 def _finish(
     journal: Journal, out_dir: Path, job: dict[str, str], files: list[PrintFile], resumed: bool
 ) -> JobSummary:
-    placed = list(journal.placed())
-    exclusions = journal.exclusions()
+    """The hand-off files, written a letter at a time from the journal, and the job's summary."""
+    letters = journal.count_at(Stage.PLACED)
+    exceptions = journal.count_at(Stage.EXCLUDED)
     input_rows = journal.row_count()
-    _check_every_row_accounted(journal, input_rows, placed, exclusions)
-    reissues = journal.reissues()
-    manifest = build_manifest(
-        {**job, "input_rows": input_rows, "exceptions": len(exclusions), "reissued": _count(reissues.values())},
-        placed, files, journal.pieces(), reissues,
-    )
-    write_manifest_json(out_dir, manifest)
-    write_manifest_csv(out_dir, manifest["letters"])
-    write_exceptions_csv(out_dir, exclusions)
+    _check_every_row_accounted(journal, input_rows, letters, exceptions)
+    record = manifest_job({**job, "input_rows": input_rows, "exceptions": exceptions,
+                           "reissued": journal.count_reissues()}, letters, files, journal.has_pieces())
+    entries = (letter_entry(placed, piece, reissued) for placed, piece, reissued in journal.placed_for_manifest())
+    stream_manifest(out_dir, record, entries)
+    write_exceptions_csv(out_dir, journal.iter_exclusions())
     journal.mark_done("job")
     summary = JobSummary(
         job_id=job["id"],
         out_dir=out_dir,
         input_rows=input_rows,
-        letters=len(placed),
-        exceptions=len(exclusions),
-        pages=manifest["job"]["pages"],
+        letters=letters,
+        exceptions=exceptions,
+        pages=record["pages"],
         by_reason=journal.count_by_reason(),
-        reissues=_count(reissues[p.letter.patient.input_row] for p in placed if p.letter.patient.input_row in reissues),
+        reissues=journal.count_reissues(Stage.PLACED),
         resumed=resumed,
         by_stage=journal.count_by_stage(),
-        sheets=manifest["job"].get("sheets", 0),
+        sheets=record.get("sheets", 0),
         files=tuple(f.name for f in files),
     )
     logger.info(
@@ -507,11 +512,11 @@ def _now() -> str:
 
 
 def _check_every_row_accounted(
-    journal: Journal, input_rows: int, placed: Sequence[PlacedLetter], exclusions: Sequence[Exclusion]
+    journal: Journal, input_rows: int, letters: int, exceptions: int
 ) -> None:
     stuck = {stage: n for stage, n in journal.count_by_stage().items() if stage not in (Stage.PLACED, Stage.EXCLUDED)}
-    if stuck or input_rows != len(placed) + len(exclusions):
+    if stuck or input_rows != letters + exceptions:
         raise InvariantError(
-            f"input rows ({input_rows}) != letters ({len(placed)}) + exceptions ({len(exclusions)}); "
+            f"input rows ({input_rows}) != letters ({letters}) + exceptions ({exceptions}); "
             f"rows stuck mid-way: {stuck or 'none'}"
         )

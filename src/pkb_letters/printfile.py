@@ -13,8 +13,9 @@ fields the job is not split on; a job that is not split at all is ``letters.pdf`
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from pypdf import PdfReader, PdfWriter
@@ -30,6 +31,7 @@ from .pdfstream import ObjectCopier, StreamingPdfWriter
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
 SPLIT_FIELDS = ("class", "sheets")
+RECORD_BATCH = 500  # placed pieces handed to `record` at a time
 # What a PDF/X or PDF/A reader looks for in the catalog; pypdf copies pages only, so
 # carry these (and the document info) over from the rendered chunks.
 _CATALOG_KEYS = ("/OutputIntents", "/Metadata")
@@ -57,14 +59,6 @@ class PlacedPiece:
 
 
 @dataclass(frozen=True)
-class FilePlan:
-    name: str
-    postage_class: str | None
-    sheet_count: int | None
-    pieces: tuple[Piece, ...]
-
-
-@dataclass(frozen=True)
 class PrintFile:
     name: str
     letters: int
@@ -88,26 +82,29 @@ class Finishing:
     output_profile: Path | None = None  # the ICC profile the chunks' output intent was made from
 
 
-def plan_files(pieces: Sequence[Piece], finishing: Finishing) -> list[FilePlan]:
-    """Group pieces into files, keeping print order within each; groups in order of first appearance."""
+def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[tuple, int], int]:
+    """How many pieces go to each group of files, groups in order of first appearance, and the pages
+    they need. A group is a (postage class, sheet count) pair, None for a field the job is not split on."""
+    groups: dict[tuple, int] = {}
+    pages = 0
+    for piece in pieces:
+        key = _group(piece, finishing)
+        groups[key] = groups.get(key, 0) + 1
+        pages += piece.page_count
+    return groups, pages
+
+
+def _group(piece: Piece, finishing: Finishing) -> tuple[str | None, int | None]:
+    return (
+        piece.postage_class if "class" in finishing.split_by else None,
+        sheets.sheet_count(piece.page_count, finishing.duplex) if "sheets" in finishing.split_by else None,
+    )
+
+
+def _check_split_fields(finishing: Finishing) -> None:
     unknown = set(finishing.split_by) - set(SPLIT_FIELDS)
     if unknown:
         raise ConfigError(f"--split-by takes {' or '.join(SPLIT_FIELDS)}, not {', '.join(sorted(unknown))}")
-    by_class, by_sheets = "class" in finishing.split_by, "sheets" in finishing.split_by
-    groups: dict[tuple, list[Piece]] = {}
-    for piece in pieces:
-        key = (
-            piece.postage_class if by_class else None,
-            sheets.sheet_count(piece.page_count, finishing.duplex) if by_sheets else None,
-        )
-        groups.setdefault(key, []).append(piece)
-    plans = []
-    for (postage_class, sheet_count), members in groups.items():
-        parts = list(_batched(members, finishing.max_letters_per_file))
-        for number, part in enumerate(parts, 1):
-            name = file_name(finishing, postage_class, sheet_count, number)
-            plans.append(FilePlan(name, postage_class, sheet_count, tuple(part)))
-    return plans
 
 
 def file_name(finishing: Finishing, postage_class: str | None, sheet_count: int | None, part: int) -> str:
@@ -121,29 +118,39 @@ def file_name(finishing: Finishing, postage_class: str | None, sheet_count: int 
     return UNSPLIT_FILE if len(fields) == 1 else "-".join(fields) + ".pdf"
 
 
-def _batched(items: list[Piece], size: int | None) -> Iterable[list[Piece]]:
-    if not size:
-        yield items
-        return
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def write_print_files(
     chunk_paths: Sequence[Path], pieces: Sequence[Piece], finishing: Finishing, out_dir: Path
 ) -> tuple[list[PrintFile], list[PlacedPiece]]:
-    """Write each file a page at a time, reading one chunk at a time: memory does not grow with the job."""
-    chunks = _ChunkPages(chunk_paths)
-    expected = sum(p.page_count for p in pieces)
-    if chunks.total != expected:
-        raise InvariantError(f"the rendered chunks hold {chunks.total} pages; the letters need {expected}")
-    files, placed = [], []
-    for plan in plan_files(pieces, finishing):
-        print_file, in_file = _write_file(plan, chunks, finishing, out_dir / plan.name)
-        files.append(print_file)
-        placed.extend(in_file)
+    """`stream_print_files` for pieces in hand, giving every placed piece back in sequence order."""
+    placed: list[PlacedPiece] = []
+    files = stream_print_files(chunk_paths, lambda: iter(pieces), finishing, out_dir, placed.extend)
     placed.sort(key=lambda p: p.piece.sequence)
     return files, placed
+
+
+def stream_print_files(
+    chunk_paths: Sequence[Path], pieces: Callable[[], Iterable[Piece]], finishing: Finishing, out_dir: Path,
+    record: Callable[[Sequence[PlacedPiece]], None],
+) -> list[PrintFile]:
+    """Write each file a page at a time, reading one chunk at a time, and hand where the pieces
+    landed to `record` a batch at a time: memory does not grow with the job.
+
+    `pieces()` gives the pieces afresh in print order each time it is called: once to count
+    them, then once per group of files (postage class, sheet count); each group's pieces keep
+    print order and fill its files in turn, up to `max_letters_per_file` each."""
+    groups, expected = plan_groups(pieces(), finishing)
+    chunks = _ChunkPages(chunk_paths)
+    if chunks.total != expected:
+        raise InvariantError(f"the rendered chunks hold {chunks.total} pages; the letters need {expected}")
+    _check_split_fields(finishing)
+    files = []
+    for key, count in groups.items():
+        members = (piece for piece in pieces() if _group(piece, finishing) == key)
+        size = finishing.max_letters_per_file or count
+        for number in range(1, -(-count // size) + 1):
+            name = file_name(finishing, *key, number)
+            files.append(_write_file(name, key, islice(members, size), chunks, finishing, out_dir / name, record))
+    return files
 
 
 class _ChunkPages:
@@ -171,28 +178,33 @@ class _ChunkPages:
         return reader.pages[number - self.starts[index]], copier
 
 
-def _write_file(plan: FilePlan, chunks: _ChunkPages, finishing: Finishing, target: Path):
-    placed = []
-    sheet_in_file = 1
+def _write_file(name: str, group: tuple[str | None, int | None], pieces: Iterable[Piece], chunks: _ChunkPages,
+                finishing: Finishing, target: Path, record: Callable[[Sequence[PlacedPiece]], None]) -> PrintFile:
+    placed: list[PlacedPiece] = []
+    letters, sheet_in_file = 0, 1
     first_chunk = chunks.first()
     with atomic_writer(target) as handle:
         writer = StreamingPdfWriter(handle, first_chunk.pdf_header or "%PDF-1.6")
-        for piece in plan.pieces:
+        for piece in pieces:
             first_page = writer.page_count + 1
             count = sheets.sheet_count(piece.page_count, finishing.duplex)
             payloads = marks.payloads(finishing.marks, finishing.job_id, piece.sequence, count, sheet_in_file)
-            _add_letter(writer, chunks, piece, payloads, finishing, f"{plan.name} page {first_page}")
-            placed.append(PlacedPiece(piece, plan.name, first_page, count, tuple(payloads)))
-            sheet_in_file += count
+            _add_letter(writer, chunks, piece, payloads, finishing, f"{name} page {first_page}")
+            placed.append(PlacedPiece(piece, name, first_page, count, tuple(payloads)))
+            letters, sheet_in_file = letters + 1, sheet_in_file + count
+            if len(placed) == RECORD_BATCH:
+                record(placed)
+                placed = []
         catalog, info = _print_metadata(first_chunk, writer, finishing.output_profile)
         writer.close(catalog, info)
         pages = writer.page_count
-    print_file = PrintFile(
-        name=plan.name, letters=len(plan.pieces), pages=pages, sheets=sheet_in_file - 1,
+    record(placed)
+    postage_class, sheet_count = group
+    return PrintFile(
+        name=name, letters=letters, pages=pages, sheets=sheet_in_file - 1,
         bytes=target.stat().st_size, sha256=sha256_of(target),
-        postage_class=plan.postage_class, sheet_count=plan.sheet_count,
+        postage_class=postage_class, sheet_count=sheet_count,
     )
-    return print_file, placed
 
 
 def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, payloads: Sequence[str],
@@ -241,13 +253,11 @@ def stamp(writer: PdfWriter, page, operators: bytes) -> None:
     page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
 
 
-def pieces_from_placements(placed, postage_class_of) -> list[Piece]:
-    """Pieces from the render stage's placements (first pages counted over the chunks, from 1)."""
-    return [
-        Piece(p.letter.sequence, p.letter.piece_id, p.page_count, p.letter.patient.postcode,
-              postage_class_of(p.letter.patient), p.first_page - 1)
-        for p in placed
-    ]
+def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
+    """Pieces from the render stage's placements (first pages counted over the chunks, from 1), as read."""
+    for p in placed:
+        yield Piece(p.letter.sequence, p.letter.piece_id, p.page_count, p.letter.patient.postcode,
+                    postage_class_of(p.letter.patient), p.first_page - 1)
 
 
 def sheets_total(files: Iterable[PrintFile]) -> int:
