@@ -393,11 +393,6 @@ class Journal:
                 ((file, first_page, now, Stage.PLACED, sequence) for sequence, file, first_page in positions),
             )
 
-    def input_rows_by_sequence(self) -> dict[int, int]:
-        """Placed letters' input rows by sequence: a pair of numbers a letter, not the letter."""
-        rows = self._db.execute("SELECT sequence, input_row FROM rows WHERE stage = ?", (Stage.PLACED,))
-        return {r["sequence"]: r["input_row"] for r in rows}
-
     def placed_as_laid_out(self) -> Iterator[PlacedLetter]:
         """Placed letters with pages counted over the render chunks, as the print files are made from."""
         return self.placed(page_column="layout_page")
@@ -569,7 +564,7 @@ class Journal:
             yield _placed_letter(r), piece, r["reissue"]
 
     def iter_exclusions(self) -> Iterator[Exclusion]:
-        """`exclusions()`, a page at a time."""
+        """Excluded rows in input order, a page at a time."""
         for r in self._pages("SELECT * FROM rows WHERE stage = ?", (Stage.EXCLUDED,), ("input_row",)):
             yield _exclusion(r)
 
@@ -598,12 +593,6 @@ class Journal:
                 return
             last = tuple(rows[-1][key.rpartition(".")[2]] for key in keys)
             after = f" AND ({order}) > ({', '.join('?' * len(keys))})"
-
-    def exclusions(self) -> list[Exclusion]:
-        rows = self._db.execute(
-            "SELECT * FROM rows WHERE stage = ? ORDER BY input_row", (Stage.EXCLUDED,)
-        )
-        return [_exclusion(r) for r in rows]
 
     def count_by_stage(self) -> dict[str, int]:
         rows = self._db.execute("SELECT stage, COUNT(*) AS n FROM rows GROUP BY stage")

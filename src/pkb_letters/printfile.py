@@ -260,10 +260,6 @@ def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
                     postage_class_of(p.letter.patient), p.first_page - 1)
 
 
-def sheets_total(files: Iterable[PrintFile]) -> int:
-    return sum(f.sheets for f in files)
-
-
 def check_a4(width_pt: float, height_pt: float, where: str) -> None:
     want = (A4_WIDTH_MM * marks.POINTS_PER_MM, A4_HEIGHT_MM * marks.POINTS_PER_MM)
     if abs(float(width_pt) - want[0]) > _SIZE_TOLERANCE_PT or abs(float(height_pt) - want[1]) > _SIZE_TOLERANCE_PT:
