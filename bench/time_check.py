@@ -1,6 +1,6 @@
 """Time `pkb-letters check` on a job's print files: median of N runs, in ms per page.
 
-    PYTHONPATH=src python tools/time_check.py OUT_DIR [--runs 3] [--workers 1]
+    PYTHONPATH=src python bench/time_check.py OUT_DIR [--runs 3] [--workers 1]
 
 OUT_DIR is a finished job (its *.pdf files and manifest.json), e.g. one made by
 ``pkb-letters run`` on a list from ``pkb_letters.sandbox.synthetic.write_synthetic_job``.
