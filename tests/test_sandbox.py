@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from pkb_letters.sandbox import (
+    Faults,
     IssuedPair,
     SandboxData,
     SandboxServer,
@@ -779,3 +780,35 @@ def test_serve_prints_one_line_and_logs_nothing():
 
 def test_serve_is_exported():
     assert callable(serve)
+
+
+def _answers_lost(data: SandboxData, faults: Faults, numbers: list[str]) -> set[tuple[str, int]]:
+    """Ask for each number twice, in the given order; which (number, attempt) answers never came."""
+    lost = set()
+    with SandboxServer(data, faults=faults) as srv, httpx.Client(timeout=10) as client:
+        headers = _bearer_despite_drops(client, srv)
+        for attempt in (1, 2):
+            for number in numbers:
+                try:
+                    client.get(f"{srv.rest_base}/v2-beta/users/byNationalId/{number}/NHS_NUMBER", headers=headers)
+                except httpx.RemoteProtocolError:
+                    lost.add((number, attempt))
+    return lost
+
+
+def _bearer_despite_drops(client: httpx.Client, srv: SandboxServer) -> dict[str, str]:
+    for _ in range(10):
+        try:
+            return bearer(client, srv)
+        except httpx.RemoteProtocolError:
+            continue  # the token endpoint's answers are dropped too
+    raise AssertionError("ten token answers in a row were dropped")
+
+
+def test_seeded_faults_hit_the_same_requests_whatever_order_they_arrive_in(data):
+    numbers = [READ_RICHARDS, DECEASED, REGISTERED, NO_DOB, OTHER_ORG]
+    faults = Faults(drop_rate=0.5, seed=21)
+    lost = _answers_lost(data, faults, numbers)
+    assert lost and len(lost) < 2 * len(numbers)  # the seed loses some answers and not others
+    assert _answers_lost(data, faults, numbers[::-1]) == lost
+    assert _answers_lost(data, Faults(drop_rate=0.5, seed=22), numbers) != lost

@@ -2,16 +2,19 @@
 
 Takes `Faults` (latency, a random 500/503 rate, a request-per-second limit answered with
 429 and `Retry-After`, and a rate of connections dropped *after* the work was done) and
-gives, per API request, what to do before and after answering. One seeded random stream
-makes a run repeatable.
+gives, per API request, what to do before and after answering. Each decision is drawn
+from the seed, the request itself and how many times that same request has been seen, so
+a seeded run misbehaves identically however the client's threads happen to interleave.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -51,35 +54,49 @@ class FaultInjector:
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
-        self._random = random.Random(faults.seed)
         self._lock = threading.Lock()
+        self._seen: dict[str, int] = {}
+        self._seed = faults.seed if faults.seed is not None else random.randrange(2**64)
         self._window_start = time.monotonic()
         self._window_count = 0
         self.counts = {"latency": 0, "429": 0, "500": 0, "503": 0, "dropped": 0}
+        self.dropped_by_action: Counter[str] = Counter()
 
-    def before(self) -> Refusal | None:
-        """Called as a request arrives: delay it, and maybe refuse it without doing the work."""
+    def before(self, request: str) -> Refusal | None:
+        """Called as `request` (its method, path and body) arrives: delay it, and maybe refuse
+        it without doing the work."""
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
         with self._lock:
             if self._over_rate_limit():
                 self.counts["429"] += 1
                 return Refusal(429, retry_after=self._seconds_left_in_window())
-            if self._random.random() < self.faults.fail_rate:
-                status = self._random.choice((500, 503))
+            if not self.faults.fail_rate:
+                return None
+            draw = self._draw(request, "fail")
+            if draw.random() < self.faults.fail_rate:
+                status = draw.choice((500, 503))
                 self.counts[str(status)] += 1
                 return Refusal(status)
         return None
 
-    def drop_after_work(self) -> bool:
-        """Called once the work is done: should the answer be lost on the way back?"""
+    def drop_after_work(self, request: str, action: str) -> bool:
+        """Called once the work for `request` (answered by `action`) is done: should the answer be
+        lost on the way back?"""
         if not self.faults.drop_rate:
             return False
         with self._lock:
-            dropped = self._random.random() < self.faults.drop_rate
+            dropped = self._draw(request, "drop").random() < self.faults.drop_rate
             if dropped:
                 self.counts["dropped"] += 1
+                self.dropped_by_action[action] += 1
         return dropped
+
+    def _draw(self, request: str, purpose: str) -> random.Random:
+        """The random stream for this attempt at `request`: its nth arrival always draws the same."""
+        key = f"{purpose} {hashlib.sha256(request.encode('utf-8', 'surrogateescape')).hexdigest()}"
+        attempt = self._seen[key] = self._seen.get(key, 0) + 1
+        return random.Random(f"{self._seed} {key} {attempt}")
 
     def _over_rate_limit(self) -> bool:
         # A fixed one-second window, like many API gateways: simple, and strict enough that a
