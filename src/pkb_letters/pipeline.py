@@ -380,9 +380,9 @@ def _render_and_assemble(
     logger.info("render: %d chunks, %d pages", len(chunks), next_page - 1)
     files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
-        with progress.stage("assemble", len(chunks)):
+        with progress.stage("assemble", journal.count_at(Stage.PLACED)) as advance:
             files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], spec.job_id,
-                                        settings.out_dir, options)
+                                        settings.out_dir, options, advance)
         journal.set_settings({"print_files": json.dumps([dataclasses.asdict(f) for f in files])})
     journal.mark_done("assemble")
     for path in work.iterdir():
@@ -392,7 +392,8 @@ def _render_and_assemble(
 
 
 def _finish_print_files(
-    journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions
+    journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions,
+    advance: Callable[[int], None] = lambda done: None,
 ) -> list[PrintFile]:
     """Blank backs, marks and splitting, recording where the letters landed a batch at a time."""
     finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
@@ -409,6 +410,7 @@ def _finish_print_files(
             PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
             for p in placed
         )
+        advance(len(placed))
 
     files = stream_print_files(chunk_paths, pieces, finishing, out_dir, record)
     logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
