@@ -437,3 +437,27 @@ def test_a_manifest_that_disagrees_with_the_file_gets_each_problem_in_the_report
     assert [(p.page, p.code, p.detail) for p in whole.problems] == expected
     monkeypatch.setattr(check, "_MAX_PAGES_PER_JOB", 4)  # four jobs: the late letter's pages already checked
     assert check_files([pdf], manifest).as_dict() == whole.as_dict()
+
+
+@pytest.mark.parametrize(("count", "lie"), [
+    (b"/Count 64", b"/Count 10"),  # a node deep down: pages 11-64 under it would never be read
+    (b"/Count 200", b"/Count 100"),  # the root's only kid: the file would look half as long
+    (b"/Count 200", b"/Count 300"),  # the same, twice as long
+])
+def test_a_page_tree_whose_counts_lie_fails_the_check(tmp_path, count, lie):
+    """Printers (like qpdf and PDFium) walk the page tree's /Kids; the check finds pages by /Count.
+    Where the two disagree, pages may be printed that were never checked: the file is not printable."""
+    from pkb_letters import pdfstream
+
+    path = tmp_path / "pages.pdf"
+    with path.open("wb") as handle:
+        writer = pdfstream.StreamingPdfWriter(handle)
+        for _ in range(200):
+            writer.add_blank_page(210 * MM, 297 * MM)
+        writer.close({}, {})
+    none = marks.DEFAULT_LAYOUTS[MarkKind.NONE]
+    assert Code.UNREADABLE not in codes(check_files([path], layout=none))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(count, lie, 1))  # as long as before: every offset stays right
+    report = check_files([path], layout=none)
+    assert any(p.code is Code.UNREADABLE and p.page is None and "page tree node" in p.detail for p in report.problems)

@@ -173,7 +173,7 @@ def _expected_for(job: Mapping[str, Any] | None, name: str) -> _Expected | None:
     return _Expected(pages, bool(job.get("print", {}).get("duplex", False)))
 
 
-def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | None]]:
+def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | None, list[tuple[tuple, str]]]]:
     """Each file's page count, or why it cannot be read. Opening a file has qpdf and PDFium read its
     whole cross-reference table, so a big file is opened in a process of its own, which gives that
     memory back when it ends."""
@@ -185,12 +185,20 @@ def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | N
     return [counted[path] if path in counted else _page_count(path) for path in paths]
 
 
-def _page_count(path: Path) -> tuple[int, str | None]:
+def _page_count(path: Path) -> tuple[int, str | None, list[tuple[tuple, str]]]:
+    """The file's pages, or why it cannot be read, and what its page tree's root says wrongly."""
     try:
         with PdfPages(path) as pdf:
-            return len(pdf), None
+            return len(pdf), None, _tree_problems(pdf)
     except Exception as exc:  # any parser failure means the print room cannot use the file either
-        return 0, f"cannot read the PDF: {exc}"
+        return 0, f"cannot read the PDF: {exc}", []
+
+
+def _tree_problems(pdf: PdfPages) -> list[tuple[tuple, str]]:
+    """Page tree nodes whose /Count is wrong: printers walk the tree's /Kids, so pages this check
+    finds by /Count may not be the pages printed, and pages may be printed that it never read."""
+    return [((_FILE, -1, 1, *node), f"{detail}: a printer may print pages this check has not read")
+            for node, detail in sorted(pdf.page_tree_disagreements.items())]
 
 
 def _file_size(path: Path) -> int:
@@ -293,6 +301,7 @@ class _FileCheck:
     zone: Rect | None
     page_count: int
     unreadable: str | None = None
+    tree_problems: list[tuple[tuple, str]] = field(default_factory=list)
     problems: list[tuple[tuple, Problem]] = field(default_factory=list)
     letters_read: int = 0
     next_page: int = 1
@@ -304,6 +313,8 @@ class _FileCheck:
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for key, detail in self.tree_problems:
+            self.add(key, None, Code.UNREADABLE, detail)
         if self.unreadable is not None:
             self.add((_FILE, -1), None, Code.UNREADABLE, self.unreadable)
         elif self.expected is not None and self.expected.pages not in (None, self.page_count):
@@ -398,9 +409,9 @@ class _FileCheck:
         if self.expected is None and self.page_count:
             found.extend(self._judge_without_manifest())
         found.sort(key=lambda item: item[0])
-        # a late letter's job reads its page again: a page it cannot read was reported by the page's own job
+        # what two jobs read both (a late letter's page, a page tree node above both) is reported once
         return [problem for n, (key, problem) in enumerate(found)
-                if not (n and key[0] == _PAGE and key == found[n - 1][0])]
+                if not (n and (key[0] == _PAGE or key[:3] == (_FILE, -1, 1)) and key == found[n - 1][0])]
 
     def _judge_without_manifest(self) -> list[tuple[tuple, Problem]]:
         """A customer's file: first pages are those whose mark says sheet 1 (or page 1 when none does);
@@ -495,6 +506,8 @@ def _check_pages(job: _Job) -> _JobResult:
         for number in numbers:
             if job.checks_pages or number in tasks:
                 _check_one(pdf, number, tasks.get(number, ()), job, result)
+        for key, detail in _tree_problems(pdf):
+            result.problems.append((key, Problem(job.path.name, None, Code.UNREADABLE, detail)))
     return result
 
 
