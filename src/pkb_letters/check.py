@@ -9,6 +9,13 @@ clear zone by libdmtx (via pylibdmtx), a reader independent of the encoder we pr
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
+A file whose page tree's /Count disagrees with its /Kids is unreadable: printers
+walk the /Kids, this check finds pages by /Count, so pages could go out unchecked.
+
+Memory: the manifest is read a letter at a time, and the pages are handed out a
+job (at most `_MAX_PAGES_PER_JOB`) at a time as the letters for them pass; only
+problems come back. So this process holds a few jobs' letters and the problems
+found, whatever the size of the files and the manifest.
 """
 
 from __future__ import annotations
