@@ -401,3 +401,63 @@ def test_several_processes_give_the_same_report_in_the_same_order(good, tmp_path
     many = check_files([pdf, pdf], manifest, workers=2)
     assert jobs == [2 * math.ceil(one.pages / 2 / 5)]
     assert many.as_dict() == one.as_dict()
+
+
+def test_a_manifest_that_disagrees_with_the_file_gets_each_problem_in_the_report_s_order(good, tmp_path, monkeypatch):
+    """Letters out of page order, one beyond the file's end, a padding page that is not, marks swapped:
+    the manifest is read a letter at a time and the pages checked a few at a time, and the report is
+    the one a single pass over everything gives."""
+    pdf, manifest = copy_job(good, tmp_path)
+    data = json.loads(manifest.read_text())
+    letters = data["letters"]
+    pieces = [entry["piece_id"] for entry in letters]
+    payloads = [entry["marks"][0] for entry in letters]
+    letters[1]["page_count"] = 1  # its second page becomes the blank back of its sheet
+    letters[3]["marks"], letters[4]["marks"] = letters[4]["marks"], letters[3]["marks"]
+    letters[5]["marks"] = letters[6]["marks"]
+    letters.append(letters.pop(5))  # pages 11-12 listed last: met after pages 13-16 were handed out
+    beyond = {**letters[6], "first_page": 17, "piece_id": pieces[7] + "X"}
+    letters.insert(7, beyond)
+    data["job"]["files"][0]["pages"] = 18
+    manifest.write_text(json.dumps(data))
+    expected = [
+        (None, Code.PAGE_COUNT, "the file has 16 pages; the manifest says 18"),
+        (4, Code.BLANK_NOT_BLANK, f"the blank back of piece {pieces[1]} has something on it"),
+        (7, Code.MARK_MISMATCH, f"the mark reads {payloads[3]!r}; the manifest says {payloads[4]!r}"),
+        (9, Code.MARK_MISMATCH, f"the mark reads {payloads[4]!r}; the manifest says {payloads[3]!r}"),
+        (13, Code.PAGE_COUNT, f"piece {pieces[6]} starts on page 13; after the letter before it, it should start "
+                              "on page 11"),
+        (None, Code.PAGE_COUNT, f"piece {pieces[7]}X needs pages 17-18; the file has 16"),
+        (11, Code.PAGE_COUNT, f"piece {pieces[5]} starts on page 11; after the letter before it, it should start "
+                              "on page 19"),
+        (11, Code.MARK_MISMATCH, f"the mark reads {payloads[5]!r}; the manifest says {payloads[6]!r}"),
+        (None, Code.PAGE_COUNT, "the manifest's letters fill 12 pages; the file has 16"),
+    ]
+    whole = check_files([pdf], manifest)
+    assert [(p.page, p.code, p.detail) for p in whole.problems] == expected
+    monkeypatch.setattr(check, "_MAX_PAGES_PER_JOB", 4)  # four jobs: the late letter's pages already checked
+    assert check_files([pdf], manifest).as_dict() == whole.as_dict()
+
+
+@pytest.mark.parametrize(("count", "lie"), [
+    (b"/Count 64", b"/Count 10"),  # a node deep down: pages 11-64 under it would never be read
+    (b"/Count 200", b"/Count 100"),  # the root's only kid: the file would look half as long
+    (b"/Count 200", b"/Count 300"),  # the same, twice as long
+])
+def test_a_page_tree_whose_counts_lie_fails_the_check(tmp_path, count, lie):
+    """Printers (like qpdf and PDFium) walk the page tree's /Kids; the check finds pages by /Count.
+    Where the two disagree, pages may be printed that were never checked: the file is not printable."""
+    from pkb_letters import pdfstream
+
+    path = tmp_path / "pages.pdf"
+    with path.open("wb") as handle:
+        writer = pdfstream.StreamingPdfWriter(handle)
+        for _ in range(200):
+            writer.add_blank_page(210 * MM, 297 * MM)
+        writer.close({}, {})
+    none = marks.DEFAULT_LAYOUTS[MarkKind.NONE]
+    assert Code.UNREADABLE not in codes(check_files([path], layout=none))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(count, lie, 1))  # as long as before: every offset stays right
+    report = check_files([path], layout=none)
+    assert any(p.code is Code.UNREADABLE and p.page is None and "page tree node" in p.detail for p in report.problems)

@@ -9,6 +9,13 @@ clear zone by libdmtx (via pylibdmtx), a reader independent of the encoder we pr
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
+A file whose page tree's /Count disagrees with its /Kids is unreadable: printers
+walk the /Kids, this check finds pages by /Count, so pages could go out unchecked.
+
+Memory: the manifest is read a letter at a time, and the pages are handed out a
+job (at most `_MAX_PAGES_PER_JOB`) at a time as the letters for them pass; only
+problems come back. So this process holds a few jobs' letters and the problems
+found, whatever the size of the files and the manifest.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import math
 import multiprocessing
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -28,6 +36,7 @@ from typing import Any
 
 from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
+from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
 from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PdfPages, Word
 
@@ -47,6 +56,9 @@ _DARK = 96  # grey level below which a scanned OMR track counts as a dash
 # they parse until then (about 12 KB a page checked), so a bounded job is a bounded amount of memory.
 _MIN_PAGES_PER_JOB = 250
 _MAX_PAGES_PER_JOB = 2000
+# Opening a whole file (to count its pages) has qpdf and PDFium read its cross-reference table: under
+# a byte of memory for every few bytes of a print file. A file bigger than this is opened elsewhere.
+_COUNT_ELSEWHERE_BYTES = 16 * 2**20
 
 
 class Code(StrEnum):
@@ -102,11 +114,10 @@ class Report:
 
 @dataclass(frozen=True)
 class _Expected:
-    """What the manifest says about one file."""
+    """What the manifest's job record says about one file; its letters come after, one at a time."""
 
     pages: int | None
     duplex: bool
-    letters: list[dict[str, Any]]
 
 
 def check_files(
@@ -119,32 +130,29 @@ def check_files(
 ) -> Report:
     """Check every page of every file. `workers` > 1 spreads the pages over that many processes
     (for jobs big enough to pay for starting them); they are spawned, so a script that asks for
-    them must call this under ``if __name__ == "__main__":``, as multiprocessing requires."""
-    data = _load_manifest(manifest)
+    them must call this under ``if __name__ == "__main__":``, as multiprocessing requires.
+
+    The manifest's letters are read one at a time and the pages checked a job at a time as they
+    pass, so what this process holds depends on a job's pages and on the problems found, not on
+    the size of the files or of the manifest."""
+    job = _manifest_job(manifest)
     if layout is None:
-        kind = (data or {}).get("job", {}).get("print", {}).get("marks", MarkKind.DATAMATRIX)
+        kind = (job or {}).get("print", {}).get("marks", MarkKind.DATAMATRIX)
         layout = marks.DEFAULT_LAYOUTS[MarkKind(kind)]
     zone = marks.clear_zone(layout, marks.sample_payload("PKB-00000000-000000"))
-    plans = [_plan_file(path, _expected_for(data, path.name), envelope, layout, zone) for path in paths]
-    size = _pages_per_job(plans, workers)
-    jobs = [_jobs(plan, size) for plan in plans]
-    results = iter(_run([job for file_jobs in jobs for job in file_jobs], workers))
-    report = Report(files=[path.name for path in paths], pages=sum(plan.page_count for plan in plans))
-    for plan, file_jobs in zip(plans, jobs, strict=True):
-        pages: dict[int, _PageResult] = {}
-        for _ in file_jobs:
-            pages.update(next(results))
-        report.problems.extend(_file_problems(plan, pages))
+    files = [_FileCheck(position, path, _expected_for(job, path.name), envelope, layout, zone, *counted)
+             for position, (path, counted) in enumerate(zip(paths, _page_counts(paths, workers), strict=True))]
+    size = _pages_per_job(sum(f.page_count for f in files), workers)
+    letters = _manifest_letters(manifest) if job is not None else iter(())
+    for result in _run(_JobStream(files, letters, size), workers):
+        files[result.file].take(result)
+    late = [late_job for f in files for late_job in f.late_jobs(size)]
+    for result in _run(late, workers) if late else ():
+        files[result.file].take(result)
+    report = Report(files=[path.name for path in paths], pages=sum(f.page_count for f in files))
+    for f in files:
+        report.problems.extend(f.problems_in_order())
     return report
-
-
-def _file_problems(plan: _FilePlan, pages: Mapping[int, _PageResult]) -> list[Problem]:
-    found = list(plan.problems)
-    for number in sorted(pages):
-        found.extend(pages[number].problems)
-    if plan.expected is None and plan.page_count:
-        found.extend(_judge_without_manifest(plan, pages))
-    return [problem for _, problem in sorted(found, key=lambda item: item[0])]
 
 
 def available_cpus() -> int:
@@ -155,19 +163,56 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _load_manifest(manifest: Path | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _manifest_job(manifest: Path | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     if manifest is None or isinstance(manifest, Mapping):
-        return manifest
-    return json.loads(manifest.read_text(encoding="utf-8"))
+        return None if manifest is None else manifest["job"]
+    return read_manifest_job(manifest)
 
 
-def _expected_for(data: Mapping[str, Any] | None, name: str) -> _Expected | None:
-    if data is None:
+def _manifest_letters(manifest: Path | Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    return iter(manifest["letters"]) if isinstance(manifest, Mapping) else iter_manifest_letters(manifest)
+
+
+def _expected_for(job: Mapping[str, Any] | None, name: str) -> _Expected | None:
+    if job is None:
         return None
-    job = data["job"]
     pages = next((f["pages"] for f in job.get("files", []) if f["name"] == name), None)
-    letters = [entry for entry in data["letters"] if entry["file"] == name]
-    return _Expected(pages, bool(job.get("print", {}).get("duplex", False)), letters)
+    return _Expected(pages, bool(job.get("print", {}).get("duplex", False)))
+
+
+def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | None, list[tuple[tuple, str]]]]:
+    """Each file's page count, or why it cannot be read. Opening a file has qpdf and PDFium read its
+    whole cross-reference table, so a big file is opened in a process of its own, which gives that
+    memory back when it ends."""
+    elsewhere = sorted({path for path in paths if workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})
+    counted = {}
+    if elsewhere:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            counted = dict(zip(elsewhere, pool.map(_page_count, elsewhere), strict=True))
+    return [counted[path] if path in counted else _page_count(path) for path in paths]
+
+
+def _page_count(path: Path) -> tuple[int, str | None, list[tuple[tuple, str]]]:
+    """The file's pages, or why it cannot be read, and what its page tree's root says wrongly."""
+    try:
+        with PdfPages(path) as pdf:
+            return len(pdf), None, _tree_problems(pdf)
+    except Exception as exc:  # any parser failure means the print room cannot use the file either
+        return 0, f"cannot read the PDF: {exc}", []
+
+
+def _tree_problems(pdf: PdfPages) -> list[tuple[tuple, str]]:
+    """Page tree nodes whose /Count is wrong: printers walk the tree's /Kids, so pages this check
+    finds by /Count may not be the pages printed, and pages may be printed that it never read."""
+    return [((_FILE, -1, 1, *node), f"{detail}: a printer may print pages this check has not read")
+            for node, detail in sorted(pdf.page_tree_disagreements.items())]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # opened here, to fail as any unreadable file does
 
 
 # -- planning: what to look at on which page ------------------------------------------------
@@ -190,80 +235,228 @@ class _Task:
     payload: str = ""
 
 
-@dataclass
-class _FilePlan:
-    path: Path
-    expected: _Expected | None
-    envelope: EnvelopeProfile
-    layout: MarkLayout
-    zone: Rect | None
-    page_count: int = 0
-    problems: list[tuple[tuple, Problem]] = field(default_factory=list)
-    tasks: dict[int, list[_Task]] = field(default_factory=dict)
+@dataclass(frozen=True)
+class _Letter:
+    """One letter of the manifest, as far as the checks of its pages need it."""
 
-    def add(self, key: tuple, page: int | None, code: Code, detail: str) -> None:
-        self.problems.append((key, Problem(self.path.name, page, code, detail)))
+    index: int  # among the file's letters, in manifest order
+    piece: str
+    first: int
+    count: int
+    printed: int  # pages it takes in the file: its own and, duplex, a blank back to finish its last sheet
+    lines: tuple[str, ...]
+    fronts: tuple[tuple[int, str], ...]  # each sheet's front page and the mark payload printed on it
 
+    def span(self) -> tuple[int, int]:
+        """The lowest and the highest page something is checked on for this letter."""
+        pages = [self.first, *(front for front, _ in self.fronts)]
+        if self.count < self.printed:
+            pages += [self.first + self.count, self.first + self.printed - 1]
+        return min(pages), max(pages)
 
-def _plan_file(path: Path, expected: _Expected | None, envelope: EnvelopeProfile, layout: MarkLayout,
-               zone: Rect | None) -> _FilePlan:
-    plan = _FilePlan(path, expected, envelope, layout, zone)
-    try:
-        with PdfPages(path) as pdf:
-            plan.page_count = len(pdf)
-    except Exception as exc:  # any parser failure means the print room cannot use the file either
-        plan.add((_FILE, -1), None, Code.UNREADABLE, f"cannot read the PDF: {exc}")
-        return plan
-    if expected is not None:
-        _plan_letters(plan, expected)
-    return plan
-
-
-def _plan_letters(plan: _FilePlan, expected: _Expected) -> None:
-    pages = plan.page_count
-    if expected.pages is not None and expected.pages != pages:
-        plan.add((_FILE, -1), None, Code.PAGE_COUNT, f"the file has {pages} pages; the manifest says {expected.pages}")
-    next_page = 1
-    for index, entry in enumerate(expected.letters):
-        first, count, piece = entry["first_page"], entry["page_count"], entry["piece_id"]
-        sheets = entry.get("sheet_count", count)
-        printed = 2 * sheets if expected.duplex else count
-        if first != next_page:
-            plan.add((_FILE, index, _START), first, Code.PAGE_COUNT,
-                     f"piece {piece} starts on page {first}; after the letter before it, it should start on page "
-                     f"{next_page}")
-        next_page = first + printed
-        if first + printed - 1 > pages:
-            plan.add((_FILE, index, _BEYOND), None, Code.PAGE_COUNT,
-                     f"piece {piece} needs pages {first}-{first + printed - 1}; the file has {pages}")
-            continue
-        lines = (entry["name"], *entry["address_lines"])
-        plan.tasks.setdefault(first, []).append(_Task((_FILE, index, _ADDRESS), _ADDRESS, piece, lines))
-        for padding in range(first + count, first + printed):
-            plan.tasks.setdefault(padding, []).append(_Task((_FILE, index, _PADDING, padding), _PADDING, piece))
-        fronts = [first + (2 if expected.duplex else 1) * n for n in range(sheets)]
-        for front, payload in zip(fronts, entry.get("marks", []), strict=False):
-            plan.tasks.setdefault(front, []).append(_Task((_FILE, index, _MARK, front), _MARK, piece, payload=payload))
-    if expected.letters and next_page - 1 != pages:
-        plan.add((_LAST,), None, Code.PAGE_COUNT,
-                 f"the manifest's letters fill {next_page - 1} pages; the file has {pages}")
-
-
-# -- sharing pages out ----------------------------------------------------------------------
+    def tasks(self, pages: range) -> Iterator[tuple[int, _Task]]:
+        """What to check on which of `pages`: on any one page in the order the manifest's letter
+        lists them (address, blank back, mark), as the report's sort keys expect."""
+        key = (_FILE, self.index)
+        if self.first in pages:
+            yield self.first, _Task((*key, _ADDRESS), _ADDRESS, self.piece, self.lines)
+        for padding in range(max(self.first + self.count, pages.start), min(self.first + self.printed, pages.stop)):
+            yield padding, _Task((*key, _PADDING, padding), _PADDING, self.piece)
+        for front, payload in self.fronts:
+            if front in pages:
+                yield front, _Task((*key, _MARK, front), _MARK, self.piece, payload=payload)
 
 
 @dataclass(frozen=True)
 class _Job:
     """Pages first..last of one file, with everything needed to check them in another process."""
 
+    file: int  # the file's place among those checked
     path: Path
     first: int
     last: int
-    tasks: dict[int, list[_Task]]
+    letters: tuple[_Letter, ...]  # the manifest's letters with something to check on these pages
     envelope: EnvelopeProfile
     layout: MarkLayout
     zone: Rect | None
     unplanned: bool  # no manifest: read every page's mark and window for the file-wide judgement
+    checks_pages: bool = True  # False: only the letters' checks, for letters met after the pages were checked
+
+
+@dataclass
+class _JobResult:
+    """What a job found: problems only (clean pages cost nothing), and, without a manifest,
+    what the file-wide judgement needs from its pages."""
+
+    file: int
+    problems: list[tuple[tuple, Problem]] = field(default_factory=list)
+    marked: bool = False  # a DataMatrix mark was read on some page
+    first_found: bool = False  # some page's mark says it is the first sheet of a letter
+    page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)  # used when no mark says so
+
+
+@dataclass
+class _FileCheck:
+    """One file's check as the manifest's letters pass: its jobs are handed out as soon as no
+    letter still to come should need their pages, and only its problems are kept."""
+
+    position: int
+    path: Path
+    expected: _Expected | None
+    envelope: EnvelopeProfile
+    layout: MarkLayout
+    zone: Rect | None
+    page_count: int
+    unreadable: str | None = None
+    tree_problems: list[tuple[tuple, str]] = field(default_factory=list)
+    problems: list[tuple[tuple, Problem]] = field(default_factory=list)
+    letters_read: int = 0
+    next_page: int = 1
+    handed_out: int = 0  # jobs handed out, in page order
+    waiting: dict[int, list[_Letter]] = field(default_factory=dict)  # by job: letters on its pages, read so far
+    late: list[_Letter] = field(default_factory=list)  # letters met after a job with their pages was handed out
+    marked: bool = False
+    first_found: bool = False
+    page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for key, detail in self.tree_problems:
+            self.add(key, None, Code.UNREADABLE, detail)
+        if self.unreadable is not None:
+            self.add((_FILE, -1), None, Code.UNREADABLE, self.unreadable)
+        elif self.expected is not None and self.expected.pages not in (None, self.page_count):
+            self.add((_FILE, -1), None, Code.PAGE_COUNT,
+                     f"the file has {self.page_count} pages; the manifest says {self.expected.pages}")
+
+    def add(self, key: tuple, page: int | None, code: Code, detail: str) -> None:
+        self.problems.append((key, Problem(self.path.name, page, code, detail)))
+
+    @property
+    def reads_letters(self) -> bool:
+        return self.unreadable is None and self.expected is not None
+
+    def read(self, entry: Mapping[str, Any], size: int) -> Iterator[_Job]:
+        """Take the manifest's next letter for this file; give the jobs it shows to be complete."""
+        letter = self._plan(entry)
+        if letter is None:
+            return
+        low, high = letter.span()
+        low, high = max(low, 1), min(high, self.page_count)
+        if low > high:
+            return
+        first_job, last_job = (low - 1) // size, (high - 1) // size
+        if first_job < self.handed_out:  # out of page order: checked once every job has been
+            self.late.append(letter)
+            return
+        yield from self.hand_out(first_job, size)
+        for number in range(first_job, last_job + 1):
+            self.waiting.setdefault(number, []).append(letter)
+
+    def _plan(self, entry: Mapping[str, Any]) -> _Letter | None:
+        assert self.expected is not None
+        index, pages = self.letters_read, self.page_count
+        self.letters_read += 1
+        first, count, piece = entry["first_page"], entry["page_count"], entry["piece_id"]
+        sheets = entry.get("sheet_count", count)
+        printed = 2 * sheets if self.expected.duplex else count
+        if first != self.next_page:
+            self.add((_FILE, index, _START), first, Code.PAGE_COUNT,
+                     f"piece {piece} starts on page {first}; after the letter before it, it should start on page "
+                     f"{self.next_page}")
+        self.next_page = first + printed
+        if first + printed - 1 > pages:
+            self.add((_FILE, index, _BEYOND), None, Code.PAGE_COUNT,
+                     f"piece {piece} needs pages {first}-{first + printed - 1}; the file has {pages}")
+            return None
+        step = 2 if self.expected.duplex else 1
+        fronts = zip((first + step * n for n in range(sheets)), entry.get("marks", []), strict=False)
+        return _Letter(index, piece, first, count, printed, (entry["name"], *entry["address_lines"]), tuple(fronts))
+
+    def finish_letters(self) -> None:
+        if self.reads_letters and self.letters_read and self.next_page - 1 != self.page_count:
+            self.add((_LAST,), None, Code.PAGE_COUNT,
+                     f"the manifest's letters fill {self.next_page - 1} pages; the file has {self.page_count}")
+
+    def jobs(self, size: int) -> int:
+        return -(-self.page_count // size)
+
+    def hand_out(self, until: int, size: int) -> Iterator[_Job]:
+        """Jobs up to (not including) number `until`, with the letters waiting for their pages."""
+        while self.handed_out < min(until, self.jobs(size)):
+            number = self.handed_out
+            self.handed_out += 1
+            first, last = number * size + 1, min((number + 1) * size, self.page_count)
+            yield self._job(first, last, tuple(self.waiting.pop(number, ())))
+
+    def late_jobs(self, size: int) -> list[_Job]:
+        """Jobs that check the late letters alone, on the pages of one job each."""
+        spans = [(letter, letter.span()) for letter in self.late]
+        numbers = sorted({n for _, (low, high) in spans
+                          for n in range((max(low, 1) - 1) // size, (min(high, self.page_count) - 1) // size + 1)})
+        jobs = []
+        for number in numbers:
+            first, last = number * size + 1, min((number + 1) * size, self.page_count)
+            letters = [(letter, low, high) for letter, (low, high) in spans if low <= last and high >= first]
+            first, last = max(first, min(low for _, low, _ in letters)), min(last, max(high for _, _, high in letters))
+            jobs.append(self._job(first, last, tuple(letter for letter, _, _ in letters), checks_pages=False))
+        return jobs
+
+    def _job(self, first: int, last: int, letters: tuple[_Letter, ...], checks_pages: bool = True) -> _Job:
+        return _Job(self.position, self.path, first, last, letters, self.envelope, self.layout, self.zone,
+                    self.expected is None, checks_pages)
+
+    def take(self, result: _JobResult) -> None:
+        self.problems.extend(result.problems)
+        self.marked |= result.marked
+        self.first_found |= result.first_found
+        self.page_one_window.extend(result.page_one_window)
+
+    def problems_in_order(self) -> list[Problem]:
+        found = list(self.problems)
+        if self.expected is None and self.page_count:
+            found.extend(self._judge_without_manifest())
+        found.sort(key=lambda item: item[0])
+        # what two jobs read both (a late letter's page, a page tree node above both) is reported once
+        return [problem for n, (key, problem) in enumerate(found)
+                if not (n and (key[0] == _PAGE or key[:3] == (_FILE, -1, 1)) and key == found[n - 1][0])]
+
+    def _judge_without_manifest(self) -> list[tuple[tuple, Problem]]:
+        """A customer's file: first pages are those whose mark says sheet 1 (or page 1 when none does);
+        the jobs judged each page's mark and kept the window's problems of first pages."""
+        found = []
+        if self.layout.kind is MarkKind.DATAMATRIX and not self.marked:
+            found.append(((_FILE, 0), Problem(self.path.name, None, Code.MARK_MISSING,
+                                              "no DataMatrix separation mark found on any page")))
+        if not self.first_found:
+            found.extend(self.page_one_window)
+        return found
+
+
+class _JobStream:
+    """Every file's jobs, planned as the manifest's letters are read; its length is known before."""
+
+    def __init__(self, files: Sequence[_FileCheck], letters: Iterator[Mapping[str, Any]], size: int) -> None:
+        self._files = files
+        self._letters = letters
+        self._size = size
+
+    def __len__(self) -> int:
+        return sum(f.jobs(self._size) for f in self._files)
+
+    def __iter__(self) -> Iterator[_Job]:
+        readers: dict[str, list[_FileCheck]] = {}
+        for f in self._files:
+            if f.reads_letters:
+                readers.setdefault(f.path.name, []).append(f)
+        for entry in self._letters:
+            for f in readers.get(entry["file"], ()):
+                yield from f.read(entry, self._size)
+        for f in self._files:
+            f.finish_letters()
+            yield from f.hand_out(f.jobs(self._size), self._size)
+
+
+# -- sharing pages out ----------------------------------------------------------------------
 
 
 @dataclass
@@ -278,50 +471,70 @@ class _PageResult:
         self.problems.append((key, Problem(self.file, self.number, code, detail)))
 
 
-def _pages_per_job(plans: Sequence[_FilePlan], workers: int) -> int:
-    total = max(sum(plan.page_count for plan in plans), 1)
+def _pages_per_job(total: int, workers: int) -> int:
+    """Pages a job: enough jobs for every process, none bigger than a job's memory allows."""
+    total = max(total, 1)
     processes = min(workers, total // _MIN_PAGES_PER_JOB)
-    return min(math.ceil(total / processes), _MAX_PAGES_PER_JOB) if processes > 1 else total
+    return min(math.ceil(total / processes) if processes > 1 else total, _MAX_PAGES_PER_JOB)
 
 
-def _jobs(plan: _FilePlan, size: int) -> list[_Job]:
-    jobs = []
-    for first in range(1, plan.page_count + 1, size):
-        last = min(first + size - 1, plan.page_count)
-        tasks = {page: plan.tasks[page] for page in range(first, last + 1) if page in plan.tasks}
-        jobs.append(_Job(plan.path, first, last, tasks, plan.envelope, plan.layout, plan.zone, plan.expected is None))
-    return jobs
-
-
-def _run(jobs: Sequence[_Job], workers: int) -> list[dict[int, _PageResult]]:
+def _run(jobs: Sequence[_Job] | _JobStream, workers: int) -> Iterator[_JobResult]:
+    """Each job's result, in the order of the jobs. A job is taken from `jobs` when a process is
+    free for it (with one more waiting a process), so few are planned ahead of the checking."""
     if workers <= 1 or len(jobs) <= 1:
-        return [_check_pages(job) for job in jobs]
+        return map(_check_pages, jobs)
+    return _in_processes(jobs, min(workers, len(jobs)))
+
+
+def _in_processes(jobs: Iterable[_Job], processes: int) -> Iterator[_JobResult]:
     # spawn, not fork: the caller may have threads (a progress bar, an HTTP client) a fork would copy mid-step
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        return list(pool.map(_check_pages, jobs))
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        submitted: deque[Future[_JobResult]] = deque()
+        for job in jobs:
+            submitted.append(pool.submit(_check_pages, job))
+            if len(submitted) >= 2 * processes:
+                yield submitted.popleft().result()
+        while submitted:
+            yield submitted.popleft().result()
 
 
 # -- one job's pages ------------------------------------------------------------------------
 
 
-def _check_pages(job: _Job) -> dict[int, _PageResult]:
-    results = {}
+def _check_pages(job: _Job) -> _JobResult:
+    result = _JobResult(job.file)
     numbers = range(job.first, job.last + 1)
+    tasks: dict[int, list[_Task]] = {}
+    for letter in job.letters:
+        for number, task in letter.tasks(numbers):
+            tasks.setdefault(number, []).append(task)
     with PdfPages(job.path, numbers) as pdf:  # read from an excerpt of these pages: memory as for them alone
         for number in numbers:
-            result = _PageResult(job.path.name, number)
-            try:
-                words = _check_page(pdf, number, job.envelope, job.zone, result.add)
-                for task in job.tasks.get(number, ()):
-                    _check_task(pdf, number, task, words, job, result.add)
-                if job.unplanned:
-                    _read_unplanned(pdf, number, words, job, result)
-            except Exception as exc:  # a page the parsers fail on is a page the print room cannot print
-                result.add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
-            if result.problems or result.mark or result.window:  # a big job's clean pages cost no memory
-                results[number] = result
-    return results
+            if job.checks_pages or number in tasks:
+                _check_one(pdf, number, tasks.get(number, ()), job, result)
+        for key, detail in _tree_problems(pdf):
+            result.problems.append((key, Problem(job.path.name, None, Code.UNREADABLE, detail)))
+    return result
+
+
+def _check_one(pdf: PdfPages, number: int, tasks: Sequence[_Task], job: _Job, result: _JobResult) -> None:
+    page = _PageResult(job.path.name, number)
+    try:
+        words = _check_page(pdf, number, job.envelope, job.zone, page.add if job.checks_pages else _ignore)
+        for task in tasks:
+            _check_task(pdf, number, task, words, job, page.add)
+        if job.unplanned:
+            _read_unplanned(pdf, number, words, job, page)
+    except Exception as exc:  # a page the parsers fail on is a page the print room cannot print
+        page.add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
+    result.problems.extend(page.problems)
+    if job.unplanned:
+        _judge_unplanned(page, result)
+
+
+def _ignore(*_: object) -> None:
+    pass
 
 
 def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rect | None, add) -> list[Word]:
@@ -377,24 +590,19 @@ def _read_unplanned(pdf: PdfPages, number: int, words: list[Word], job: _Job, re
         result.window.append(((_FILE, 2, number, n), Problem(job.path.name, number, code, detail)))
 
 
-def _judge_without_manifest(plan: _FilePlan, facts: Mapping[int, _PageResult]) -> list[tuple[tuple, Problem]]:
-    """A customer's file: first pages are those whose mark says sheet 1 (or page 1 when unmarked)."""
-    found = []
-    firsts = [1]
-    if plan.layout.kind is MarkKind.DATAMATRIX:
-        marked = {n: facts[n].mark for n in sorted(facts) if facts[n].mark}
-        if not marked:
-            found.append(((_FILE, 0), Problem(plan.path.name, None, Code.MARK_MISSING,
-                                              "no DataMatrix separation mark found on any page")))
-        for n, payload in marked.items():
-            if not marks.payload_is_consistent(payload):
-                found.append(((_FILE, 1, n), Problem(plan.path.name, n, Code.MARK_MISMATCH,
-                                                     f"mark {payload!r} fails its check character")))
-        firsts = [n for n, p in marked.items() if " 01/" in p] or [1]
-    for first in firsts:
-        if first in facts:
-            found.extend(facts[first].window)
-    return found
+def _judge_unplanned(page: _PageResult, result: _JobResult) -> None:
+    """Without a manifest, what the file-wide judgement needs of a page: whether it is marked, its mark's
+    problem, and its window's problems if its mark says it is a letter's first sheet (or it is page 1)."""
+    if page.mark:
+        result.marked = True
+        if not marks.payload_is_consistent(page.mark):
+            result.problems.append(((_FILE, 1, page.number), Problem(page.file, page.number, Code.MARK_MISMATCH,
+                                                                     f"mark {page.mark!r} fails its check character")))
+        if " 01/" in page.mark:
+            result.first_found = True
+            result.problems.extend(page.window)
+    if page.number == 1:
+        result.page_one_window = page.window
 
 
 def _address_problems(words: Sequence[Word], number: int, envelope: EnvelopeProfile,

@@ -2,16 +2,19 @@
 
 `manifest.json` and `manifest.csv` go to the mail house: no codes, no NHS
 numbers. `exceptions.csv` goes back to the customer to fix their data.
+`manifest.json` is read back (by the preflight) a letter at a time, as it is written.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import ijson
 
 from .files import atomic_writer
 from .journal import PieceRecord
@@ -117,6 +120,28 @@ def stream_manifest(out_dir: Path, job: dict[str, Any], letters: Iterable[dict[s
 
 
 _ENTRY_INDENT = " " * 4  # a letter sits two levels deep: in the manifest, in its `letters` list
+
+
+def read_manifest_job(path: Path) -> dict[str, Any]:
+    """The `job` record of the manifest at `path`, read without the letters after it.
+    Raises ValueError when the file is not JSON or has no `job`."""
+    for job in _items(path, "job"):
+        return job
+    raise ValueError(f"{path.name} has no job record")
+
+
+def iter_manifest_letters(path: Path) -> Iterator[dict[str, Any]]:
+    """The manifest's letters one at a time, each as `json.load` gives it: a job's worth of
+    letters is never held at once. Raises ValueError, as far as it has read, on a file that is not JSON."""
+    yield from _items(path, "letters.item")
+
+
+def _items(path: Path, prefix: str) -> Iterator[Any]:
+    with path.open("rb") as handle:
+        try:
+            yield from ijson.items(handle, prefix, use_float=True)  # floats as json gives them, not Decimal
+        except ijson.JSONError as exc:
+            raise ValueError(f"{path.name} is not valid JSON: {exc}") from exc
 
 
 def write_exceptions_csv(out_dir: Path, exclusions: Iterable[Exclusion]) -> None:

@@ -67,20 +67,22 @@ class Word:
         return f"{self.text!r} at ({self.rect.left:.1f}, {self.rect.top:.1f}) mm"
 
 
-def _cut_excerpt(path: Path, pages: range) -> tuple[bytes, int] | None:
-    """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), and the file's page count;
-    None, logged, when qpdf cannot read them on their own. The file is opened for this alone and
-    closed at once: qpdf keeps every object it parses, and the cross-reference table, until then."""
+def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tuple[int, int], str]]:
+    """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), the file's page count, and what
+    the page tree's nodes on the way to them say wrongly of their pages; None for the excerpt, logged,
+    when qpdf cannot read the pages on their own. The file is opened for this alone and closed at once:
+    qpdf keeps every object it parses, and the cross-reference table, until then."""
     with pikepdf.open(path, inherit_page_attributes=False) as pdf:
         tree = _PageTree(pdf.Root.Pages)
         if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > tree.count:
             raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {tree.count} pages")
         try:
-            return excerpt(pdf, [tree.page(number) for number in pages]), tree.count
+            data = excerpt(pdf, [tree.page(number) for number in pages])
         except Exception as exc:  # something qpdf cannot read: the file is read whole, as before
             logger.warning("pages %d-%d of %s cannot be read on their own (%s); reading the whole file",
                            pages.start, pages.stop - 1, path.name, exc)
-            return None
+            data = None
+        return data, tree.count, tree.disagreements
 
 
 class PdfPages:
@@ -91,8 +93,9 @@ class PdfPages:
     (`_cut_excerpt`), not the file: what they hold then depends on those pages alone."""
 
     def __init__(self, path: Path, pages: range | None = None) -> None:
-        cut = None if pages is None else _cut_excerpt(path, pages)
-        data = None if cut is None else cut[0]
+        data, count, self._cut_disagreements = None, 0, {}
+        if pages is not None:
+            data, count, self._cut_disagreements = _cut_excerpt(path, pages)
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
         self._pdf = pikepdf.open(path if data is None else io.BytesIO(data), inherit_page_attributes=False)
         try:
@@ -101,14 +104,20 @@ class PdfPages:
         except Exception:
             self._pdf.close()
             raise
-        self._count = self._tree.count if cut is None else cut[1]
-        self._pages = range(1, self._count + 1) if cut is None else pages  # the pages read, numbered as in the file
+        self._count = self._tree.count if data is None else count
+        self._pages = range(1, self._count + 1) if data is None or pages is None else pages  # numbered as in the file
         self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def page_tree_disagreements(self) -> dict[tuple[int, int], str]:
+        """Page tree nodes met so far whose /Count is not the pages under them, by object: readers that
+        count and readers that walk the /Kids (as qpdf, PDFium and most printers do) find different pages."""
+        return {**self._cut_disagreements, **self._tree.disagreements}
 
     @property
     def pages_read(self) -> int:
@@ -290,11 +299,13 @@ class PdfPages:
 
 class _PageTree:
     """Pages by number (from 1), found by the nodes' /Count; the nodes on the last page's path are kept,
-    so reading pages in order parses each node once."""
+    so reading pages in order parses each node once. Each node met is checked against its kids: a /Count
+    that is not the pages under a node would have pages found at the wrong place, or not at all."""
 
     def __init__(self, root: pikepdf.Dictionary) -> None:
         self._root = root
         self._path: list[_Kids] = []  # the kids of each node from the root down to the last page's parent
+        self.disagreements: dict[tuple[int, int], str] = {}
         self.count = self._kids(root, 0).count
 
     def page(self, number: int) -> pikepdf.Dictionary:
@@ -313,8 +324,7 @@ class _PageTree:
             node, first = kid, kids.starts[position]
         raise ValueError(f"the page tree is more than {_MAX_TREE_DEPTH} levels deep")
 
-    @staticmethod
-    def _kids(node: pikepdf.Dictionary, first: int) -> _Kids:
+    def _kids(self, node: pikepdf.Dictionary, first: int) -> _Kids:
         kids, starts, nodes = [], [], []
         at = first
         for kid in node.get("/Kids", ()):
@@ -322,8 +332,18 @@ class _PageTree:
             kids.append(kid)
             starts.append(at)
             nodes.append(is_node)
-            at += max(int(kid.get("/Count", 0)), 0) if is_node else 1
+            count = max(int(kid.get("/Count", 0)), 0) if is_node else 1
+            if is_node and count == 0 and len(kid.Kids):  # no page number leads into it: checked here
+                self._disagree(kid, f"says it has no pages, but has {len(kid.Kids)} kid(s)")
+            at += count
+        claimed = node.get("/Count")
+        if claimed is not None and int(claimed) != at - first:
+            self._disagree(node, f"says it has {int(claimed)} page(s); its kids add up to {at - first}")
         return _Kids(node, first, kids, starts, nodes, at - first)
+
+    def _disagree(self, node: pikepdf.Dictionary, detail: str) -> None:
+        number, generation = node.objgen
+        self.disagreements[node.objgen] = f"page tree node {number} {generation} R {detail}"
 
 
 @dataclass
