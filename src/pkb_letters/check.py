@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -127,10 +127,12 @@ def check_files(
     layout: MarkLayout | None = None,
     *,
     workers: int = 1,
+    advance: Callable[[int], None] = lambda pages: None,
 ) -> Report:
     """Check every page of every file. `workers` > 1 spreads the pages over that many processes
     (for jobs big enough to pay for starting them); they are spawned, so a script that asks for
     them must call this under ``if __name__ == "__main__":``, as multiprocessing requires.
+    `advance` is told, on this thread, how many pages each finished job checked.
 
     The manifest's letters are read one at a time and the pages checked a job at a time as they
     pass, so what this process holds depends on a job's pages and on the problems found, not on
@@ -146,6 +148,7 @@ def check_files(
     letters = _manifest_letters(manifest) if job is not None else iter(())
     for result in _run(_JobStream(files, letters, size), workers):
         files[result.file].take(result)
+        advance(result.pages)
     late = [late_job for f in files for late_job in f.late_jobs(size)]
     for result in _run(late, workers) if late else ():
         files[result.file].take(result)
@@ -289,6 +292,7 @@ class _JobResult:
     what the file-wide judgement needs from its pages."""
 
     file: int
+    pages: int = 0  # pages it checked in full (not counting a late letter's checks)
     problems: list[tuple[tuple, Problem]] = field(default_factory=list)
     marked: bool = False  # a DataMatrix mark was read on some page
     first_found: bool = False  # some page's mark says it is the first sheet of a letter
@@ -503,8 +507,8 @@ def _in_processes(jobs: Iterable[_Job], processes: int) -> Iterator[_JobResult]:
 
 
 def _check_pages(job: _Job) -> _JobResult:
-    result = _JobResult(job.file)
     numbers = range(job.first, job.last + 1)
+    result = _JobResult(job.file, pages=len(numbers) if job.checks_pages else 0)
     tasks: dict[int, list[_Task]] = {}
     for letter in job.letters:
         for number, task in letter.tasks(numbers):
