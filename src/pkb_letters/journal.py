@@ -21,8 +21,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 
 from .errors import PkbLettersError
@@ -200,12 +201,19 @@ class Journal:
         return {row["key"]: row["value"] for row in self._db.execute("SELECT key, value FROM settings")}
 
     # -- intake -----------------------------------------------------------
-    def record_intake(self, patients: Iterable[PatientRow], exclusions: Iterable[Exclusion]) -> None:
-        """All rows of the list at once: a crash leaves either every row or none."""
+    def record_intake_rows(self, rows: Iterable[PatientRow | Exclusion]) -> tuple[int, int]:
+        """The list's rows as intake checks them, in input order and in one transaction (a crash leaves
+        every row or none), written `PAGE_ROWS` at a time; gives (rows, excluded)."""
+        total = excluded = 0
+        todo = iter(rows)
         with self._db:
-            self._insert_patients(patients)
-            self._insert_exclusions(exclusions)
+            while page := list(islice(todo, PAGE_ROWS)):
+                exclusions = [row for row in page if isinstance(row, Exclusion)]
+                self._insert_patients(row for row in page if isinstance(row, PatientRow))
+                self._insert_exclusions(exclusions)
+                total, excluded = total + len(page), excluded + len(exclusions)
             self._mark_done("intake")
+        return total, excluded
 
     def add_patients(self, patients: Iterable[PatientRow]) -> None:
         with self._db:
@@ -682,9 +690,14 @@ def _codes(row: sqlite3.Row) -> CodePair:
 
 
 def _patient_json(patient: PatientRow) -> str:
-    data = asdict(patient)
+    # not dataclasses.asdict: it deep-copies every value, and the tuple of fields it makes for each row
+    # lands on CPython's free list, which then holds up to 2,000 of them for the rest of the job
+    data = {name: getattr(patient, name) for name in _PATIENT_FIELDS}
     data["date_of_birth"] = patient.date_of_birth.isoformat() if patient.date_of_birth else None
     return json.dumps(data, ensure_ascii=False)
+
+
+_PATIENT_FIELDS = tuple(f.name for f in fields(PatientRow))
 
 
 def _patient_from_json(text: str) -> PatientRow:

@@ -31,7 +31,7 @@ from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
-from .intake import IntakeResult, read_patient_list
+from .intake import PatientList, open_patient_list
 from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
 from .manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from .pkb import PkbClient
@@ -106,7 +106,7 @@ def run_job(
 def _run_stages(
     journal: Journal, job: dict[str, str], settings: JobSettings, connection: PkbConnection,
     template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
-    today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
+    today: Callable[[], dt.date], resumed: bool, intake: PatientList | None,
 ) -> JobSummary:
     spec = render_spec(template, settings, options, job["id"])
     renderer = spec.renderer()
@@ -260,13 +260,15 @@ def _start(
     return job
 
 
-def _read_list(settings: JobSettings) -> IntakeResult:
-    return read_patient_list(settings.patients, international=settings.rules.international_post)
+def _read_list(settings: JobSettings) -> PatientList:
+    """The list, refused now if the file cannot be used; its rows are read when they are recorded."""
+    return open_patient_list(settings.patients, international=settings.rules.international_post)
 
 
-def _record_intake(journal: Journal, result: IntakeResult) -> None:
-    journal.record_intake(result.patients, result.exclusions)
-    logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
+def _record_intake(journal: Journal, patient_list: PatientList) -> None:
+    with patient_list:
+        rows, excluded = journal.record_intake_rows(patient_list.rows())
+    logger.info("intake: %d rows, %d excluded", rows, excluded)
 
 
 def _check_addresses(
