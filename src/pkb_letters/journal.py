@@ -498,6 +498,18 @@ class Journal:
         )
         return [_patient_from_json(row["patient"]) for row in rows]
 
+    def iter_patients_at(self, stage: Stage) -> Iterator[PatientRow]:
+        """Patients at `stage` in input order, a page at a time; one moved on while this is read is not
+        given again (each page starts after the last row of the one before)."""
+        for r in self._pages("SELECT input_row, patient FROM rows WHERE stage = ?", (stage,), ("input_row",)):
+            yield _patient_from_json(r["patient"])
+
+    def iter_eligible(self) -> Iterator[Eligible]:
+        """`eligible()` a page at a time."""
+        query = "SELECT input_row, patient, pkb_id FROM rows WHERE stage = ?"
+        for r in self._pages(query, (Stage.ELIGIBLE,), ("input_row",)):
+            yield Eligible(_patient_from_json(r["patient"]), r["pkb_id"])
+
     def eligible(self) -> list[Eligible]:
         rows = self._db.execute(
             "SELECT patient, pkb_id FROM rows WHERE stage = ? ORDER BY input_row", (Stage.ELIGIBLE,)

@@ -40,7 +40,7 @@ from .printing import PrintOptions
 from .progress import NoProgress, Progress
 from .records import CodePair, Eligible, Exclusion, Letter, PlacedLetter
 from .render import ChunkRenderer, LetterTemplate, RenderSpec
-from .validate import address_fit_exclusions
+from .validate import fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
@@ -116,7 +116,7 @@ def _run_stages(
     if not journal.is_done("address-fit"):
         with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)) as advance:
             _check_addresses(journal, renderer, settings.workers, advance)
-        renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
+        renderer.preflight(journal.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops here
         journal.mark_done("address-fit")
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:
@@ -275,10 +275,13 @@ def _check_addresses(
     journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]
 ) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ), workers, advance)
-    for problem in problems:
-        journal.exclude(problem.input_row, problem.reason, problem.detail)
-    logger.info("address fit: %d blocks would not print", len(problems))
+    patients, count = journal.iter_patients_at(Stage.READ), journal.count_at(Stage.READ)
+    misfits = 0
+    for problems in fit_exclusions(renderer, patients, count, workers, advance):
+        for problem in problems:
+            journal.exclude(problem.input_row, problem.reason, problem.detail)
+        misfits += len(problems)
+    logger.info("address fit: %d blocks would not print", misfits)
 
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
