@@ -455,6 +455,14 @@ class Journal:
             return None, True
         return _codes(row), False
 
+    def eligible_with_carried_codes(self) -> Iterator[tuple[int, str]]:
+        """(input row, NHS number) of eligible rows whose number the replaced job asked codes for, a page
+        at a time; a row that takes its pair while this is read is not given again."""
+        query = ("SELECT rows.input_row, rows.nhs_number FROM rows JOIN carried_codes"
+                 " ON carried_codes.nhs_number = rows.nhs_number WHERE rows.stage = ?")
+        for r in self._pages(query, (Stage.ELIGIBLE,), ("rows.input_row",)):
+            yield r["input_row"], r["nhs_number"]
+
     def mark_lost_response_from_previous_job(self, input_row: int) -> None:
         """The replaced job asked for this patient's codes and never saw an answer."""
         with self._db:
@@ -492,12 +500,6 @@ class Journal:
         }
 
     # -- reading back -----------------------------------------------------
-    def patients_at(self, stage: Stage) -> list[PatientRow]:
-        rows = self._db.execute(
-            "SELECT patient FROM rows WHERE stage = ? ORDER BY input_row", (stage,)
-        )
-        return [_patient_from_json(row["patient"]) for row in rows]
-
     def iter_patients_at(self, stage: Stage) -> Iterator[PatientRow]:
         """Patients at `stage` in input order, a page at a time; one moved on while this is read is not
         given again (each page starts after the last row of the one before)."""

@@ -38,7 +38,7 @@ from .pkb import PkbClient
 from .printfile import Finishing, Piece, PlacedPiece, PrintFile, pieces_from_placements, stream_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
-from .records import CodePair, Eligible, Exclusion, Letter, PlacedLetter
+from .records import CodePair, Exclusion, Letter, PlacedLetter
 from .render import ChunkRenderer, LetterTemplate, RenderSpec
 from .validate import fit_exclusions
 
@@ -285,51 +285,50 @@ def _check_addresses(
 
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    patients = journal.patients_at(Stage.READ)
-    if not patients:
+    to_ask = journal.count_at(Stage.READ)
+    if not to_ask:
         return
-    with progress.stage("resolve", len(patients)) as advance:
+    patients = journal.iter_patients_at(Stage.READ)  # a page at a time, as they are asked about
+    with progress.stage("resolve", to_ask) as advance:
         if settings.api == "fhir":
             resolve.resolve_fhir(patients, client, settings.letter.date, journal.record_decisions, advance)
         else:
             resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
                                  check_postcode=settings.rules.postcode_check)
-    logger.info("resolve: %d patients asked, %d eligible", len(patients), journal.count_at(Stage.ELIGIBLE))
+    logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.count_at(Stage.ELIGIBLE))
 
 
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    eligible = _take_carried_codes(journal, journal.eligible())
-    if not eligible:
+    _take_carried_codes(journal)
+    to_ask = journal.count_at(Stage.ELIGIBLE)
+    if not to_ask:
         return
+    eligible = journal.iter_eligible()  # a page at a time, as they are asked for
 
     def record(results: list[tokens.Issued]) -> None:
         pairs = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, CodePair)]
         refusals = [outcome for _, outcome in results if isinstance(outcome, Exclusion)]
         journal.record_issued(pairs, refusals)
 
-    with progress.stage("codes", len(eligible)) as advance:
+    with progress.stage("codes", to_ask) as advance:
         if settings.api == "fhir":
             tokens.issue_fhir(eligible, client, journal, record, advance)
         else:
             tokens.issue_rest(eligible, client, journal, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
                               failure_limit=settings.failure_limit)
-    logger.info("codes: %d asked, %d pairs held", len(eligible), journal.count_at(Stage.CODED))
+    logger.info("codes: %d asked, %d pairs held", to_ask, journal.count_at(Stage.CODED))
 
 
-def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[Eligible]:
+def _take_carried_codes(journal: Journal) -> None:
     """After a restart: patients the replaced job already holds a pair for get that pair, not a new one."""
-    still_to_ask = []
-    for item in eligible:
-        codes, uncertain = journal.carried_codes(item.patient.nhs_number)
+    for input_row, nhs_number in journal.eligible_with_carried_codes():
+        codes, uncertain = journal.carried_codes(nhs_number)
         if codes is not None:
-            journal.take_carried_codes(item.patient.input_row, codes)
-            continue
-        if uncertain:
-            journal.mark_lost_response_from_previous_job(item.patient.input_row)
-        still_to_ask.append(item)
-    return still_to_ask
+            journal.take_carried_codes(input_row, codes)
+        elif uncertain:
+            journal.mark_lost_response_from_previous_job(input_row)
 
 
 def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date) -> int:
