@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from itertools import islice
 from typing import Generic, TypeVar
 
 from .errors import PkbApiError, PkbAuthError, PkbOutcomeUnknown, PkbUnavailable
@@ -99,6 +100,13 @@ def isolate_failures(
         raise PkbUnavailable(f"PKB failed every request for a batch of {len(batch)} (last: {tree.last_error})",
                              processed=None)
     yield from failures
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last may be shorter), taken from the iterable as each is asked for."""
+    todo = iter(items)
+    while batch := list(islice(todo, size)):
+        yield batch
 
 
 class ConsecutiveFailures:

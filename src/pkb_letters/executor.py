@@ -17,9 +17,9 @@ import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from itertools import repeat
 from typing import Protocol
 
+from .batching import batched
 from .errors import TemplateError
 from .records import CodePair, PatientRow
 from .render import FIT_BATCH, ChunkOutcome, ChunkRenderer, ChunkTask, Misfit, RenderSpec, fit_batch, render_chunk
@@ -119,21 +119,35 @@ def _renumbered(executor: ChunkExecutor, pending, first_sequence: int) -> deque:
 
 def check_addresses(
     renderer: ChunkRenderer, patients: Sequence[PatientRow], workers: int = 1,
-    advance: Callable[[int], None] = lambda done: None, batch_size: int = FIT_BATCH,
+    advance: Callable[[int], None] = lambda done: None, batch_size: int | None = None,
 ) -> dict[int, Misfit | TemplateError]:
     """The address fit of every patient (`ChunkRenderer.check_addresses`), batch by batch, in
     `workers` processes for a long list. The same answers either way; `advance` hears each batch."""
-    batches = [patients[start:start + batch_size] for start in range(0, len(patients), batch_size)]
+    size = batch_size or FIT_BATCH
     problems: dict[int, Misfit | TemplateError] = {}
-    if workers <= 1 or len(batches) < _MIN_FIT_BATCHES_FOR_WORKERS:
-        _collect(problems, batches, map(renderer.check_addresses, batches), advance)
-        return problems
-    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        _collect(problems, batches, pool.map(fit_batch, repeat(renderer.fit_spec), batches), advance)
+    for batch, found in fit_batches(renderer, batched(patients, size), workers, -(-len(patients) // size)):
+        problems.update(found)
+        advance(len(batch))
     return problems
 
 
-def _collect(problems: dict, batches: Sequence[Sequence], answers: Iterable[dict], advance: Callable[[int], None]):
-    for batch, found in zip(batches, answers, strict=True):
-        problems.update(found)
-        advance(len(batch))
+def fit_batches(
+    renderer: ChunkRenderer, batches: Iterable[Sequence[PatientRow]], workers: int, batch_count: int
+) -> Iterator[tuple[Sequence[PatientRow], dict[int, Misfit | TemplateError]]]:
+    """Each batch with its address fit, in order, taken from `batches` as the fit goes: in `workers`
+    processes when there are `_MIN_FIT_BATCHES_FOR_WORKERS` or more, at most two a worker out at once."""
+    if workers <= 1 or batch_count < _MIN_FIT_BATCHES_FOR_WORKERS:
+        for batch in batches:
+            yield batch, renderer.check_addresses(batch)
+        return
+    workers = min(workers, batch_count)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        todo = iter(batches)
+        pending: deque[tuple[Sequence[PatientRow], Future]] = deque()
+        while True:
+            while len(pending) < 2 * workers and (batch := next(todo, None)) is not None:
+                pending.append((batch, pool.submit(fit_batch, renderer.fit_spec, batch)))
+            if not pending:
+                return
+            batch, future = pending.popleft()
+            yield batch, future.result()

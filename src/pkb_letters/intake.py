@@ -6,17 +6,24 @@ aliases PKB's "Add many patients" file and common exports use. The encoding
 a file that is neither encoding is refused. Every cell is text. Each non-blank
 record becomes exactly one `PatientRow` or one `Exclusion`, and a patient
 marked deceased in any row gets a `PatientRow` from none.
+
+The file is read a block at a time, never held whole: once to find its encoding, once
+to find which NHS numbers are marked deceased and which row has each number first (kept
+in a temporary SQLite file, not in memory), and once more to check the rows in order.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import io
+import os
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from . import nhs_number
 from .address import INVALID_FIRST_CHARACTERS, AddressRejected, invalid_first_character, normalise_address
@@ -52,6 +59,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _ZIP_MAGIC = b"PK\x03\x04"  # .xlsx and .ods workbooks are zip files
 _CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # never in a text CSV; tab, CR, LF are fine
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # the five bytes Windows-1252 leaves undefined
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
@@ -79,90 +87,226 @@ def read_patient_list(path: Path, *, international: bool = False) -> IntakeResul
 
     `international` lets addresses abroad through (the last line must name the country);
     otherwise they are excluded as `address-international`."""
-    text, encoding = _decode(path)
-    delimiter = _delimiter(text)
-    records = _records(text, path, delimiter)
-    _, header = next(records, (0, []))
-    columns = _map_columns(header, path)
-    result = IntakeResult(encoding=encoding, delimiter=delimiter)
-    rows = list(records)
-    checks = _RowChecks(columns, _marked_deceased(columns, rows), international)
-    for line, cells in rows:
-        outcome = checks.check(line, cells)
-        if isinstance(outcome, PatientRow):
-            result.patients.append(outcome)
-        else:
-            result.exclusions.append(outcome)
+    with open_patient_list(path, international=international) as patient_list:
+        result = IntakeResult(encoding=patient_list.encoding, delimiter=patient_list.delimiter)
+        for outcome in patient_list.rows():
+            if isinstance(outcome, PatientRow):
+                result.patients.append(outcome)
+            else:
+                result.exclusions.append(outcome)
     return result
 
 
-def _decode(path: Path) -> tuple[str, str]:
+def open_patient_list(path: Path, *, international: bool = False) -> PatientList:
+    """The list with every file-level check made (encoding, header, CSV syntax), so that a file
+    that cannot be used is refused now; its rows are checked as `PatientList.rows` gives them."""
+    read_as = _detect_encoding(path)
+    with _open_text(path, read_as) as handle:
+        delimiter = _delimiter(_first_line(handle))
+    with _open_text(path, read_as) as handle:
+        records = _records(handle, path, delimiter)
+        _, header = next(records, (0, []))
+        columns = _map_columns(header, path)
+        numbers = _NumberIndex()
+        try:
+            numbers.add(_number_facts(columns, records))
+        except BaseException:
+            numbers.close()
+            raise
+    return PatientList(path, delimiter, columns, international, numbers, read_as)
+
+
+class PatientList:
+    """A patient list whose file is known to be usable; `rows` checks it a row at a time, in order.
+    Close it (or use it as a context manager) to delete its index of NHS numbers."""
+
+    def __init__(self, path: Path, delimiter: str, columns: list[str], international: bool,
+                 numbers: _NumberIndex, read_as: _ReadAs) -> None:
+        self.path = path
+        self.encoding = read_as.encoding  # as detected: utf-8, utf-8-sig (with BOM) or cp1252
+        self.delimiter = delimiter
+        self._columns = columns
+        self._international = international
+        self._numbers = numbers
+        self._read_as = read_as
+
+    def rows(self) -> Iterator[PatientRow | Exclusion]:
+        """One `PatientRow` or `Exclusion` for each non-blank record, in input order."""
+        checks = _RowChecks(self._columns, self._numbers, self._international)
+        with _open_text(self.path, self._read_as) as handle:
+            records = _records(handle, self.path, self.delimiter)
+            next(records, None)  # the header
+            for line, cells in records:
+                yield checks.check(line, cells)
+            _check_unchanged(handle, self.path, self._read_as.stat)
+
+    def close(self) -> None:
+        self._numbers.close()
+
+    def __enter__(self) -> PatientList:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- the file's encoding, found a block at a time -----------------------------------------------------
+
+_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class _ReadAs:
+    encoding: str  # also the codec that reads it: "utf-8-sig" drops the byte order mark
+    stat: tuple[int, int]  # size and modification time when the encoding was found
+
+
+def _detect_encoding(path: Path) -> _ReadAs:
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            return _ReadAs(_EncodingCheck(path).run(handle), _stat_of(handle))
     except OSError as exc:
         raise InputFileError(f"cannot read patient list {path}: {exc.strerror}") from exc
-    return decode_text(data, path)
 
 
-def decode_text(data: bytes, path: Path) -> tuple[str, str]:
-    """The text and the encoding it was in: UTF-8 (with or without BOM) if it is valid UTF-8,
-    else Windows-1252 if every byte is defined there and no UTF-8 is mixed in; else refused."""
-    _refuse_binary(data, path)
-    if data.startswith(_UTF8_BOM):
+class _EncodingCheck:
+    """Which encoding a file is in, read a block at a time; the same answers, and the same byte offsets
+    in its refusals, as decoding the whole file at once would give."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0  # of the block being read
+        self.bom = False
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.first_bad: tuple[int, int] | None = None  # (offset, byte) where UTF-8 first fails
+        self.utf8_text: int | None = None  # offset of the first UTF-8 sequence of two or more bytes
+        self.cp1252_bad: tuple[int, int] | None = None  # the first byte undefined in Windows-1252
+        self.tail = b""  # the last three bytes read: a UTF-8 sequence may straddle blocks
+
+    def run(self, handle: BinaryIO) -> str:
+        start = handle.read(len(_ZIP_MAGIC))
+        _refuse_binary_start(start, self.path)
+        self.bom = start.startswith(_UTF8_BOM)
+        handle.seek(0)
+        while block := handle.read(_BLOCK):
+            self._read(block)
+            self.offset += len(block)
+        return self._verdict()
+
+    def _read(self, block: bytes) -> None:
+        control = _CONTROL_BYTES.search(block)
+        if control:
+            raise _not_text(self.path, control.group()[0], self.offset + control.start())
+        if self.first_bad is None:
+            skip = max(0, len(_UTF8_BOM) - self.offset) if self.bom else 0  # a tiny block may hold part of it
+            self._decode_utf8(block[skip:], self.offset + skip)
+        if self.utf8_text is None:
+            self.utf8_text = self._first_utf8_text(block)
+            self.tail = (self.tail + block[-3:])[-3:]
+        if self.cp1252_bad is None:
+            undefined = _CP1252_UNDEFINED.search(block)
+            if undefined:
+                self.cp1252_bad = (self.offset + undefined.start(), block[undefined.start()])
+
+    def _first_utf8_text(self, block: bytes) -> int | None:
+        straddling = _UTF8_MULTIBYTE.search(self.tail + block[:3])
+        if straddling and straddling.start() < len(self.tail):
+            return self.offset - len(self.tail) + straddling.start()
+        found = _UTF8_MULTIBYTE.search(block)
+        return self.offset + found.start() if found else None
+
+    def _decode_utf8(self, data: bytes, offset: int, final: bool = False) -> None:
+        held = self.utf8.getstate()[0]  # the start of a sequence the last block cut short
         try:
-            return data[len(_UTF8_BOM) :].decode("utf-8"), "utf-8-sig"
+            self.utf8.decode(data, final)
         except UnicodeDecodeError as exc:
-            offset = len(_UTF8_BOM) + exc.start
-            problem = f"starts with a UTF-8 byte order mark, but {_byte_at(data, offset)} is not UTF-8"
-            raise _unreadable(path, problem) from exc
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError as exc:
-        first_bad = exc.start
-    utf8_text = _UTF8_MULTIBYTE.search(data)
-    if utf8_text:  # part UTF-8, part something else: reading it either way would garble names
-        problem = f"mixes encodings: it has UTF-8 text at offset {utf8_text.start()}, but {_byte_at(data, first_bad)}"
-        raise _unreadable(path, problem + " is not UTF-8")
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError as exc:
-        also = "" if exc.start == first_bad else f"; {_byte_at(data, exc.start)} is undefined in Windows-1252"
+            self.first_bad = (offset - len(held) + exc.start, exc.object[exc.start])
+
+    def _verdict(self) -> str:
+        if self.first_bad is None:
+            self._decode_utf8(b"", self.offset, final=True)
+        if self.bom:
+            if self.first_bad is None:
+                return "utf-8-sig"
+            problem = f"starts with a UTF-8 byte order mark, but {_byte(*self.first_bad)} is not UTF-8"
+            raise _unreadable(self.path, problem)
+        if self.first_bad is None:
+            return "utf-8"
+        if self.utf8_text is not None:  # part UTF-8, part something else: reading it either way would garble names
+            problem = f"mixes encodings: it has UTF-8 text at offset {self.utf8_text}, but {_byte(*self.first_bad)}"
+            raise _unreadable(self.path, problem + " is not UTF-8")
+        if self.cp1252_bad is None:
+            return "cp1252"
+        first_bad, byte = self.first_bad
+        also = "" if self.cp1252_bad[0] == first_bad else f"; {_byte(*self.cp1252_bad)} is undefined in Windows-1252"
         raise _unreadable(
-            path, f"is neither UTF-8 nor Windows-1252 text: first bad byte at offset {first_bad} "
-            f"(0x{data[first_bad]:02X}){also}"
-        ) from exc
+            self.path, f"is neither UTF-8 nor Windows-1252 text: first bad byte at offset {first_bad} "
+            f"(0x{byte:02X}){also}"
+        )
 
 
-def _byte_at(data: bytes, offset: int) -> str:
-    return f"the byte 0x{data[offset]:02X} at offset {offset}"
+def _byte(offset: int, byte: int) -> str:
+    return f"the byte 0x{byte:02X} at offset {offset}"
+
+
+def _open_text(path: Path, read_as: _ReadAs) -> TextIO:
+    try:
+        handle = path.open(encoding=read_as.encoding, newline="")
+    except OSError as exc:
+        raise InputFileError(f"cannot read patient list {path}: {exc.strerror}") from exc
+    _check_unchanged(handle, path, read_as.stat)
+    return handle
+
+
+def _stat_of(handle) -> tuple[int, int]:
+    stat = os.fstat(handle.fileno())
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _check_unchanged(handle, path: Path, stat: tuple[int, int]) -> None:
+    """The list is read more than once: a file saved again in between could differ between readings."""
+    if _stat_of(handle) != stat:
+        handle.close()
+        raise InputFileError(f"{path} changed while it was being read; run again once it is saved")
 
 
 def _unreadable(path: Path, problem: str) -> InputFileError:
     return InputFileError(f"{path} {problem}; save the list from the spreadsheet as 'CSV UTF-8'")
 
 
-def _refuse_binary(data: bytes, path: Path) -> None:
+def _refuse_binary_start(data: bytes, path: Path) -> None:
     if data.startswith(_UTF16_BOMS):
         raise InputFileError(f"{path} is UTF-16 text (Excel's 'Unicode Text'); save it as 'CSV UTF-8' instead")
     if data.startswith(_ZIP_MAGIC):
         raise InputFileError(f"{path} is a spreadsheet workbook (a zip file), not CSV; save it as 'CSV UTF-8'")
-    control = _CONTROL_BYTES.search(data)
-    if control:
-        raise InputFileError(
-            f"{path} is not a text file: byte 0x{control.group()[0]:02X} at offset {control.start()} is a control "
-            "character; save the list from the spreadsheet as 'CSV UTF-8'"
-        )
 
 
-def _delimiter(text: str) -> str:
+def _not_text(path: Path, byte: int, offset: int) -> InputFileError:
+    return InputFileError(
+        f"{path} is not a text file: byte 0x{byte:02X} at offset {offset} is a control "
+        "character; save the list from the spreadsheet as 'CSV UTF-8'"
+    )
+
+
+def _delimiter(first_line: str) -> str:
     """The separator the header line uses most: comma, semicolon (Excel in many locales) or tab."""
-    first_line = text.split("\n", 1)[0]
     return max(",;\t", key=first_line.count)
 
 
-def _records(text: str, path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+def _first_line(handle: TextIO) -> str:
+    """The text up to the first line feed (a lone CR does not end it)."""
+    parts = []
+    while chunk := handle.read(_BLOCK):
+        head, newline, _ = chunk.partition("\n")
+        parts.append(head)
+        if newline:
+            break
+    return "".join(parts)
+
+
+def _records(handle: TextIO, path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number where the record starts, cells) for each non-blank record."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(handle, delimiter=delimiter)
     next_line = 1
     try:
         for cells in reader:
@@ -171,6 +315,8 @@ def _records(text: str, path: Path, delimiter: str) -> Iterator[tuple[int, list[
                 yield start, cells
     except csv.Error as exc:
         raise InputFileError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from exc
+    except UnicodeDecodeError as exc:  # it decoded cleanly when its encoding was found
+        raise InputFileError(f"{path} changed while it was being read; run again once it is saved") from exc
 
 
 def _normalise_header(name: str) -> str:
@@ -194,27 +340,59 @@ def _cells_by_column(columns: list[str], cells: list[str]):
     return lambda key: values.get(key, "").strip()
 
 
-def _marked_deceased(columns: list[str], rows: list[tuple[int, list[str]]]) -> dict[str, int]:
-    """NHS number → the first row that marks the patient deceased. Any row counts, even a
-    malformed one: a wrong "deceased" costs a letter, a missed one sends a letter to the dead."""
-    marked: dict[str, int] = {}
-    for line, cells in rows:
+def _number_facts(columns: list[str], records) -> Iterator[tuple[str, int | None, int | None]]:
+    """For each row with a valid NHS number: (number, the row if it marks the patient deceased, the row
+    if it has no cells beyond the header's columns). Any row counts for deceased, even a malformed
+    one: a wrong "deceased" costs a letter, a missed one sends a letter to the dead."""
+    for line, cells in records:
         get = _cells_by_column(columns, cells)
-        if get("deceased").lower() in _NOT_DECEASED:
-            continue
         try:
-            marked.setdefault(nhs_number.normalise(get("nhs_number")), line)
+            number = nhs_number.normalise(get("nhs_number"))
         except nhs_number.InvalidNhsNumber:
             continue  # that row is excluded for its number; no other row can be linked to it
-    return marked
+        marks_deceased = get("deceased").lower() not in _NOT_DECEASED
+        well_formed = not _extra_cells(columns, cells)
+        yield number, line if marks_deceased else None, line if well_formed else None
+
+
+class _NumberIndex:
+    """NHS number → the first row marking that patient deceased, and the first well-formed row with the
+    number (the row that gets the letter, if any does), in a temporary SQLite file: a list's numbers
+    would otherwise be held in memory for the whole of intake."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("")  # a temporary file, deleted on closing
+        self._db.execute(
+            "CREATE TABLE numbers (nhs_number TEXT PRIMARY KEY, deceased_row INTEGER, first_row INTEGER)"
+            " WITHOUT ROWID"
+        )
+
+    def add(self, facts: Iterator[tuple[str, int | None, int | None]]) -> None:
+        """Facts in row order: the first row given for each fact is the one kept."""
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO numbers VALUES (?, ?, ?) ON CONFLICT (nhs_number) DO UPDATE SET"
+                " deceased_row = coalesce(deceased_row, excluded.deceased_row),"
+                " first_row = coalesce(first_row, excluded.first_row)",
+                facts,
+            )
+
+    def rows_of(self, number: str) -> tuple[int | None, int | None]:
+        """(the first row marking the patient deceased, the first well-formed row with the number)."""
+        found = self._db.execute(
+            "SELECT deceased_row, first_row FROM numbers WHERE nhs_number = ?", (number,)
+        ).fetchone()
+        return found or (None, None)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 @dataclass
 class _RowChecks:
     columns: list[str]
-    marked_deceased: dict[str, int]
+    numbers: _NumberIndex
     international: bool
-    first_row_of: dict[str, int] = field(default_factory=dict)
 
     def check(self, line: int, cells: list[str]) -> PatientRow | Exclusion:
         get = _cells_by_column(self.columns, cells)
@@ -222,34 +400,39 @@ class _RowChecks:
         try:
             _check_cell_count(self.columns, cells)
             number = _valid_nhs_number(raw_nhs)
-            self._check_not_deceased(number, line)
-            self._check_first_row(number, line)
+            marked_in, first = self.numbers.rows_of(number)
+            _check_not_deceased(marked_in, line)
+            _check_first_row(first, line)
             return _patient(line, get, number, self.international)
         except _RowProblem as problem:
             shown = re.sub(r"[\s-]", "", raw_nhs)
             return Exclusion(line, get("customer_ref"), shown, problem.reason, problem.detail)
 
-    def _check_not_deceased(self, number: str, line: int) -> None:
-        marked_in = self.marked_deceased.get(number)
-        if marked_in == line:
-            raise _RowProblem(Reason.DECEASED, "the list marks this patient as deceased")
-        if marked_in is not None:
-            raise _RowProblem(
-                Reason.DECEASED, f"row {marked_in} of the list marks this patient (same NHS number) as deceased"
-            )
 
-    def _check_first_row(self, number: str, line: int) -> None:
-        first = self.first_row_of.setdefault(number, line)
-        if first != line:
-            raise _RowProblem(
-                Reason.DUPLICATE_NHS_NUMBER,
-                f"same NHS number as row {first}: one patient gets one letter, from the first row with the "
-                f"number; remove this row (if row {first} is also in this report, fix that row)",
-            )
+def _check_not_deceased(marked_in: int | None, line: int) -> None:
+    if marked_in == line:
+        raise _RowProblem(Reason.DECEASED, "the list marks this patient as deceased")
+    if marked_in is not None:
+        raise _RowProblem(
+            Reason.DECEASED, f"row {marked_in} of the list marks this patient (same NHS number) as deceased"
+        )
+
+
+def _check_first_row(first: int | None, line: int) -> None:
+    if first != line:
+        raise _RowProblem(
+            Reason.DUPLICATE_NHS_NUMBER,
+            f"same NHS number as row {first}: one patient gets one letter, from the first row with the "
+            f"number; remove this row (if row {first} is also in this report, fix that row)",
+        )
+
+
+def _extra_cells(columns: list[str], cells: list[str]) -> list[str]:
+    return [cell for cell in cells[len(columns) :] if cell.strip()]
 
 
 def _check_cell_count(columns: list[str], cells: list[str]) -> None:
-    extra = [cell for cell in cells[len(columns) :] if cell.strip()]
+    extra = _extra_cells(columns, cells)
     if extra:
         raise _RowProblem(
             Reason.MALFORMED_ROW,

@@ -21,8 +21,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
+from itertools import islice
 from pathlib import Path
 
 from .errors import PkbLettersError
@@ -200,12 +201,19 @@ class Journal:
         return {row["key"]: row["value"] for row in self._db.execute("SELECT key, value FROM settings")}
 
     # -- intake -----------------------------------------------------------
-    def record_intake(self, patients: Iterable[PatientRow], exclusions: Iterable[Exclusion]) -> None:
-        """All rows of the list at once: a crash leaves either every row or none."""
+    def record_intake_rows(self, rows: Iterable[PatientRow | Exclusion]) -> tuple[int, int]:
+        """The list's rows as intake checks them, in input order and in one transaction (a crash leaves
+        every row or none), written `PAGE_ROWS` at a time; gives (rows, excluded)."""
+        total = excluded = 0
+        todo = iter(rows)
         with self._db:
-            self._insert_patients(patients)
-            self._insert_exclusions(exclusions)
+            while page := list(islice(todo, PAGE_ROWS)):
+                exclusions = [row for row in page if isinstance(row, Exclusion)]
+                self._insert_patients(row for row in page if isinstance(row, PatientRow))
+                self._insert_exclusions(exclusions)
+                total, excluded = total + len(page), excluded + len(exclusions)
             self._mark_done("intake")
+        return total, excluded
 
     def add_patients(self, patients: Iterable[PatientRow]) -> None:
         with self._db:
@@ -447,6 +455,14 @@ class Journal:
             return None, True
         return _codes(row), False
 
+    def eligible_with_carried_codes(self) -> Iterator[tuple[int, str]]:
+        """(input row, NHS number) of eligible rows whose number the replaced job asked codes for, a page
+        at a time; a row that takes its pair while this is read is not given again."""
+        query = ("SELECT rows.input_row, rows.nhs_number FROM rows JOIN carried_codes"
+                 " ON carried_codes.nhs_number = rows.nhs_number WHERE rows.stage = ?")
+        for r in self._pages(query, (Stage.ELIGIBLE,), ("rows.input_row",)):
+            yield r["input_row"], r["nhs_number"]
+
     def mark_lost_response_from_previous_job(self, input_row: int) -> None:
         """The replaced job asked for this patient's codes and never saw an answer."""
         with self._db:
@@ -484,11 +500,17 @@ class Journal:
         }
 
     # -- reading back -----------------------------------------------------
-    def patients_at(self, stage: Stage) -> list[PatientRow]:
-        rows = self._db.execute(
-            "SELECT patient FROM rows WHERE stage = ? ORDER BY input_row", (stage,)
-        )
-        return [_patient_from_json(row["patient"]) for row in rows]
+    def iter_patients_at(self, stage: Stage) -> Iterator[PatientRow]:
+        """Patients at `stage` in input order, a page at a time; one moved on while this is read is not
+        given again (each page starts after the last row of the one before)."""
+        for r in self._pages("SELECT input_row, patient FROM rows WHERE stage = ?", (stage,), ("input_row",)):
+            yield _patient_from_json(r["patient"])
+
+    def iter_eligible(self) -> Iterator[Eligible]:
+        """`eligible()` a page at a time."""
+        query = "SELECT input_row, patient, pkb_id FROM rows WHERE stage = ?"
+        for r in self._pages(query, (Stage.ELIGIBLE,), ("input_row",)):
+            yield Eligible(_patient_from_json(r["patient"]), r["pkb_id"])
 
     def eligible(self) -> list[Eligible]:
         rows = self._db.execute(
@@ -682,9 +704,14 @@ def _codes(row: sqlite3.Row) -> CodePair:
 
 
 def _patient_json(patient: PatientRow) -> str:
-    data = asdict(patient)
+    # not dataclasses.asdict: it deep-copies every value, and the tuple of fields it makes for each row
+    # lands on CPython's free list, which then holds up to 2,000 of them for the rest of the job
+    data = {name: getattr(patient, name) for name in _PATIENT_FIELDS}
     data["date_of_birth"] = patient.date_of_birth.isoformat() if patient.date_of_birth else None
     return json.dumps(data, ensure_ascii=False)
+
+
+_PATIENT_FIELDS = tuple(f.name for f in fields(PatientRow))
 
 
 def _patient_from_json(text: str) -> PatientRow:

@@ -31,16 +31,16 @@ from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
-from .intake import IntakeResult, read_patient_list
+from .intake import PatientList, open_patient_list
 from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
 from .manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from .pkb import PkbClient
 from .printfile import Finishing, Piece, PlacedPiece, PrintFile, pieces_from_placements, stream_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
-from .records import CodePair, Eligible, Exclusion, Letter, PlacedLetter
+from .records import CodePair, Exclusion, Letter, PlacedLetter
 from .render import ChunkRenderer, LetterTemplate, RenderSpec
-from .validate import address_fit_exclusions
+from .validate import fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
@@ -106,7 +106,7 @@ def run_job(
 def _run_stages(
     journal: Journal, job: dict[str, str], settings: JobSettings, connection: PkbConnection,
     template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
-    today: Callable[[], dt.date], resumed: bool, intake: IntakeResult | None,
+    today: Callable[[], dt.date], resumed: bool, intake: PatientList | None,
 ) -> JobSummary:
     spec = render_spec(template, settings, options, job["id"])
     renderer = spec.renderer()
@@ -116,7 +116,7 @@ def _run_stages(
     if not journal.is_done("address-fit"):
         with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)) as advance:
             _check_addresses(journal, renderer, settings.workers, advance)
-        renderer.preflight(journal.patients_at(Stage.READ))  # a template fetching outside its folder stops here
+        renderer.preflight(journal.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops here
         journal.mark_done("address-fit")
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:
@@ -261,71 +261,75 @@ def _start(
     return job
 
 
-def _read_list(settings: JobSettings) -> IntakeResult:
-    return read_patient_list(settings.patients, international=settings.rules.international_post)
+def _read_list(settings: JobSettings) -> PatientList:
+    """The list, refused now if the file cannot be used; its rows are read when they are recorded."""
+    return open_patient_list(settings.patients, international=settings.rules.international_post)
 
 
-def _record_intake(journal: Journal, result: IntakeResult) -> None:
-    journal.record_intake(result.patients, result.exclusions)
-    logger.info("intake: %d rows, %d excluded", result.input_rows, len(result.exclusions))
+def _record_intake(journal: Journal, patient_list: PatientList) -> None:
+    with patient_list:
+        rows, excluded = journal.record_intake_rows(patient_list.rows())
+    logger.info("intake: %d rows, %d excluded", rows, excluded)
 
 
 def _check_addresses(
     journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]
 ) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    problems = address_fit_exclusions(renderer, journal.patients_at(Stage.READ), workers, advance)
-    for problem in problems:
-        journal.exclude(problem.input_row, problem.reason, problem.detail)
-    logger.info("address fit: %d blocks would not print", len(problems))
+    patients, count = journal.iter_patients_at(Stage.READ), journal.count_at(Stage.READ)
+    misfits = 0
+    for problems in fit_exclusions(renderer, patients, count, workers, advance):
+        for problem in problems:
+            journal.exclude(problem.input_row, problem.reason, problem.detail)
+        misfits += len(problems)
+    logger.info("address fit: %d blocks would not print", misfits)
 
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    patients = journal.patients_at(Stage.READ)
-    if not patients:
+    to_ask = journal.count_at(Stage.READ)
+    if not to_ask:
         return
-    with progress.stage("resolve", len(patients)) as advance:
+    patients = journal.iter_patients_at(Stage.READ)  # a page at a time, as they are asked about
+    with progress.stage("resolve", to_ask) as advance:
         if settings.api == "fhir":
             resolve.resolve_fhir(patients, client, settings.letter.date, journal.record_decisions, advance)
         else:
             resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
                                  check_postcode=settings.rules.postcode_check)
-    logger.info("resolve: %d patients asked, %d eligible", len(patients), journal.count_at(Stage.ELIGIBLE))
+    logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.count_at(Stage.ELIGIBLE))
 
 
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    eligible = _take_carried_codes(journal, journal.eligible())
-    if not eligible:
+    _take_carried_codes(journal)
+    to_ask = journal.count_at(Stage.ELIGIBLE)
+    if not to_ask:
         return
+    eligible = journal.iter_eligible()  # a page at a time, as they are asked for
 
     def record(results: list[tokens.Issued]) -> None:
         pairs = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, CodePair)]
         refusals = [outcome for _, outcome in results if isinstance(outcome, Exclusion)]
         journal.record_issued(pairs, refusals)
 
-    with progress.stage("codes", len(eligible)) as advance:
+    with progress.stage("codes", to_ask) as advance:
         if settings.api == "fhir":
             tokens.issue_fhir(eligible, client, journal, record, advance)
         else:
             tokens.issue_rest(eligible, client, journal, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
                               failure_limit=settings.failure_limit)
-    logger.info("codes: %d asked, %d pairs held", len(eligible), journal.count_at(Stage.CODED))
+    logger.info("codes: %d asked, %d pairs held", to_ask, journal.count_at(Stage.CODED))
 
 
-def _take_carried_codes(journal: Journal, eligible: Sequence[Eligible]) -> list[Eligible]:
+def _take_carried_codes(journal: Journal) -> None:
     """After a restart: patients the replaced job already holds a pair for get that pair, not a new one."""
-    still_to_ask = []
-    for item in eligible:
-        codes, uncertain = journal.carried_codes(item.patient.nhs_number)
+    for input_row, nhs_number in journal.eligible_with_carried_codes():
+        codes, uncertain = journal.carried_codes(nhs_number)
         if codes is not None:
-            journal.take_carried_codes(item.patient.input_row, codes)
-            continue
-        if uncertain:
-            journal.mark_lost_response_from_previous_job(item.patient.input_row)
-        still_to_ask.append(item)
-    return still_to_ask
+            journal.take_carried_codes(input_row, codes)
+        elif uncertain:
+            journal.mark_lost_response_from_previous_job(input_row)
 
 
 def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date) -> int:

@@ -14,7 +14,7 @@ import base64
 import datetime as dt
 import io
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,7 +321,7 @@ class ChunkRenderer:
                 **self._pdf_options,  # the PDF variant decides colour handling at layout time too
             )
 
-    def preflight(self, patients: Sequence[PatientRow]) -> None:
+    def preflight(self, patients: Iterable[PatientRow]) -> None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
         codes, so that a template reaching for a resource it may not read stops the job now."""
         for patient in patients:

@@ -10,10 +10,18 @@ holds the row as `demographics-mismatch` before any other rule is applied.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .batching import SINGLE_ATTEMPTS, ConsecutiveFailures, Failed, is_batch_failure, isolate_failures, run_bounded
+from .batching import (
+    SINGLE_ATTEMPTS,
+    ConsecutiveFailures,
+    Failed,
+    batched,
+    is_batch_failure,
+    isolate_failures,
+    run_bounded,
+)
 from .demographics import PkbDemographics, mismatch_detail, mismatched_fields
 from .errors import PkbApiError
 from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient
@@ -46,14 +54,14 @@ def age_on(date_of_birth: dt.date, day: dt.date) -> int:
 
 
 def resolve_fhir(
-    patients: Sequence[PatientRow], client: PkbClient, letter_date: dt.date, record: Record, advance: Advance
+    patients: Iterable[PatientRow], client: PkbClient, letter_date: dt.date, record: Record, advance: Advance
 ) -> None:
-    """`$status-query` in batches; a failing batch is retried, then split to isolate a bad identifier.
+    """`$status-query` in batches, each taken from `patients` as it is sent; a failing batch is retried,
+    then split to isolate a bad identifier.
 
     `$status-query` returns no surname or postcode, so only the date of birth is cross-checked.
     """
-    for start in range(0, len(patients), STATUS_QUERY_LIMIT):
-        batch = patients[start : start + STATUS_QUERY_LIMIT]
+    for batch in batched(patients, STATUS_QUERY_LIMIT):
         for part, outcome in isolate_failures(batch, client_status_query(client)):
             if isinstance(outcome, Failed):
                 record([_failed(patient, outcome) for patient in part])
@@ -99,7 +107,7 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus | None, lette
 
 
 def resolve_rest(
-    patients: Sequence[PatientRow],
+    patients: Iterable[PatientRow],
     client: PkbClient,
     letter_date: dt.date,
     record: Record,
@@ -109,10 +117,12 @@ def resolve_rest(
     failure_limit: int = 10,
     check_postcode: bool = True,
 ) -> None:
-    """`byNationalId` per patient, `workers` at a time; a patient PKB keeps failing on is excluded."""
+    """`byNationalId` per patient, `workers` at a time, each taken from `patients` as it is sent; a patient
+    PKB failed on is asked again after all the others, and excluded if PKB keeps failing on them."""
     failures = ConsecutiveFailures(failure_limit)
     attempts: dict[int, int] = {}
-    queue = list(patients)
+    fresh = iter(patients)
+    again: list[PatientRow] = []
     decided: list[Decision] = []
 
     def on_answer(patient: PatientRow, outcome: dict[str, Any] | None | PkbApiError) -> None:
@@ -122,7 +132,7 @@ def resolve_rest(
             failures.failed(outcome)
             attempts[patient.input_row] = attempts.get(patient.input_row, 0) + 1
             if attempts[patient.input_row] < SINGLE_ATTEMPTS:
-                queue.append(patient)
+                again.append(patient)
                 return
             decided.append(_failed(patient, Failed(outcome, attempts[patient.input_row])))
         else:
@@ -131,13 +141,15 @@ def resolve_rest(
         if len(decided) >= _RECORD_EVERY:
             _flush(decided, record, advance)
 
-    def take(items: list[PatientRow]) -> Iterator[PatientRow]:
-        while items:
-            yield items.pop(0)
+    def take() -> Iterator[PatientRow]:
+        while (patient := next(fresh, None)) is not None or again:
+            yield patient if patient is not None else again.pop(0)
 
     try:
-        while queue:
-            run_bounded(lambda p: client.user_by_nhs_number(p.nhs_number), take(queue), workers, on_answer)
+        while True:  # an answer still in flight when `take` ran dry may send its patient round again
+            run_bounded(lambda p: client.user_by_nhs_number(p.nhs_number), take(), workers, on_answer)
+            if not again:
+                break
     finally:
         _flush(decided, record, advance)
 

@@ -9,10 +9,19 @@ is a re-issue, and the journal says so. No patient is asked for twice for any ot
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Protocol
 
-from .batching import SINGLE_ATTEMPTS, ConsecutiveFailures, Failed, is_batch_failure, isolate_failures, run_bounded
+from .batching import (
+    SINGLE_ATTEMPTS,
+    ConsecutiveFailures,
+    Failed,
+    batched,
+    is_batch_failure,
+    isolate_failures,
+    run_bounded,
+)
 from .errors import PkbApiError, PkbUnavailable
 from .pkb import GENERATE_TOKENS_LIMIT, PatientTokens, PkbClient, RecordAccessDenied
 from .records import CodePair, Eligible, Exclusion, Reason
@@ -39,11 +48,11 @@ class RequestLog(Protocol):
 
 
 def issue_fhir(
-    eligible: Sequence[Eligible], client: PkbClient, log: RequestLog, record: Record, advance: Advance
+    eligible: Iterable[Eligible], client: PkbClient, log: RequestLog, record: Record, advance: Advance
 ) -> None:
-    """`$generate-invitation-tokens` in batches; a failing batch is retried, then split."""
-    for start in range(0, len(eligible), GENERATE_TOKENS_LIMIT):
-        batch = eligible[start : start + GENERATE_TOKENS_LIMIT]
+    """`$generate-invitation-tokens` in batches, each taken from `eligible` as it is sent; a failing batch
+    is retried, then split."""
+    for batch in batched(eligible, GENERATE_TOKENS_LIMIT):
         for part, outcome in isolate_failures(batch, _fhir_request(client, log)):
             if isinstance(outcome, Failed):
                 record([(item, _failed(item, outcome)) for item in part])
@@ -99,7 +108,7 @@ def _failed(item: Eligible, failure: Failed) -> Exclusion:
 
 
 def issue_rest(
-    eligible: Sequence[Eligible],
+    eligible: Iterable[Eligible],
     client: PkbClient,
     log: RequestLog,
     record: Record,
@@ -109,13 +118,13 @@ def issue_rest(
     workers: int = 8,
     failure_limit: int = 10,
 ) -> None:
-    """One `recordAccessToken` per patient, `workers` at a time; REST answers carry no expiry, so it is computed."""
-    for item in eligible:
-        if item.pkb_id is None:
-            raise ValueError(f"input row {item.patient.input_row}: REST route needs a PKB id")
+    """One `recordAccessToken` per patient, `workers` at a time, each taken from `eligible` as it is sent;
+    REST answers carry no expiry, so it is computed. A patient PKB failed on is asked again after all
+    the others."""
     failures = ConsecutiveFailures(failure_limit)
     attempts: dict[int, int] = {}
-    queue = list(eligible)
+    fresh = iter(eligible)
+    again: list[Eligible] = []
 
     def send(item: Eligible) -> tuple[str, str] | Exclusion:
         issued_on = dt.datetime.now(dt.UTC).date()
@@ -127,21 +136,28 @@ def issue_rest(
 
     answered: list[Issued] = []
 
-    def begin(items: list[Eligible]) -> Iterator[Eligible]:
+    def next_group() -> list[Eligible]:
+        group = list(islice(fresh, workers))
+        if not group:
+            group, again[:workers] = again[:workers], []
+        for item in group:
+            if item.pkb_id is None:
+                raise ValueError(f"input row {item.patient.input_row}: REST route needs a PKB id")
+        return group
+
+    def begin() -> Iterator[Eligible]:
         """Rows are written down as requested a group at a time (one commit, not one per row); a group
         left unsent when the run stops is taken back, so only a crash can leave rows marked unasked."""
         unsent: list[Eligible] = []
         try:
-            while items:
-                unsent = items[:workers]
-                del items[:workers]
+            while unsent := next_group():
                 log.begin_code_request([item.patient.input_row for item in unsent])
                 while unsent:
                     yield unsent.pop(0)
         finally:
             if unsent:
                 log.cancel_code_request([item.patient.input_row for item in unsent])
-                items[:0] = unsent
+                again[:0] = unsent
 
     def settle() -> None:
         if answered:
@@ -162,13 +178,15 @@ def issue_rest(
         failures.failed(outcome)
         attempts[row] = attempts.get(row, 0) + 1
         if attempts[row] < SINGLE_ATTEMPTS:
-            queue.append(item)  # asked again later; begin() marks it as a possible re-issue
+            again.append(item)  # asked again later; begin() marks it as a possible re-issue
         else:
             answered.append((item, _failed(item, Failed(outcome, attempts[row]))))
 
-    while queue:
-        requests = begin(queue)
+    while True:  # an answer still in flight when `begin` ran dry may send its patient round again
+        requests = begin()
         try:
             run_bounded(send, requests, workers, on_answer, settle)
         finally:
             requests.close()
+        if not again:
+            break

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import render
+from .batching import batched
 from .config import DEFAULT_TEMPLATE, LetterSettings, RuleSettings
 from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, TemplateError
-from .executor import check_addresses
+from .executor import fit_batches
 from .files import PRIVATE_DIR
 from .intake import read_patient_list
 from .journal import JOURNAL_NAME
 from .manifest import EXCEPTIONS_CSV, write_exceptions_csv
 from .records import Exclusion, PatientRow, Reason
-from .render import ChunkRenderer, LetterTemplate
+from .render import ChunkRenderer, LetterTemplate, Misfit
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,29 @@ def address_fit_exclusions(
     advance: Callable[[int], None] = lambda done: None,
 ) -> list[Exclusion]:
     """An exclusion for each patient whose address block would not print as it is, in input order."""
-    by_row = {p.input_row: p for p in patients}
-    exclusions = []
-    for input_row, problem in sorted(check_addresses(renderer, patients, workers, advance).items()):
-        patient = by_row[input_row]
-        if isinstance(problem, TemplateError):
-            reason, detail = Reason.TEMPLATE_ERROR, str(problem)
-        else:
-            reason, detail = problem.reason, problem.detail
-        exclusions.append(Exclusion(input_row, patient.customer_ref, patient.nhs_number, reason, detail))
-    return exclusions
+    found = [e for batch in fit_exclusions(renderer, patients, len(patients), workers, advance) for e in batch]
+    return sorted(found, key=lambda e: e.input_row)
+
+
+def fit_exclusions(
+    renderer: ChunkRenderer, patients: Iterable[PatientRow], count: int, workers: int = 1,
+    advance: Callable[[int], None] = lambda done: None,
+) -> Iterator[list[Exclusion]]:
+    """`address_fit_exclusions` a batch at a time, taking the `count` patients from `patients` as the fit
+    goes: for a list read from the journal, memory holds a few batches, not the list."""
+    size = render.FIT_BATCH
+    for batch, problems in fit_batches(renderer, batched(patients, size), workers, -(-count // size)):
+        by_row = {p.input_row: p for p in batch}
+        yield [_misfit_exclusion(by_row[row], problem) for row, problem in sorted(problems.items())]
+        advance(len(batch))
+
+
+def _misfit_exclusion(patient: PatientRow, problem: Misfit | TemplateError) -> Exclusion:
+    if isinstance(problem, TemplateError):
+        reason, detail = Reason.TEMPLATE_ERROR, str(problem)
+    else:
+        reason, detail = problem.reason, problem.detail
+    return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason, detail)
 
 
 def write_report(report: ValidationReport, out_dir: Path) -> Path:
