@@ -7,13 +7,12 @@ plans and reads, not problems. Python's allocations are traced (tracemalloc), as
 
 from __future__ import annotations
 
-import gc
 import io
-import tracemalloc
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
+from traced import traced_peak
 from weasyprint import HTML
 
 from pkb_letters import check, pdfstream
@@ -55,16 +54,6 @@ def print_job(folder: Path, letter_page: PdfReader, pages: int) -> tuple[Path, P
     stream_manifest(folder, job, letters)
     return folder / "letters.pdf", folder / "manifest.json"
 
-
-def traced_peak(run) -> tuple[int, object]:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        result = run()
-        return tracemalloc.get_traced_memory()[1] - base, result
-    finally:
-        tracemalloc.stop()
 
 
 def test_the_check_s_peak_memory_does_not_grow_with_the_file_and_its_manifest(tmp_path, letter_page, monkeypatch):

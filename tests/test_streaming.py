@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
-import tracemalloc
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
+from traced import traced_peak
 
 from pkb_letters import journal as journal_module
 from pkb_letters import marks, pipeline, printfile
@@ -113,16 +113,6 @@ PAGE = 50  # rows a page and placements a batch, so that even the small job span
 GROWTH_BOUND = 150_000
 
 
-def _traced(run) -> tuple[int, object]:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        result = run()
-        return tracemalloc.get_traced_memory()[1] - base, result
-    finally:
-        tracemalloc.stop()
-
 
 def _page_count(input_row: int) -> int:
     return 1 if input_row % 3 else 3  # one sheet or two, duplex
@@ -154,10 +144,10 @@ def _stage_peaks(folder: Path, letters: int) -> dict[str, int]:
     job = {"id": "PKB-20300101-ABCDEF", "created": "2030-01-01T00:00:00+00:00", "template": "t", "api": "fhir"}
     peaks = {}
     with _coded_journal(folder, letters) as journal:
-        peaks["render"], chunks = _traced(lambda: _lay_out(journal, folder))
-        peaks["assemble"], files = _traced(
+        peaks["render"], chunks = traced_peak(lambda: _lay_out(journal, folder))
+        peaks["assemble"], files = traced_peak(
             lambda: pipeline._finish_print_files(journal, chunks, job["id"], folder, options))
-        peaks["finish"], summary = _traced(lambda: pipeline._finish(journal, folder, job, files, False))
+        peaks["finish"], summary = traced_peak(lambda: pipeline._finish(journal, folder, job, files, False))
     assert summary.letters == letters and len(files) > 1
     return peaks
 
@@ -185,7 +175,7 @@ def test_drawing_every_sheets_mark_holds_no_more_for_four_times_the_sheets():
 
     def draw_all(sheets: int) -> int:
         marks._matrix.cache_clear()
-        peak, _ = _traced(lambda: draw(sheets))
+        peak, _ = traced_peak(lambda: draw(sheets))
         return peak
 
     few, many = draw_all(100), draw_all(400)

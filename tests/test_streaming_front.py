@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, connection_to, no_weasyprint_warnings
+from traced import traced_peak
 
 from pkb_letters import executor, intake, pipeline, render, resolve, tokens
 from pkb_letters import journal as journal_module
@@ -82,20 +83,6 @@ def _settings(synthetic: SyntheticJob, out_dir: Path, api: str = "fhir") -> JobS
                        concurrency=1)
 
 
-def _traced(run) -> int:
-    """The peak of this process's traced allocations while `run` runs, above what was held before.
-    The test process's own heap is frozen out of the cycle collector's way, so collecting is quick."""
-    gc.collect()
-    gc.freeze()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        run()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-        gc.unfreeze()
-
 
 def _client(connection: PkbConnection, settings: JobSettings) -> PkbClient:
     """A client that, while a stage is measured, collects reference cycles before each request. Every
@@ -138,7 +125,7 @@ def test_intake_holds_no_more_for_four_times_the_rows(lists, tmp_path):
         out_dir.mkdir()
         settings = _settings(synthetic, out_dir)
         with Journal.in_dir(out_dir) as journal:
-            traced = _traced(lambda: _read(journal, settings))
+            traced, _ = traced_peak(lambda: _read(journal, settings))
             assert journal.count_at(Stage.READ) == len(synthetic.nhs_numbers)
         return traced
 
@@ -159,7 +146,7 @@ def test_the_address_fit_holds_no_more_for_four_times_the_rows(lists, tmp_path, 
         with Journal.in_dir(out_dir) as journal:
             _read(journal, settings)
             fitted = []
-            traced = _traced(lambda: pipeline._check_addresses(journal, renderer, 1, fitted.append))
+            traced, _ = traced_peak(lambda: pipeline._check_addresses(journal, renderer, 1, fitted.append))
             assert sum(fitted) == len(synthetic.nhs_numbers) == journal.count_at(Stage.READ)  # every address fits
         return traced
 
@@ -174,7 +161,7 @@ def test_resolve_holds_no_more_for_four_times_the_patients(lists, pkb, tmp_path,
         settings = _settings(synthetic, out_dir, api)
         with Journal.in_dir(out_dir) as journal, _client(pkb, settings) as client:
             _read(journal, settings)
-            traced = _traced(lambda: pipeline._resolve(journal, client, settings, NoProgress()))
+            traced, _ = traced_peak(lambda: pipeline._resolve(journal, client, settings, NoProgress()))
             assert journal.count_at(Stage.ELIGIBLE) == len(synthetic.nhs_numbers)
         return traced
 
@@ -190,7 +177,7 @@ def test_codes_hold_no_more_for_four_times_the_patients(lists, pkb, tmp_path, ap
             journal.begin_run()
             _read(journal, settings)
             pipeline._resolve(journal, client, settings, NoProgress())
-            traced = _traced(lambda: pipeline._issue(journal, client, settings, NoProgress()))
+            traced, _ = traced_peak(lambda: pipeline._issue(journal, client, settings, NoProgress()))
             assert journal.count_at(Stage.CODED) == len(synthetic.nhs_numbers)
         return traced
 
