@@ -11,7 +11,6 @@ largest worker's, and the peak of all the check's processes together (sampled ev
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import multiprocessing
 import os
@@ -21,12 +20,13 @@ import threading
 import time
 from pathlib import Path
 
+from process_memory import process_tree, resident_bytes  # bench/, the script's own folder
+
 from pkb_letters.check import check_files
 
 PAGE = ("<style>@page { size: A4; margin: 0 } body { margin: 0; color: device-cmyk(0 0 0 1); font: 10pt sans-serif }"
         " div { position: absolute }</style><div style='left: 30mm; top: 45mm'>Ann Example<br>1 High Street<br>"
         "NEWCASTLE<br>NE1 1XC</div><div style='left: 20mm; top: 100mm'>Dear Ann, your codes are below.</div>")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def print_job(folder: Path, pages: int) -> None:
@@ -73,30 +73,9 @@ class Sampler:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.wait(0.02):
-            sizes = {pid: _rss(pid) for pid in _tree(me)}
+            sizes = {pid: resident_bytes(pid) for pid in process_tree(me)}
             self.total = max(self.total, sum(sizes.values()))
             self.worker = max([self.worker, *(size for pid, size in sizes.items() if pid != me)])
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _rss(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-    return 0
 
 
 def main() -> None:

@@ -32,12 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from process_memory import process_tree, resident_bytes  # noqa: E402  (bench/, the script's own folder)
+
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection  # noqa: E402
 from pkb_letters.pipeline import run_job  # noqa: E402
 from pkb_letters.printing import PrintOptions  # noqa: E402
 from pkb_letters.sandbox.synthetic import CLIENT_ID, CLIENT_SECRET, ORGANISATION_ID, write_synthetic_job  # noqa: E402
-
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass
@@ -81,29 +81,9 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            now = sum(_rss(pid) for pid in _tree(os.getpid()) if pid != self.exclude)
+            now = sum(resident_bytes(pid) for pid in process_tree(os.getpid()) if pid != self.exclude)
             self.peak, self.stage_peak = max(self.peak, now), max(self.stage_peak, now)
 
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _rss(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-    return 0
 
 
 @contextlib.contextmanager
