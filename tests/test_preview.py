@@ -48,6 +48,9 @@ from pkb_letters.printing import PrintOptions
 from pkb_letters.proof import FOLD_COLOUR, PRINTABLE_COLOUR, WATERMARK_TEXT, WINDOW_COLOUR, ZONE_COLOUR
 from pkb_letters.samples import SAMPLES
 
+# Ctrl-C stops a child even when this test run was started in the background, which ignores SIGINT
+# (a disposition children inherit).
+RESTORE_CTRL_C = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
 MM_PER_POINT = 25.4 / 72
 LETTER_DATE = dt.date(2026, 11, 21)
 A4_AT_150_DPI = (1240, 1754)
@@ -390,8 +393,9 @@ def test_the_server_listens_on_loopback_only_and_serves_the_page(c5_preview):
 
 def test_the_cli_watches_and_serves_until_interrupted(tmp_path):
     template = one_page_template(tmp_path / "editing")
-    command = [sys.executable, "-c", "from pkb_letters.cli import main; main()", "preview", "--template",
-               str(template), "--samples", "1", "--out", str(tmp_path / "out"), "--watch", "--serve", "--port", "0"]
+    command = [sys.executable, "-c", RESTORE_CTRL_C + "from pkb_letters.cli import main; main()", "preview",
+               "--template", str(template), "--samples", "1", "--out", str(tmp_path / "out"), "--watch", "--serve",
+               "--port", "0"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

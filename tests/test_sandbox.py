@@ -748,7 +748,9 @@ def test_close_without_start(data):
 
 
 def test_serve_prints_one_line_and_logs_nothing():
-    code = ("import sys; from pkb_letters.sandbox import serve; "
+    # Ctrl-C must stop it even when this test run was started in the background, which ignores SIGINT
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from pkb_letters.sandbox import serve; "
             f"serve({str(SANDBOX_JSON)!r}, port=0)")
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
