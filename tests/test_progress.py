@@ -10,6 +10,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from pkb_letters.check import check_files
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, sandbox_connection
 from pkb_letters.pipeline import run_job
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
@@ -60,3 +61,10 @@ def test_every_stage_reports_all_its_items_done_while_it_runs(tmp_path):
     assert progress.totals["assemble"] == PATIENTS  # letters placed in the print file, not chunks
     assert progress.totals["check"] == summary.pages
     assert not progress.late
+
+    # `pkb-letters check` on its own: the bar starts once the pages are counted
+    alone = RecordingProgress()
+    report = check_files(sorted((tmp_path / "job").glob("*.pdf")), tmp_path / "job" / "manifest.json",
+                         progress=alone)
+    assert report.ok and alone.totals == {"check": summary.pages}
+    assert sum(alone.advances["check"]) == summary.pages and not alone.late

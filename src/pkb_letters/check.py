@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -39,6 +39,7 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
 from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PdfPages, Word
+from .progress import NoProgress, Progress
 
 with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
     warnings.filterwarnings("ignore", "distutils Version classes", DeprecationWarning)
@@ -127,12 +128,12 @@ def check_files(
     layout: MarkLayout | None = None,
     *,
     workers: int = 1,
-    advance: Callable[[int], None] = lambda pages: None,
+    progress: Progress | None = None,
 ) -> Report:
     """Check every page of every file. `workers` > 1 spreads the pages over that many processes
     (for jobs big enough to pay for starting them); they are spawned, so a script that asks for
     them must call this under ``if __name__ == "__main__":``, as multiprocessing requires.
-    `advance` is told, on this thread, how many pages each finished job checked.
+    `progress` gets a "check" stage once the pages are counted, advanced as each job finishes.
 
     The manifest's letters are read one at a time and the pages checked a job at a time as they
     pass, so what this process holds depends on a job's pages and on the problems found, not on
@@ -146,12 +147,13 @@ def check_files(
              for position, (path, counted) in enumerate(zip(paths, _page_counts(paths, workers), strict=True))]
     size = _pages_per_job(sum(f.page_count for f in files), workers)
     letters = _manifest_letters(manifest) if job is not None else iter(())
-    for result in _run(_JobStream(files, letters, size), workers):
-        files[result.file].take(result)
-        advance(result.pages)
-    late = [late_job for f in files for late_job in f.late_jobs(size)]
-    for result in _run(late, workers) if late else ():
-        files[result.file].take(result)
+    with (progress or NoProgress()).stage("check", sum(f.page_count for f in files)) as advance:
+        for result in _run(_JobStream(files, letters, size), workers):
+            files[result.file].take(result)
+            advance(result.pages)
+        late = [late_job for f in files for late_job in f.late_jobs(size)]
+        for result in _run(late, workers) if late else ():
+            files[result.file].take(result)
     report = Report(files=[path.name for path in paths], pages=sum(f.page_count for f in files))
     for f in files:
         report.problems.extend(f.problems_in_order())

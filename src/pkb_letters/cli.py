@@ -19,7 +19,7 @@ from .marks import MarkKind
 from .pipeline import STOP_POINTS, JobSummary, run_job
 from .printfile import SPLIT_FIELDS
 from .printing import PDF_VARIANTS, POSTAGE_CLASSES, SORT_ORDERS, options_from_job
-from .progress import NoProgress, TerminalProgress
+from .progress import NoProgress, Progress, TerminalProgress
 from .records import Delivery, DeliveryOutcome
 from .validate import ValidationReport, validate_list, write_report
 
@@ -124,8 +124,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 executor=config.executor_setting(job, executor),
                 rules=config.rule_settings(job, international_post, postcode_check),
             )
-            progress = TerminalProgress() if sys.stderr.isatty() else NoProgress()
-            summary = run_job(settings, connection, progress, print_options=print_options, restart=restart,
+            summary = run_job(settings, connection, _terminal_progress(), print_options=print_options, restart=restart,
                               stop_after=stop_after)
         _print_summary(summary)
 
@@ -159,6 +158,11 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
     _print_validation(report, written)
 
 
+def _terminal_progress() -> Progress:
+    """A bar per stage on a terminal; nothing when stderr is a file or a pipe (a scheduled job's log)."""
+    return TerminalProgress() if sys.stderr.isatty() else NoProgress()
+
+
 @main.command()
 @click.argument("pdfs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -181,7 +185,7 @@ def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, mar
         options = options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope, marks=marks)
         layout = options.marks if (marks or "marks" in job or not manifest_path) else None
         report = check_files(list(pdfs), manifest_path, options.envelope, layout,
-                             workers=workers or available_cpus())
+                             workers=workers or available_cpus(), progress=_terminal_progress())
     click.echo(report.json() if as_json else report.text())
     sys.exit(0 if report.ok else 1)
 

@@ -131,8 +131,7 @@ def _run_stages(
     files = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(journal, settings.out_dir, {**job, "print": _print_summary(options)}, files, resumed)
     if options.preflight and files:
-        with progress.stage("check", sum(f.pages for f in files)) as advance:
-            _preflight(settings.out_dir, files, options, advance)
+        _preflight(settings.out_dir, files, options, progress)
     return summary
 
 
@@ -156,12 +155,11 @@ def _print_summary(options: PrintOptions) -> dict:
     }
 
 
-def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions,
-               advance: Callable[[int], None]) -> None:
+def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions, progress: Progress) -> None:
     from .check import available_cpus, check_files
 
     report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks,
-                         workers=available_cpus(), advance=advance)
+                         workers=available_cpus(), progress=progress)
     if not report.ok:
         raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
     logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
