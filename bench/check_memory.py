@@ -11,7 +11,6 @@ largest worker's, and the peak of all the check's processes together (sampled ev
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import resource
@@ -23,35 +22,12 @@ from pathlib import Path
 from process_memory import process_tree, resident_bytes  # bench/, the script's own folder
 
 from pkb_letters.check import check_files
-
-PAGE = ("<style>@page { size: A4; margin: 0 } body { margin: 0; color: device-cmyk(0 0 0 1); font: 10pt sans-serif }"
-        " div { position: absolute }</style><div style='left: 30mm; top: 45mm'>Ann Example<br>1 High Street<br>"
-        "NEWCASTLE<br>NE1 1XC</div><div style='left: 20mm; top: 100mm'>Dear Ann, your codes are below.</div>")
+from pkb_letters.sandbox.synthetic import write_synthetic_print_job
 
 
 def print_job(folder: Path, pages: int) -> None:
     """Run in a process of its own: WeasyPrint and pypdf are not what is measured."""
-    from pypdf import PdfReader
-    from weasyprint import HTML
-
-    from pkb_letters import pdfstream
-    from pkb_letters.manifest import stream_manifest
-
-    page = PdfReader(io.BytesIO(HTML(string=PAGE).write_pdf()))
-    with (folder / "letters.pdf").open("wb") as handle:
-        writer = pdfstream.StreamingPdfWriter(handle)
-        copier = pdfstream.ObjectCopier(page, writer)
-        for _ in range(pages):
-            writer.add_page(page.pages[0], copier)
-        writer.close({}, {})
-    job = {"id": "PKB-20300101-ABCDEF", "pages": pages, "print": {"duplex": False, "marks": "none"},
-           "files": [{"name": "letters.pdf", "pages": pages}]}
-    letters = ({"sequence": n, "piece_id": f"PKB-20300101-ABCDEF-{n:06d}", "file": "letters.pdf", "first_page": n,
-                "page_count": 1, "input_row": n + 1, "name": "Ann Example",
-                "address_lines": ["1 High Street", "NEWCASTLE", "NE1 1XC"], "postcode": "NE1 1XC",
-                "codes_expire": "2030-03-12", "codes_reissued": "", "postage": "uk", "sheet_count": 1,
-                "postage_class": "second", "marks": []} for n in range(1, pages + 1))
-    stream_manifest(folder, job, letters)
+    write_synthetic_print_job(folder, pages)
 
 
 class Sampler:

@@ -78,3 +78,47 @@ def write_synthetic_job(directory: Path, count: int, seed: int = 1) -> Synthetic
         "patients": patients,
     }), encoding="utf-8")
     return SyntheticJob(patients_csv, sandbox_json, tuple(numbers))
+
+
+# -- a print file and its manifest, for measuring the preflight ---------------------------------------
+
+PRINT_NAME, PRINT_ADDRESS = "Ann Example", ("1 High Street", "NEWCASTLE", "NE1 1XC")
+_LETTER_PAGE = (
+    "<style>@page { size: A4; margin: 0 } body { margin: 0; color: device-cmyk(0 0 0 1); font: 10pt sans-serif }"
+    " div { position: absolute }</style>"
+    f"<div style='left: 30mm; top: 45mm'>{PRINT_NAME}<br>{'<br>'.join(PRINT_ADDRESS)}</div>"
+    "<div style='left: 20mm; top: 100mm'>Dear Ann, your codes are below.</div>"
+)
+
+
+def synthetic_letter_page():
+    """One letter page (address in the C5 window, K-only black, no marks), as a pypdf reader."""
+    import io
+
+    from pypdf import PdfReader
+    from weasyprint import HTML  # here, not at the top: the sandbox server never lays anything out
+
+    return PdfReader(io.BytesIO(HTML(string=_LETTER_PAGE).write_pdf()))
+
+
+def write_synthetic_print_job(folder: Path, pages: int, letter_page=None) -> tuple[Path, Path]:
+    """`letters.pdf`, the letter page copied `pages` times by the streaming writer (its font and
+    content written once), and a `manifest.json` of as many one-page letters, all of which pass."""
+    from ..manifest import stream_manifest
+    from ..pdfstream import ObjectCopier, StreamingPdfWriter
+
+    page = letter_page or synthetic_letter_page()
+    with (folder / "letters.pdf").open("wb") as handle:
+        writer = StreamingPdfWriter(handle)
+        copier = ObjectCopier(page, writer)
+        for _ in range(pages):
+            writer.add_page(page.pages[0], copier)
+        writer.close({}, {})
+    job = {"id": "PKB-20300101-ABCDEF", "pages": pages, "print": {"duplex": False, "marks": "none"},
+           "files": [{"name": "letters.pdf", "pages": pages}]}
+    letters = ({"sequence": n, "piece_id": f"PKB-20300101-ABCDEF-{n:06d}", "file": "letters.pdf", "first_page": n,
+                "page_count": 1, "input_row": n + 1, "name": PRINT_NAME, "address_lines": list(PRINT_ADDRESS),
+                "postcode": PRINT_ADDRESS[-1], "codes_expire": "2030-03-12", "codes_reissued": "", "postage": "uk",
+                "sheet_count": 1, "postage_class": "second", "marks": []} for n in range(1, pages + 1))
+    stream_manifest(folder, job, letters)
+    return folder / "letters.pdf", folder / "manifest.json"
