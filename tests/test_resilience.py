@@ -183,7 +183,7 @@ def test_rest_code_requests_are_written_down_a_group_at_a_time_and_every_answer_
     with sandbox_for(synthetic, Faults(latency_ms=10)) as server:
         run_job(settings_for(synthetic, out_dir, "rest"), sandbox_connection(server), stop_after="resolve")
         with Journal.in_dir(out_dir) as journal, PkbClient(sandbox_connection(server), retry=FAST_RETRIES) as client:
-            eligible = journal.eligible()
+            eligible = list(journal.iter_eligible())
             commits: list[str] = []
             journal._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
             recorded: list[int] = []

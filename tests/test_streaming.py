@@ -19,6 +19,7 @@ from traced import traced_peak
 
 from pkb_letters import journal as journal_module
 from pkb_letters import marks, pipeline, printfile
+from pkb_letters.batching import batched
 from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from pkb_letters.journal import Journal, PieceRecord
 from pkb_letters.mailsort import in_print_order, postcode_key, postcode_order_key
@@ -122,7 +123,7 @@ def _lay_out(journal: Journal, work: Path) -> list[Path]:
     """What the render stage does in this process: chunks of coded letters in print order, each chunk's
     PDF written, then its letters placed; here the PDF is blank pages."""
     paths, next_page, sequence = [], 1, 1
-    for index, chunk in enumerate(pipeline._chunks(journal.coded_in_print_order("postcode"), CHUNK), 1):
+    for index, chunk in enumerate(batched(journal.coded_in_print_order("postcode"), CHUNK), 1):
         letters = [Letter(sequence + n, f"P{sequence + n}", patient, codes) for n, (patient, codes) in enumerate(chunk)]
         sequence += len(letters)
         counts = [_page_count(patient.input_row) for patient, _ in chunk]

@@ -23,9 +23,9 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from itertools import islice
 from pathlib import Path
 
+from .batching import batched
 from .errors import PkbLettersError
 from .mailsort import postcode_order_key
 from .records import (
@@ -205,9 +205,8 @@ class Journal:
         """The list's rows as intake checks them, in input order and in one transaction (a crash leaves
         every row or none), written `PAGE_ROWS` at a time; gives (rows, excluded)."""
         total = excluded = 0
-        todo = iter(rows)
         with self._db:
-            while page := list(islice(todo, PAGE_ROWS)):
+            for page in batched(rows, PAGE_ROWS):
                 exclusions = [row for row in page if isinstance(row, Exclusion)]
                 self._insert_patients(row for row in page if isinstance(row, PatientRow))
                 self._insert_exclusions(exclusions)
@@ -507,16 +506,10 @@ class Journal:
             yield _patient_from_json(r["patient"])
 
     def iter_eligible(self) -> Iterator[Eligible]:
-        """`eligible()` a page at a time."""
+        """Eligible patients, with their PKB ids, in input order, a page at a time."""
         query = "SELECT input_row, patient, pkb_id FROM rows WHERE stage = ?"
         for r in self._pages(query, (Stage.ELIGIBLE,), ("input_row",)):
             yield Eligible(_patient_from_json(r["patient"]), r["pkb_id"])
-
-    def eligible(self) -> list[Eligible]:
-        rows = self._db.execute(
-            "SELECT patient, pkb_id FROM rows WHERE stage = ? ORDER BY input_row", (Stage.ELIGIBLE,)
-        )
-        return [Eligible(_patient_from_json(r["patient"]), r["pkb_id"]) for r in rows]
 
     def coded(self) -> list[tuple[PatientRow, CodePair]]:
         rows = self._db.execute(

@@ -21,10 +21,10 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 from . import marks, printing, resolve, tokens
+from .batching import batched
 from .config import JobSettings, PkbConnection
 from .dask_executor import chunk_executor
 from .envelope import C5, EnvelopeProfile
@@ -365,7 +365,7 @@ def _render_and_assemble(
     last_chunk, last_sequence, last_page = journal.render_position()
     to_render = journal.count_at(Stage.CODED)
     # read from the journal a page at a time as chunks go out, in print order
-    chunks = _chunks(journal.coded_in_print_order(options.sort), settings.chunk_size)
+    chunks = batched(journal.coded_in_print_order(options.sort), settings.chunk_size)
     next_page = last_page + 1
     executor = chunk_executor(settings.executor, spec, settings.workers, -(-to_render // settings.chunk_size))
     try:
@@ -456,12 +456,6 @@ def _place(
         first_page += pages
     journal.record_placements(placed, chunk)
     return first_page
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    todo = iter(items)
-    while chunk := list(islice(todo, size)):
-        yield chunk
 
 
 def _finish(
