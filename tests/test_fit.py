@@ -6,8 +6,9 @@ import datetime as dt
 import multiprocessing
 
 from pkb_letters import marks, printing
+from pkb_letters.batching import batched
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
-from pkb_letters.executor import check_addresses
+from pkb_letters.executor import fit_batches
 from pkb_letters.printing import PrintOptions
 from pkb_letters.records import CodePair, Letter, PatientRow
 from pkb_letters.render import ChunkRenderer, LetterTemplate
@@ -58,8 +59,15 @@ def test_worker_processes_find_the_same_misfits_and_report_progress_batch_by_bat
     def advance(done: int) -> None:
         progress.append((done, len(multiprocessing.active_children())))
 
-    in_workers = check_addresses(renderer, patients, workers=2, advance=advance, batch_size=5)
-    here = check_addresses(renderer, patients, workers=1, batch_size=5)
+    def fit(workers: int, advance=lambda done: None) -> dict:
+        found = {}
+        for batch, problems in fit_batches(renderer, batched(patients, 5), workers, -(-len(patients) // 5)):
+            found.update(problems)
+            advance(len(batch))
+        return found
+
+    in_workers = fit(2, advance)
+    here = fit(1)
     assert {row: (p.reason, p.detail) for row, p in in_workers.items()} == \
         {row: (p.reason, p.detail) for row, p in here.items()}
     assert [done for done, _ in progress] == [5] * (len(patients) // 5) + [len(patients) % 5]

@@ -22,7 +22,7 @@ import pytest
 from conftest import FIXTURES, connection_to, no_weasyprint_warnings
 from traced import traced_peak
 
-from pkb_letters import executor, intake, pipeline, render, resolve, tokens
+from pkb_letters import intake, pipeline, render, resolve, tokens
 from pkb_letters import journal as journal_module
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection
 from pkb_letters.errors import InputFileError
@@ -48,7 +48,6 @@ def _small_pages(monkeypatch):
     monkeypatch.setattr(intake, "_BLOCK", 4096)  # bytes of the file read at a time
     monkeypatch.setattr(journal_module, "PAGE_ROWS", PAGE)
     monkeypatch.setattr(render, "FIT_BATCH", PAGE)
-    monkeypatch.setattr(executor, "FIT_BATCH", PAGE)
     monkeypatch.setattr(resolve, "STATUS_QUERY_LIMIT", PKB_BATCH)
     monkeypatch.setattr(tokens, "GENERATE_TOKENS_LIMIT", PKB_BATCH)
 
@@ -236,7 +235,7 @@ EXPECTED = {
 
 @pytest.fixture
 def _tiny_pages(monkeypatch):
-    for module, name in ((journal_module, "PAGE_ROWS"), (render, "FIT_BATCH"), (executor, "FIT_BATCH"),
+    for module, name in ((journal_module, "PAGE_ROWS"), (render, "FIT_BATCH"),
                          (resolve, "STATUS_QUERY_LIMIT"), (tokens, "GENERATE_TOKENS_LIMIT")):
         monkeypatch.setattr(module, name, 3)
 

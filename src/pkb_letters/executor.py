@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Protocol
 
-from .batching import batched
 from .errors import TemplateError
 from .records import CodePair, PatientRow
-from .render import FIT_BATCH, ChunkOutcome, ChunkRenderer, ChunkTask, Misfit, RenderSpec, fit_batch, render_chunk
+from .render import ChunkOutcome, ChunkRenderer, ChunkTask, Misfit, RenderSpec, fit_batch, render_chunk
 
 Item = tuple[PatientRow, CodePair]
 # Starting a worker (Python, WeasyPrint, the fonts) takes about as long as fitting a batch: a list of
@@ -115,20 +114,6 @@ def _renumbered(executor: ChunkExecutor, pending, first_sequence: int) -> deque:
         again.append((task, executor.submit(task)))
         first_sequence += len(task.items)
     return again
-
-
-def check_addresses(
-    renderer: ChunkRenderer, patients: Sequence[PatientRow], workers: int = 1,
-    advance: Callable[[int], None] = lambda done: None, batch_size: int | None = None,
-) -> dict[int, Misfit | TemplateError]:
-    """The address fit of every patient (`ChunkRenderer.check_addresses`), batch by batch, in
-    `workers` processes for a long list. The same answers either way; `advance` hears each batch."""
-    size = batch_size or FIT_BATCH
-    problems: dict[int, Misfit | TemplateError] = {}
-    for batch, found in fit_batches(renderer, batched(patients, size), workers, -(-len(patients) // size)):
-        problems.update(found)
-        advance(len(batch))
-    return problems
 
 
 def fit_batches(
