@@ -17,6 +17,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+# A request as the faults see it: method, path and body. Hashed only when a fault is drawn for it.
+Request = tuple[str, str, bytes]
+
 
 @dataclass(frozen=True)
 class Faults:
@@ -62,8 +65,8 @@ class FaultInjector:
         self.counts = {"latency": 0, "429": 0, "500": 0, "503": 0, "dropped": 0}
         self.dropped_by_action: Counter[str] = Counter()
 
-    def before(self, request: str) -> Refusal | None:
-        """Called as `request` (its method, path and body) arrives: delay it, and maybe refuse
+    def before(self, request: Request) -> Refusal | None:
+        """Called as `request` arrives: delay it, and maybe refuse
         it without doing the work."""
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
@@ -80,7 +83,7 @@ class FaultInjector:
                 return Refusal(status)
         return None
 
-    def drop_after_work(self, request: str, action: str) -> bool:
+    def drop_after_work(self, request: Request, action: str) -> bool:
         """Called once the work for `request` (answered by `action`) is done: should the answer be
         lost on the way back?"""
         if not self.faults.drop_rate:
@@ -92,9 +95,10 @@ class FaultInjector:
                 self.dropped_by_action[action] += 1
         return dropped
 
-    def _draw(self, request: str, purpose: str) -> random.Random:
+    def _draw(self, request: Request, purpose: str) -> random.Random:
         """The random stream for this attempt at `request`: its nth arrival always draws the same."""
-        key = f"{purpose} {hashlib.sha256(request.encode('utf-8', 'surrogateescape')).hexdigest()}"
+        method, path, body = request
+        key = f"{purpose} {hashlib.sha256(f'{method} {path} '.encode() + body).hexdigest()}"
         attempt = self._seen[key] = self._seen.get(key, 0) + 1
         return random.Random(f"{self._seed} {key} {attempt}")
 

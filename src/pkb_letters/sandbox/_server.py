@@ -42,7 +42,7 @@ from ._data import (
     issued_pair_json,
     load_sandbox_data,
 )
-from ._faults import FaultInjector, Faults, RequestStats
+from ._faults import FaultInjector, Faults, Request, RequestStats
 
 JSON = "application/json;charset=UTF-8"
 FHIR_JSON = "application/fhir+json;charset=UTF-8"
@@ -217,13 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             self._send(_Response(500, {"error": "server_error"}, close=True))
             raise  # handle_error reports it without the message
-        if faulty and worked and self._sandbox.faults.drop_after_work(self._request_key(), route.action):
+        if faulty and worked and self._sandbox.faults.drop_after_work(self._request(), route.action):
             self.close_connection = True  # the work is done, the answer is lost: the nastiest case
             return
         self._send(response)
 
     def _refuse_by_fault(self) -> None:
-        refusal = self._sandbox.faults.before(self._request_key())
+        refusal = self._sandbox.faults.before(self._request())
         if refusal is None:
             return
         if refusal.status == 429:
@@ -240,8 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --
 
-    def _request_key(self) -> str:
-        return f"{self.command} {self.path} " + self._body.decode("utf-8", "surrogateescape")
+    def _request(self) -> Request:
+        return self.command, self.path, self._body
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding"):
