@@ -28,6 +28,7 @@ from PIL import Image
 from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
+from . import stamp
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
@@ -71,6 +72,7 @@ class RenderedChunk:
     page_counts: tuple[int, ...]  # one per letter, in the chunk's order
     misfits: tuple[Misfit, ...] = ()
     shared_letters: int = 0  # letters drawn with the job's shared layout
+    stamped_letters: int = 0  # letters drawn into their shape's prototype, not laid out
 
 
 def _moved(shared: SharedLayout, fast: Sequence[str | None], pages: Sequence, counts: Sequence[int]) -> list[int]:
@@ -187,6 +189,10 @@ class ChunkRenderer:
         self._shared_css: CSS | None = None
         self._fit_css: CSS | None = None
         self._page = envelope
+        self._prototypes: dict[tuple[str, bool], list[stamp.Prototype | None]] = {}  # None: never stamped
+        self._prototype_count = 0
+        self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
+        self._image_options = stamp.image_options(self._pdf_options)
 
     @property
     def fit_spec(self) -> FitSpec:
@@ -232,12 +238,53 @@ class ChunkRenderer:
 
     def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
         """Lay out letters as one document: shared blocks from the job's shared layout where a letter
-        allows it, everything else in full; a letter whose placeholders moved is laid out again in full."""
+        allows it, everything else in full; a letter whose placeholders moved is laid out again in full.
+        A letter of a shape laid out before (stamp.py) is not laid out at all: its own texts are drawn
+        into its shape's prototype."""
         shared = self.shared_layout() if self.share_layout else None
         fast = [shared.placeholders(body) if shared else None for body in bodies]
+        shapes = [stamp.skeleton(quick or body) if self.share_layout else None
+                  for quick, body in zip(fast, bodies, strict=True)]
+        stamped = [self._stamped(letter, shape, quick is not None)
+                   for letter, shape, quick in zip(letters, shapes, fast, strict=True)]
+        to_lay_out = [index for index, found in enumerate(stamped) if found is None]
+        pages_of: dict[int, list] = {}
+        if to_lay_out:
+            fast_of_laid_out = [fast[i] for i in to_lay_out]  # a letter whose placeholders moved loses its own
+            laid_out = self._lay_out([letters[i] for i in to_lay_out], [bodies[i] for i in to_lay_out],
+                                     fast_of_laid_out, [shapes[i] for i in to_lay_out], shared)
+            if isinstance(laid_out, RenderedChunk):
+                return laid_out  # misfits: the chunk is laid out again without them
+            for index, pages, quick in zip(to_lay_out, laid_out, fast_of_laid_out, strict=True):
+                pages_of[index], fast[index] = pages, quick
+        all_pages, layers = [], []
+        for index, quick in enumerate(fast):
+            proto, pages = stamped[index] or (None, pages_of[index])
+            all_pages += pages
+            for number in range(len(pages)):
+                page_layers = shared.layers(len(pages))[number] if quick and shared else []
+                if proto is not None:
+                    page_layers = [*page_layers, (f"PkbStamp{proto.number}p{number}", self._static_pdf(proto), number)]
+                layers.append(page_layers)
+        counts = [len(stamped[i][1] if stamped[i] else pages_of[i]) for i in range(len(letters))]
+        misfits = address_misfits(_Pages(all_pages))
+        if misfits:
+            return RenderedChunk(None, tuple(counts), tuple(misfits))
+        with self._fetcher.guarded():
+            pdf = self._shell.copy(all_pages).write_pdf(**self._pdf_options)
+        pdf = underlay(pdf, layers)
+        return RenderedChunk(pdf, tuple(counts), shared_letters=sum(1 for quick in fast if quick),
+                             stamped_letters=sum(1 for found in stamped if found))
+
+    def _lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], fast: list[str | None],
+                 shapes: Sequence[stamp.Skeleton | None], shared: SharedLayout | None) -> list[list] | RenderedChunk:
+        """Each letter's pages, laid out with WeasyPrint (until "Page n of m" settles); a letter of a shape
+        not seen before becomes that shape's prototype."""
         page_totals = [self._expected_pages] * len(letters)
         for _ in range(_MAX_LAYOUT_PASSES + 1):
-            laid_out = [quick or body for quick, body in zip(fast, bodies, strict=True)]
+            new = [self._is_new_shape(shape, quick is not None) for shape, quick in zip(shapes, fast, strict=True)]
+            laid_out = [stamp.marked(quick or body, shape) if is_new else quick or body
+                        for quick, body, shape, is_new in zip(fast, bodies, shapes, new, strict=True)]
             document = self._layout(letters, laid_out, page_totals, self._shared_css if shared else None)
             counts = pages_per_letter(document, [lt.sequence for lt in letters])
             misfits = address_misfits(document)
@@ -248,15 +295,60 @@ class ChunkRenderer:
                 fast[index] = None
             if counts == page_totals and not moved:
                 self._expected_pages = max(set(counts), key=counts.count)
-                with self._fetcher.guarded():
-                    pdf = document.write_pdf(**self._pdf_options)
-                if shared and any(fast):
-                    layers = [layer for quick, count in zip(fast, counts, strict=True)
-                              for layer in (shared.layers(count) if quick else [None] * count)]
-                    pdf = underlay(pdf, shared.pdf, layers)
-                return RenderedChunk(pdf, tuple(counts), shared_letters=sum(1 for quick in fast if quick))
+                if self._shell is None:
+                    self._shell = document.copy([])
+                pages, first = [], 0
+                for letter, count, shape, quick, is_new in zip(letters, counts, shapes, fast, new, strict=True):
+                    pages.append(document.pages[first:first + count])
+                    first += count
+                    if is_new:
+                        self._remember(shape, quick is not None, pages[-1], letter)
+                return pages
+            if moved:
+                shapes = [stamp.skeleton(quick or body) if shape else None
+                          for quick, body, shape in zip(fast, bodies, shapes, strict=True)]
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
+
+    @staticmethod
+    def _shape_key(shape: stamp.Skeleton | None, quick: bool) -> tuple[str, bool] | None:
+        return None if shape is None else (shape.key, quick)
+
+    def _is_new_shape(self, shape: stamp.Skeleton | None, quick: bool) -> bool:
+        """Whether a letter of this shape, laid out, should become a prototype: a shape has one per
+        width its box-sized texts take (a piece id with a kerned "11" in it, say), up to a limit."""
+        key = self._shape_key(shape, quick)
+        if key is None or self._prototype_count >= stamp.MAX_SHAPES:
+            return False
+        known = self._prototypes.get(key, [])
+        return None not in known and len(known) < stamp.MAX_PROTOTYPES_A_SHAPE
+
+    def _remember(self, shape: stamp.Skeleton, quick: bool, pages: list, letter: Letter) -> None:
+        if not self._is_new_shape(shape, quick):
+            return  # the chunk's earlier letters filled the shape's places
+        try:
+            proto = stamp.prototype(pages, f"{ANCHOR_PREFIX}{letter.sequence}", letter.piece_id, shape,
+                                    self._prototype_count)
+        except stamp.NoStamp:
+            proto = None
+        self._prototypes.setdefault(self._shape_key(shape, quick), []).append(proto)
+        self._prototype_count += 1
+
+    def _stamped(self, letter: Letter, shape: stamp.Skeleton | None, quick: bool) -> tuple | None:
+        """(prototype, pages) for a letter drawn into a prototype of its shape; None if none will take it."""
+        for proto in self._prototypes.get(self._shape_key(shape, quick), ()) if shape is not None else ():
+            pages = proto and stamp.stamped_pages(proto, shape, f"{ANCHOR_PREFIX}{letter.sequence}",
+                                                  letter.piece_id, self._image_options)
+            if pages:
+                return proto, pages
+        return None
+
+    def _static_pdf(self, proto: stamp.Prototype) -> bytes:
+        """What every letter of the prototype's shape shares, written once."""
+        if proto.static_pdf is None:
+            with self._fetcher.guarded():
+                proto.static_pdf = self._shell.copy(proto.hidden_pages()).write_pdf(**self._pdf_options)
+        return proto.static_pdf
 
     def shared_layout(self) -> SharedLayout | None:
         """The blocks every letter of this job shares, laid out once (None if the template has none)."""
@@ -374,6 +466,13 @@ def pages_per_letter(document, sequences: Sequence[int]) -> list[int]:
             raise TemplateError(f"page {number} of a chunk belongs to {len(owners)} letters; expected 1")
         counts[owners[0]] += 1
     return [counts[s] for s in sequences]
+
+
+@dataclass(frozen=True)
+class _Pages:
+    """Pages from several documents, for what reads only a document's pages."""
+
+    pages: list
 
 
 def address_misfits(document) -> list[Misfit]:

@@ -29,16 +29,17 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject
+import pikepdf
 
 SHARED_ATTRIBUTE = "data-pkb-shared"
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>|<!--.*?-->", re.S)
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 _RAW_TEXT = frozenset(("script", "style", "textarea", "title"))
 _TOLERANCE_PX = 0.01
+Layer = tuple[str, bytes, int]  # a form XObject's name, the PDF it comes from, and the page of that PDF
 # Every page-margin box: the prototype's own footer and header belong to the letter, not the shared layer.
 _MARGIN_BOXES = ("top-left-corner top-left top-center top-right top-right-corner right-top right-middle "
                  "right-bottom bottom-right-corner bottom-right bottom-center bottom-left bottom-left-corner "
@@ -231,10 +232,11 @@ class SharedLayout:
                 return False
         return True
 
-    def layers(self, page_count: int) -> list[int | None]:
-        """For a letter on the fast path: which page of the shared PDF goes under each of its pages."""
+    def layers(self, page_count: int) -> list[list[Layer]]:
+        """For a letter on the fast path: the page of the shared PDF (if any) to go under each of its pages."""
         pages_with_blocks = {run.blocks[0].page for run in self.runs}
-        return [page if page in pages_with_blocks else None for page in range(page_count)]
+        return [[(f"PkbShared{page}", self.pdf, page)] if page in pages_with_blocks else []
+                for page in range(page_count)]
 
 
 def placeholder_boxes(pages: Sequence) -> dict[int, list[tuple[int, object]]]:
@@ -362,45 +364,30 @@ def _painted(box) -> bool:
 # -- drawing the shared layer under each letter's own page --------------------------------------------
 
 
-def underlay(chunk_pdf: bytes, shared_pdf: bytes, layers: Sequence[int | None]) -> bytes:
-    """The chunk with, under page i's own content, page `layers[i]` of the shared PDF as a form XObject."""
-    if not any(layer is not None for layer in layers):
+def underlay(chunk_pdf: bytes, layers: Sequence[Sequence[Layer]]) -> bytes:
+    """The chunk with, under page i's own content, each of `layers[i]` as a form XObject (in that order).
+
+    A form is stored once per chunk whatever the number of pages drawing it. qpdf (pikepdf) does the
+    copying: pypdf took longer over it than WeasyPrint takes to draw a stamped letter."""
+    if not any(layers):
         return chunk_pdf
-    reader = PdfReader(io.BytesIO(chunk_pdf))
-    writer = PdfWriter(clone_from=reader)
-    writer.pdf_header = reader.pdf_header  # PDF/X-4 and PDF/A-2 name their version there
-    shared = PdfReader(io.BytesIO(shared_pdf))
-    forms: dict[int, object] = {}
-    for page, layer in zip(writer.pages, layers, strict=True):
-        if layer is None:
-            continue
-        if layer not in forms:
-            forms[layer] = _form_xobject(writer, shared.pages[layer])
-        name = NameObject(f"/PkbShared{layer}")
-        resources = page["/Resources"].get_object()
-        xobjects = resources.get("/XObject")
-        if xobjects is None:
-            xobjects = DictionaryObject()
-            resources[NameObject("/XObject")] = xobjects
-        xobjects.get_object()[name] = forms[layer]
-        draw = DecodedStreamObject()
-        draw.set_data(f"q {name} Do Q\n".encode())
-        contents = page.get("/Contents")
-        existing = [] if contents is None else list(contents) if isinstance(contents, ArrayObject) else [contents]
-        page[NameObject("/Contents")] = ArrayObject([writer._add_object(draw), *existing])
-    output = io.BytesIO()
-    writer.write(output)
-    return output.getvalue()
-
-
-def _form_xobject(writer: PdfWriter, page):
-    form = DecodedStreamObject()
-    form.set_data(page.get_contents().get_data())
-    form.update({
-        NameObject("/Type"): NameObject("/XObject"),
-        NameObject("/Subtype"): NameObject("/Form"),
-        NameObject("/BBox"): ArrayObject(page.mediabox),
-        NameObject("/Resources"): page["/Resources"].clone(writer),
-    })
-    form = form.flate_encode()
-    return writer._add_object(form)
+    with ExitStack() as stack:
+        pdf = stack.enter_context(pikepdf.open(io.BytesIO(chunk_pdf)))
+        sources: dict[int, pikepdf.Pdf] = {}
+        forms: dict[str, pikepdf.Object] = {}
+        for page, page_layers in zip(pdf.pages, layers, strict=True):
+            if not page_layers:
+                continue
+            draws = []
+            for name, source_pdf, number in page_layers:
+                if name not in forms:
+                    if id(source_pdf) not in sources:
+                        sources[id(source_pdf)] = stack.enter_context(pikepdf.open(io.BytesIO(source_pdf)))
+                    form = sources[id(source_pdf)].pages[number].as_form_xobject()
+                    forms[name] = pdf.copy_foreign(form)
+                page.add_resource(forms[name], pikepdf.Name.XObject, pikepdf.Name(f"/{name}"))
+                draws.append(f"q /{name} Do Q\n")
+            page.contents_add(pikepdf.Stream(pdf, "".join(draws).encode()), prepend=True)
+        output = io.BytesIO()
+        pdf.save(output, min_version=pdf.pdf_version)  # PDF/X-4 and PDF/A-2 name their version in the header
+        return output.getvalue()

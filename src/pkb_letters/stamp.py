@@ -1,0 +1,429 @@
+"""Letters of a shape already laid out: only their own short texts are shaped and drawn.
+
+Once the shared blocks are out of a letter's layout (shared_layout.py), what is left
+to lay out is mostly short text: the address lines, the date and reference, the
+greeting, the codes, the piece id, and the QR code. Two letters whose HTML differs
+only in the text of *leaf* elements (elements holding text and nothing else) and in
+their QR image have the same layout everywhere else, as long as each new text lays
+out as one line, in the same font, no wider than its box (or, where the box's width
+comes from its content, exactly as wide as the first letter's text).
+
+So the first letter of each shape (its HTML with leaf texts and data-URI images
+blanked out) is laid out in full and becomes the shape's prototype. A later letter of
+that shape is not laid out: each of its texts is shaped with WeasyPrint's own line
+splitting and placed where the prototype's text was (moved by the difference in width
+for right- or centre-aligned text), and its QR image replaces the prototype's. The
+letter's page tree is the prototype's with those boxes swapped, so the address check
+and page count work on it as on any layout. When the chunk is written, the page draws
+only the letter's own boxes, over the prototype's page with those boxes hidden (drawn
+once per shape and reused as a form XObject, like the shared layer).
+
+A text that breaks any of these rules sends the letter to a full layout; the tests
+check stamped letters against a full layout character by character.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+from weasyprint import DEFAULT_OPTIONS
+from weasyprint.css.properties import INITIAL_VALUES
+from weasyprint.document import Page
+from weasyprint.draw import draw_replacedbox
+from weasyprint.draw.text import draw_text
+from weasyprint.images import RasterImage
+from weasyprint.layout.absolute import AbsolutePlaceholder
+from weasyprint.text.ffi import ffi, pango
+from weasyprint.text.line_break import split_first_line
+
+from .shared_layout import element_spans
+
+SLOT_ATTRIBUTE = "data-pkb-slot"
+IMAGE_ATTRIBUTE = "data-pkb-image"
+_DATA_IMAGE = re.compile(r"""(<img\b[^>]*?\ssrc\s*=\s*)("data:image/png;base64,[^"]*"|'data:image/png;base64,[^']*')""",
+                         re.I)
+_COLLAPSIBLE = re.compile(r"[ \t\n\r\f]+")
+_TEXT_MARK, _IMAGE_MARK = "\x00", "\x01"
+_WIDTH_FREE_PARENTS = ("BlockBox", "PageBox")  # boxes whose width never depends on their content
+_SAFE_BIDI = frozenset(("L", "EN", "ES", "ET", "CS", "ON", "WS", "NSM"))
+_EPSILON = 1e-6
+MAX_SHAPES = 48  # prototypes a renderer keeps: a job has a handful of shapes, a pathological one gets full layouts
+MAX_PROTOTYPES_A_SHAPE = 6  # one per width of the texts that size their own box (piece ids: "11" is kerned)
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A letter body with its leaf texts and data-URI images taken out: letters with equal keys share a shape."""
+
+    key: str
+    texts: tuple[str, ...]  # the leaf elements' HTML content, in document order
+    images: tuple[str, ...]  # the data URIs (quoted as in the HTML), in document order
+    text_spans: tuple[tuple[int, int], ...]  # where each text is in the body
+    image_tags: tuple[int, ...]  # where each image's "<img" starts
+
+
+def skeleton(body: str) -> Skeleton | None:
+    """The letter's shape, or None when its tags do not nest cleanly (it is then always laid out in full)."""
+    spans = element_spans(body)
+    if spans is None:
+        return None
+    text_spans = []
+    for index, span in enumerate(spans):
+        if index + 1 < len(spans) and spans[index + 1].start < span.end:
+            continue  # has child elements
+        inner_start, inner_end = span.start + len(span.start_tag), body.rfind("</", span.start, span.end)
+        if inner_end > inner_start and "<" not in body[inner_start:inner_end]:
+            text_spans.append((inner_start, inner_end))
+    matches = list(_DATA_IMAGE.finditer(body))
+    image_spans = [match.span(2) for match in matches]
+    cuts = sorted([(s, e, _TEXT_MARK) for s, e in text_spans] + [(s, e, _IMAGE_MARK) for s, e in image_spans])
+    pieces, position = [], 0
+    for start, end, mark in cuts:
+        if start < position:
+            return None  # an image inside a text (cannot happen with clean tags), but never guess
+        pieces += [body[position:start], mark]
+        position = end
+    pieces.append(body[position:])
+    return Skeleton("".join(pieces), tuple(body[s:e] for s, e in text_spans),
+                    tuple(body[s:e] for s, e in image_spans), tuple(text_spans), tuple(m.start(1) for m in matches))
+
+
+def marked(body: str, shape: Skeleton) -> str:
+    """`body` with each leaf element and data-URI image numbered, so its boxes can be found after layout."""
+    inserts = [(body.rfind(">", 0, start), f' {SLOT_ATTRIBUTE}="{n}"') for n, (start, _) in enumerate(shape.text_spans)]
+    inserts += [(tag + len("<img"), f' {IMAGE_ATTRIBUTE}="{n}"') for n, tag in enumerate(shape.image_tags)]
+    pieces, position = [], 0
+    for where, text in sorted(inserts):
+        pieces += [body[position:where], text]
+        position = where
+    pieces.append(body[position:])
+    return "".join(pieces)
+
+
+def displayed(text_html: str) -> str:
+    """What a leaf's HTML text shows on one line: entities decoded, white space collapsed and trimmed."""
+    return _COLLAPSIBLE.sub(" ", html.unescape(text_html)).strip(" ")
+
+
+def _plain_text(text: str) -> bool:
+    """Left-to-right text with no control, format or break characters (no soft hyphens, no bidi marks)."""
+    return bool(text) and all(unicodedata.bidirectional(c) in _SAFE_BIDI and unicodedata.category(c)[0] != "C"
+                              and c not in "\u2028\u2029" for c in text)
+
+
+# -- a shape's prototype: where its slots are, and whether each can take other text --------------------
+
+
+@dataclass
+class TextSlot:
+    box: Any  # the prototype's TextBox
+    page: int
+    path: tuple  # boxes from the page box down to the text box's parent line
+    block: Any  # the block container the line is in
+    width_free: bool  # the block's width does not depend on its content
+    align: float  # 0 left, 0.5 centre, 1 right
+    fonts: frozenset  # the Pango fonts the prototype's text was drawn with
+
+
+@dataclass
+class ImageSlot:
+    box: Any
+    page: int
+    path: tuple
+
+
+@dataclass
+class Prototype:
+    """The first letter of a shape, laid out in full, and what a later letter may change in it."""
+
+    number: int  # in the renderer: names its form XObjects
+    pages: list  # WeasyPrint pages of the prototype letter
+    anchor: str  # the prototype's own section anchor
+    piece_id: str
+    texts: tuple[str, ...]  # the leaf HTML texts the prototype was laid out with
+    images: tuple[str, ...]
+    text_slots: dict[int, TextSlot]  # by leaf number: only the leaves that may change
+    image_slots: dict[int, ImageSlot]
+    piece_slots: list[TextSlot]  # the piece id in the page margins
+    static_pdf: bytes | None = None  # the pages with every slot hidden, written once
+    _hidden_pages: list | None = field(default=None, repr=False)
+
+    def hidden_pages(self) -> list:
+        """The prototype's pages with every slot hidden: what is the same in every letter of the shape."""
+        if self._hidden_pages is None:
+            hidden = {id(slot.box) for slot in self._slots()}
+            hide = lambda box: _hidden(box) if id(box) in hidden else None  # noqa: E731
+            self._hidden_pages = [_page_with(page, _swap_tree(page._page_box, hide)) for page in self.pages]
+        return self._hidden_pages
+
+    def _slots(self) -> Iterator[TextSlot | ImageSlot]:
+        yield from self.text_slots.values()
+        yield from self.image_slots.values()
+        yield from self.piece_slots
+
+
+def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, number: int) -> Prototype:
+    """Find the slots in a prototype letter's laid-out pages (its body was `marked`)."""
+    texts: dict[int, list] = {}
+    images: dict[int, list] = {}
+    pieces: list[TextSlot] = []
+    for page_number, page in enumerate(pages):
+        for box, path in _boxes_with_paths(page._page_box, ()):
+            element = getattr(box, "element", None)
+            kind = _kind(box)
+            if kind == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
+                texts.setdefault(int(element.get(SLOT_ATTRIBUTE)), []).append((page_number, box, path))
+            elif "ReplacedBox" in kind and element is not None and element.get(IMAGE_ATTRIBUTE) is not None:
+                images.setdefault(int(element.get(IMAGE_ATTRIBUTE)), []).append((page_number, box, path))
+            elif kind == "TextBox" and box.text == piece_id and any(_kind(p) == "MarginBox" for p in path):
+                slot = _text_slot(page_number, box, path, None)
+                if slot is None:
+                    raise NoStamp
+                pieces.append(slot)
+    text_slots = {}
+    for leaf, found in texts.items():
+        if len(found) == 1:
+            slot = _text_slot(*found[0], shape.texts[leaf])
+            if slot is not None:
+                text_slots[leaf] = slot
+    image_slots = {leaf: ImageSlot(box, page_number, path) for leaf, found in images.items() if len(found) == 1
+                   for page_number, box, path in found
+                   if _drawn_plainly(path) and isinstance(box.replacement, RasterImage)}
+    return Prototype(number, list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots,
+                     pieces)
+
+
+class NoStamp(Exception):
+    """The prototype has a piece id this module cannot redraw: its shape is always laid out in full."""
+
+
+def _boxes_with_paths(box, path: tuple) -> Iterator[tuple[Any, tuple]]:
+    for child in box.all_children() if hasattr(box, "all_children") else ():
+        yield child, path + (box,)
+        yield from _boxes_with_paths(child, path + (box,))
+
+
+def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot | None:
+    """A text box that can take other text: alone on the only line of its block, drawn plainly."""
+    line, block = path[-1], path[-2]
+    if _kind(line) != "LineBox" or line.children != [box] or block.children != [line]:
+        return None
+    if text_html is not None and (block.element is not box.element or box.text != displayed(text_html)):
+        return None
+    style = box.style
+    if (style["white_space"] not in ("normal", "nowrap") or style["text_transform"] != "none"
+            or style["direction"] != "ltr" or style["text_indent"].value != 0 or style["text_decoration_line"] != "none"
+            or style["visibility"] != "visible" or block.style["text_overflow"] != "clip"
+            or block.style["direction"] != "ltr" or not _drawn_plainly(path)):
+        return None
+    align = _alignment(block.style)
+    if align is None:
+        return None
+    width_free = all(_kind(p) in _WIDTH_FREE_PARENTS and (p.style["position"] in ("static", "relative")
+                                                                  or p.style["width"] != "auto")
+                     and p.style["float"] == "none" for p in path[:-1])
+    if width_free and align and box.width >= block.width:
+        return None  # text-align does nothing to a full line, so a narrower text would not stay aligned
+    fonts = _fonts(box.pango_layout, box.style)
+    if fonts is None:
+        return None
+    return TextSlot(box, page, path, block, width_free, align, fonts)
+
+
+def _alignment(style) -> float | None:
+    align, last = style["text_align_all"], style["text_align_last"]
+    align = align if last == "auto" else last
+    return {"left": 0.0, "start": 0.0, "center": 0.5, "right": 1.0, "end": 1.0}.get(align)
+
+
+def _drawn_plainly(path: tuple) -> bool:
+    """Nothing between the page and the box changes how its content is drawn (clipping, opacity, transforms)."""
+    for box in path:
+        style = box.style
+        if (style["opacity"] != 1 or style["transform"] or style["clip"] != INITIAL_VALUES["clip"]
+                or style["mask_border_source"] != INITIAL_VALUES["mask_border_source"]
+                or (_kind(box) not in ("PageBox", "MarginBox", "LineBox") and style["overflow"] != "visible")):
+            return False
+    return True
+
+
+def _kind(box) -> str:
+    """The box's class name, looking through the placeholder an absolutely positioned box leaves in the flow."""
+    return type(box._box if isinstance(box, AbsolutePlaceholder) else box).__name__
+
+
+def _fonts(layout, style) -> frozenset | None:
+    """The Pango fonts a laid-out text uses; None if any character has no glyph."""
+    layout.reactivate(style)
+    try:
+        first_line, _ = layout.get_first_line()
+        fonts, run = set(), first_line.runs[0]
+        while run != ffi.NULL:
+            glyph_item = run.data
+            run = run.next
+            glyphs = glyph_item.glyphs
+            if any(glyphs.glyphs[i].glyph & pango.PANGO_GLYPH_UNKNOWN_FLAG for i in range(glyphs.num_glyphs)):
+                return None
+            fonts.add(int(ffi.cast("intptr_t", glyph_item.item.analysis.font)))
+        return frozenset(fonts)
+    finally:
+        layout.deactivate()
+
+
+class _Context:
+    """What WeasyPrint's line splitting needs of a layout context: only hyphenation dictionaries."""
+
+    def __init__(self) -> None:
+        self.dictionaries: dict = {}
+
+
+_CONTEXT = _Context()
+
+
+def restyled(slot: TextSlot, text: str):
+    """The slot's text box holding `text`, placed as a full layout would place it; None if it would not fit."""
+    old = slot.box
+    if text == old.text:
+        return old
+    if not _plain_text(text):
+        return None
+    layout, length, resume, width, height, baseline = split_first_line(
+        text, old.style, _CONTEXT, slot.block.width, old.justification_spacing)
+    if resume is not None or length != len(text.encode()) or layout.text != text:
+        return None
+    if abs(height - old.height) > _EPSILON or abs(baseline + old.margin_top - old.baseline) > _EPSILON:
+        return None
+    if slot.width_free:
+        if width > slot.block.width + _EPSILON or (slot.align and width >= slot.block.width):
+            return None
+    elif abs(width - old.width) > _EPSILON:
+        return None
+    if _fonts(layout, old.style) != slot.fonts:
+        return None
+    new = old.copy_with_text(text)
+    new.pango_layout, new.width = layout, width
+    new.position_x = old.position_x + (old.width - width) * slot.align
+    return new
+
+
+def reimaged(slot: ImageSlot, uri: str, options: dict):
+    """The slot's image box showing the PNG in `uri` (a data URI), or None if its size in pixels differs."""
+    old = slot.box.replacement
+    data = base64.b64decode(uri.partition(",")[2], validate=True)
+    image_id = hashlib.md5(uri.encode(), usedforsecurity=False).hexdigest()  # as WeasyPrint names images
+    image = RasterImage(Image.open(io.BytesIO(data)), image_id, data, None, None,
+                        slot.box.style["image_orientation"], options)
+    if (image.width, image.height, image.mode) != (old.width, old.height, old.mode):
+        return None
+    new = slot.box.copy()
+    new.replacement = image
+    return new
+
+
+def image_options(pdf_options: dict) -> dict:
+    return {**DEFAULT_OPTIONS, **pdf_options}
+
+
+# -- a stamped letter's pages ----------------------------------------------------------------------
+
+
+class StampedPage(Page):
+    """A letter's page made from its shape's prototype: draws only the letter's own boxes."""
+
+    def __init__(self, page, page_box, anchors: dict, own: Sequence) -> None:
+        self.width, self.height, self.bleed = page.width, page.height, page.bleed
+        self.bookmarks, self.links, self.forms = page.bookmarks, page.links, page.forms
+        self.anchors = anchors
+        self._page_box = page_box
+        self.own = tuple(own)
+
+    def paint(self, stream, scale=1):
+        with stream.stacked():
+            stream.transform(a=scale, d=scale)
+            for box in self.own:
+                if type(box).__name__ == "TextBox":
+                    draw_text(stream, box, 0, "clip", "none")
+                else:
+                    draw_replacedbox(stream, box)
+
+
+def stamped_pages(proto: Prototype, shape: Skeleton, anchor: str, piece_id: str, options: dict) -> list | None:
+    """The pages of a letter of `proto`'s shape, or None if any of its texts or images cannot be stamped."""
+    swaps: dict[int, Any] = {}
+    for leaf, (old, new) in enumerate(zip(proto.texts, shape.texts, strict=True)):
+        slot = proto.text_slots.get(leaf)
+        if slot is None:
+            if old != new:
+                return None
+            continue
+        box = restyled(slot, displayed(new)) if old != new else slot.box
+        if box is None:
+            return None
+        swaps[id(slot.box)] = box
+    for leaf, (old, new) in enumerate(zip(proto.images, shape.images, strict=True)):
+        slot = proto.image_slots.get(leaf)
+        if slot is None:
+            if old != new:
+                return None
+            continue
+        box = reimaged(slot, new.strip("\"'"), options) if old != new else slot.box
+        if box is None:
+            return None
+        swaps[id(slot.box)] = box
+    for slot in proto.piece_slots:
+        box = restyled(slot, piece_id)
+        if box is None:
+            return None
+        swaps[id(slot.box)] = box
+    pages = []
+    for number, page in enumerate(proto.pages):
+        own = [swaps[id(slot.box)] for slot in proto._slots() if slot.page == number]
+        tree = _swap_tree(page._page_box, lambda box: swaps.get(id(box)))
+        anchors = {anchor if name == proto.anchor else name: where for name, where in page.anchors.items()}
+        pages.append(StampedPage(page, tree, anchors, own))
+    return pages
+
+
+def _swap_tree(box, replacement: Callable[[Any], Any]):
+    """`box` with each descendant for which `replacement` gives a box replaced, copying only their ancestors."""
+    if isinstance(box, AbsolutePlaceholder):
+        inner = _swap_tree(box._box, replacement)
+        if inner is box._box:
+            return box
+        placeholder = AbsolutePlaceholder(inner)
+        placeholder.set_laid_out_box(inner)
+        return placeholder
+    if not hasattr(box, "children"):
+        return box
+    changed, children = False, []
+    for child in box.children:
+        new = replacement(child)
+        if new is None:
+            new = _swap_tree(child, replacement)
+        changed |= new is not child
+        children.append(new)
+    return box.copy_with_children(children) if changed else box
+
+
+def _hidden(box):
+    style = box.style.copy()
+    style["visibility"] = "hidden"
+    hidden = box.copy()
+    hidden.style = style
+    return hidden
+
+
+def _page_with(page, page_box):
+    copy = Page.__new__(Page)
+    copy.__dict__.update(page.__dict__)
+    copy._page_box = page_box
+    return copy
