@@ -324,8 +324,8 @@ class ChunkRenderer:
         return None not in known and len(known) < stamp.MAX_PROTOTYPES_A_SHAPE
 
     def _remember(self, shape: stamp.Skeleton, quick: bool, pages: list, letter: Letter) -> None:
-        if not self._is_new_shape(shape, quick):
-            return  # the chunk's earlier letters filled the shape's places
+        if not self._is_new_shape(shape, quick) or self._stamped(letter, shape, quick):
+            return  # the shape's places are full, or an earlier letter of this chunk already covers this one
         try:
             proto = stamp.prototype(pages, f"{ANCHOR_PREFIX}{letter.sequence}", letter.piece_id, shape,
                                     self._prototype_count)
