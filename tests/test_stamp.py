@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import shutil
 from urllib.parse import parse_qs, urlsplit
 
 import pdfplumber
@@ -152,3 +153,24 @@ def test_skeleton_takes_out_leaf_texts_and_data_images_only():
 
 def test_displayed_text_is_what_html_white_space_rules_show():
     assert stamp.displayed("  Dear&nbsp;Mr\n  O&#39;Brien ") == "Dear\xa0Mr O'Brien"
+
+
+@pytest.mark.parametrize("before, after", [
+    ("<strong>{{ website }}</strong>", '<a href="{{ codes.join_url }}">{{ website }}</a>'),
+    ("<h1>Your invitation", "<h1>{{ patient.first_name }}, your invitation"),
+], ids=["a link carrying the codes", "a bookmark naming the patient"])
+def test_a_template_whose_pages_carry_patient_data_outside_the_drawing_is_never_stamped(tmp_path, before, after):
+    folder = tmp_path / "invitation"
+    shutil.copytree(DEFAULT_TEMPLATE, folder)
+    html = (folder / "letter.html").read_text(encoding="utf-8")
+    assert before in html
+    (folder / "letter.html").write_text(html.replace(before, after, 1), encoding="utf-8")
+    fast = _renderer(folder, True)
+    _render(fast, _letters(1, 6))
+    letters = _letters(7, 6)
+    later = _render(fast, letters)
+    assert later.stamped_letters == 0
+    if "href" in after:
+        with pdfplumber.open(io.BytesIO(later.pdf)) as document:
+            links = [a.get("uri") or "" for page in document.pages for a in page.annots]
+        assert [sum(letter.codes.invitation_code in uri for uri in links) for letter in letters] == [1] * len(letters)

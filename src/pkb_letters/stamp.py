@@ -172,7 +172,13 @@ class Prototype:
 
 
 def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, number: int) -> Prototype:
-    """Find the slots in a prototype letter's laid-out pages (its body was `marked`)."""
+    """Find the slots in a prototype letter's laid-out pages (its body was `marked`).
+
+    Raises NoStamp for a letter whose pages carry links or form fields, or bookmarks naming a text that
+    changes from letter to letter: those are written from the prototype's own data, which must never
+    reach another patient's letter."""
+    if any(page.links or any(page.forms.values()) for page in pages):
+        raise NoStamp
     texts: dict[int, list] = {}
     images: dict[int, list] = {}
     pieces: list[TextSlot] = []
@@ -198,12 +204,16 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, numb
     image_slots = {leaf: ImageSlot(box, page_number, path) for leaf, found in images.items() if len(found) == 1
                    for page_number, box, path in found
                    if _drawn_plainly(path) and isinstance(box.replacement, RasterImage)}
+    changing = [slot.box.text for slot in [*text_slots.values(), *pieces]]
+    if any(text in label for page in pages for _, label, _, _ in page.bookmarks for text in changing):
+        raise NoStamp
     return Prototype(number, list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots,
                      pieces)
 
 
 class NoStamp(Exception):
-    """The prototype has a piece id this module cannot redraw: its shape is always laid out in full."""
+    """The prototype has links, bookmarks or a piece id this module cannot redraw: its shape is always laid
+    out in full."""
 
 
 def _boxes_with_paths(box, path: tuple) -> Iterator[tuple[Any, tuple]]:
