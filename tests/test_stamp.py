@@ -11,11 +11,13 @@ import pdfplumber
 import pypdfium2
 import pytest
 import zxingcpp
-from test_shared_layout import _renderer, _words
+from test_shared_layout import SETTINGS, _renderer, _words
 
 from pkb_letters import stamp
 from pkb_letters.config import DEFAULT_TEMPLATE
+from pkb_letters.printing import PrintOptions
 from pkb_letters.records import CodePair, Letter, PatientRow
+from pkb_letters.render import ChunkRenderer, LetterTemplate
 
 EXPIRES = dt.date(2026, 12, 21)
 PEOPLE = [
@@ -174,3 +176,15 @@ def test_a_template_whose_pages_carry_patient_data_outside_the_drawing_is_never_
         with pdfplumber.open(io.BytesIO(later.pdf)) as document:
             links = [a.get("uri") or "" for page in document.pages for a in page.annots]
         assert [sum(letter.codes.invitation_code in uri for uri in links) for letter in letters] == [1] * len(letters)
+
+
+def test_tagged_pdfs_are_never_stamped():
+    """A tagged PDF's structure tree comes from the boxes as WeasyPrint draws them, which stamping skips."""
+    assert [stamp.tagged({"pdf_variant": v}) for v in ("pdf/x-4", "pdf/a-2b", "pdf/a-2a", "pdf/ua-1")] == \
+        [False, False, True, True]
+    assert stamp.tagged({"pdf_variant": "pdf/x-4", "pdf_tags": True})
+    untagged = _renderer(DEFAULT_TEMPLATE, True)
+    options = PrintOptions()
+    tagged = ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), SETTINGS, options.envelope, "",
+                           {"pdf_variant": "pdf/ua-1"})
+    assert untagged._stamps and not tagged._stamps

@@ -193,6 +193,8 @@ class ChunkRenderer:
         self._prototype_count = 0
         self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
         self._image_options = stamp.image_options(self._pdf_options)
+        # a tagged PDF's structure tree is built from the boxes as they are drawn, which stamping skips
+        self._stamps = share_layout and not stamp.tagged(self._pdf_options)
 
     @property
     def fit_spec(self) -> FitSpec:
@@ -243,7 +245,7 @@ class ChunkRenderer:
         into its shape's prototype."""
         shared = self.shared_layout() if self.share_layout else None
         fast = [shared.placeholders(body) if shared else None for body in bodies]
-        shapes = [stamp.skeleton(quick or body) if self.share_layout else None
+        shapes = [stamp.skeleton(quick or body) if self._stamps else None
                   for quick, body in zip(fast, bodies, strict=True)]
         stamped = [self._stamped(letter, shape, quick is not None)
                    for letter, shape, quick in zip(letters, shapes, fast, strict=True)]

@@ -42,6 +42,7 @@ from weasyprint.draw import draw_replacedbox
 from weasyprint.draw.text import draw_text
 from weasyprint.images import RasterImage
 from weasyprint.layout.absolute import AbsolutePlaceholder
+from weasyprint.pdf import VARIANTS
 from weasyprint.text.ffi import ffi, pango
 from weasyprint.text.line_break import split_first_line
 
@@ -341,6 +342,12 @@ def reimaged(slot: ImageSlot, uri: str, options: dict):
 
 def image_options(pdf_options: dict) -> dict:
     return {**DEFAULT_OPTIONS, **pdf_options}
+
+
+def tagged(pdf_options: dict) -> bool:
+    """Whether WeasyPrint writes these PDFs tagged (PDF/UA, PDF/A-*a)."""
+    variant = pdf_options.get("pdf_variant")
+    return bool(pdf_options.get("pdf_tags") or (variant and VARIANTS[variant][1].get("pdf_tags")))
 
 
 # -- a stamped letter's pages ----------------------------------------------------------------------
