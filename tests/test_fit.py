@@ -72,3 +72,32 @@ def test_worker_processes_find_the_same_misfits_and_report_progress_batch_by_bat
         {row: (p.reason, p.detail) for row, p in here.items()}
     assert [done for done, _ in progress] == [5] * (len(patients) // 5) + [len(patients) % 5]
     assert all(alive == 2 for _, alive in progress)
+
+
+class _CountingRenderer(ChunkRenderer):
+    """Counts the address blocks it lays out with WeasyPrint."""
+
+    laid_out = 0
+
+    def _fit_misfits(self, blocks):
+        self.laid_out += len(blocks)
+        return super()._fit_misfits(blocks)
+
+
+def test_address_blocks_of_a_shape_seen_fitting_are_measured_without_a_layout_and_judged_the_same():
+    options = PrintOptions()
+    page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload("JOB1"))
+    renderer = _CountingRenderer(LetterTemplate(DEFAULT_TEMPLATE), LetterSettings(organisation="Fit NHS Trust"),
+                                 page, printing.print_css(options), printing.pdf_options(options))
+    full = _renderer()
+    full._stamps = False  # the straightforward judge: every block laid out
+    renderer.check_addresses(_patients()[:3])  # three short streets: the three-line shape, seen fitting
+    renderer.laid_out = 0
+    patients = _patients()
+    stamped = {row: (p.reason, p.detail) for row, p in renderer.check_addresses(patients).items()}
+    assert stamped == {row: (p.reason, p.detail) for row, p in full.check_addresses(patients).items()}
+    # the street addresses that fit were measured line by line; those too wide, and the new shapes, laid out
+    streets = [p for p in patients if p.address_lines[1:] == ("LEEDS", "LS6 1BN")]
+    fitting_streets = [p for p in streets if p.input_row not in stamped]
+    assert len(fitting_streets) >= 5 and len(streets) - len(fitting_streets) >= 5
+    assert renderer.laid_out == len(patients) - len(fitting_streets)

@@ -189,6 +189,7 @@ class ChunkRenderer:
         self._shared_css: CSS | None = None
         self._fit_css: CSS | None = None
         self._page = envelope
+        self._fit_shapes: dict[str, list[tuple[tuple[str, ...], dict]]] = {}  # address blocks seen fitting
         self._prototypes: dict[tuple[str, bool], list[stamp.Prototype | None]] = {}  # None: never stamped
         self._prototype_count = 0
         self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
@@ -215,17 +216,34 @@ class ChunkRenderer:
             for patient in patients[start:start + FIT_BATCH]:
                 trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
                 try:
-                    blocks[patient.input_row] = _address_block(self.body(trial, qr=False), self.template.name)
+                    block = _address_block(self.body(trial, qr=False), self.template.name)
                 except TemplateError as exc:
                     problems[patient.input_row] = exc
+                    continue
+                if not self._fits_like_a_known_address(block):
+                    blocks[patient.input_row] = block
             if blocks:
                 problems.update((m.sequence, m) for m in self._fit_misfits(blocks))
         return problems
 
+    def _fits_like_a_known_address(self, block: str) -> bool:
+        """Whether an address block of a shape seen fitting before fits too: each of its lines, shaped
+        alone, is one line in the same font, no wider than the window (stamp.py's rules)."""
+        shape = stamp.skeleton(block) if self._stamps else None
+        return shape is not None and self._fits_known_shape(shape)
+
+    def _fits_known_shape(self, shape: stamp.Skeleton) -> bool:
+        return any(stamp.swapped_texts(texts, slots, shape.texts) is not None
+                   for texts, slots in self._fit_shapes.get(shape.key, ()))
+
     def _fit_misfits(self, blocks: dict[int, str]) -> list[Misfit]:
         """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
-        page each, as letters, would cost a page's overhead per patient."""
-        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">{block}</section>'
+        page each, as letters, would cost a page's overhead per patient. A block of a shape not seen
+        before that fits is kept, so later blocks of that shape need no layout."""
+        shapes = {row: stamp.skeleton(block) if self._stamps else None for row, block in blocks.items()}
+        new = {row for row, shape in shapes.items() if shape is not None and self._wants_fit_shape(shape)}
+        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
+                             f'{stamp.marked(block, shapes[row]) if row in new else block}</section>'
                              for row, block in blocks.items())
         if self._fit_css is None:
             self._fit_css = CSS(string=fit_css(self._page), font_config=self._font_config)
@@ -236,7 +254,25 @@ class ChunkRenderer:
                 misfit = _address_misfit(sequence, window)
                 if misfit:
                     misfits.append(misfit)
+        if new:
+            self._remember_fitting_shapes(document, shapes, new - {m.sequence for m in misfits})
         return misfits
+
+    def _wants_fit_shape(self, shape: stamp.Skeleton) -> bool:
+        known = self._fit_shapes.get(shape.key, [])
+        return len(known) < stamp.MAX_PROTOTYPES_A_SHAPE and sum(map(len, self._fit_shapes.values())) < stamp.MAX_SHAPES
+
+    def _remember_fitting_shapes(self, document, shapes: dict, rows: set[int]) -> None:
+        found: dict[int, dict[int, list]] = {}
+        for number, page in enumerate(document.pages):
+            for leaf, box, path in stamp.slot_boxes(page._page_box):
+                row = _section_row(path)
+                if row in rows:
+                    found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
+        for row, texts in found.items():
+            shape = shapes[row]
+            if self._wants_fit_shape(shape) and not self._fits_known_shape(shape):
+                self._fit_shapes.setdefault(shape.key, []).append((shape.texts, stamp.text_slots_of(texts, shape)))
 
     def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
         """Lay out letters as one document: shared blocks from the job's shared layout where a letter
@@ -490,6 +526,16 @@ def address_misfits(document) -> list[Misfit]:
         if misfit:
             misfits.append(misfit)
     return misfits
+
+
+def _section_row(path: Sequence) -> int | None:
+    """The input row of the fit section a box is in."""
+    for box in path:
+        element = getattr(box, "element", None)
+        anchor = element.get("id") or "" if element is not None and element.tag == "section" else ""
+        if anchor.startswith(ANCHOR_PREFIX):
+            return int(anchor.removeprefix(ANCHOR_PREFIX))
+    return None
 
 
 def _windows(box, section: int | None = None):

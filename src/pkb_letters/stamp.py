@@ -128,7 +128,6 @@ def _plain_text(text: str) -> bool:
 class TextSlot:
     box: Any  # the prototype's TextBox
     page: int
-    path: tuple  # boxes from the page box down to the text box's parent line
     block: Any  # the block container the line is in
     width_free: bool  # the block's width does not depend on its content
     align: float  # 0 left, 0.5 centre, 1 right
@@ -139,7 +138,6 @@ class TextSlot:
 class ImageSlot:
     box: Any
     page: int
-    path: tuple
 
 
 @dataclass
@@ -196,13 +194,8 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, numb
                 if slot is None:
                     raise NoStamp
                 pieces.append(slot)
-    text_slots = {}
-    for leaf, found in texts.items():
-        if len(found) == 1:
-            slot = _text_slot(*found[0], shape.texts[leaf])
-            if slot is not None:
-                text_slots[leaf] = slot
-    image_slots = {leaf: ImageSlot(box, page_number, path) for leaf, found in images.items() if len(found) == 1
+    text_slots = text_slots_of(texts, shape)
+    image_slots = {leaf: ImageSlot(box, page_number) for leaf, found in images.items() if len(found) == 1
                    for page_number, box, path in found
                    if _drawn_plainly(path) and isinstance(box.replacement, RasterImage)}
     changing = [slot.box.text for slot in [*text_slots.values(), *pieces]]
@@ -210,6 +203,41 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, numb
         raise NoStamp
     return Prototype(number, list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots,
                      pieces)
+
+
+def text_slots_of(found: dict[int, list[tuple[int, Any, tuple]]], shape: Skeleton) -> dict[int, TextSlot]:
+    """The leaves (found by number: page, text box, path) whose text another letter may change."""
+    slots = {}
+    for leaf, boxes in found.items():
+        if len(boxes) == 1:
+            slot = _text_slot(*boxes[0], shape.texts[leaf])
+            if slot is not None:
+                slots[leaf] = slot
+    return slots
+
+
+def slot_boxes(page_box) -> Iterator[tuple[int, Any, tuple]]:
+    """(leaf number, text box, path) for each text box of a `marked` leaf under `page_box`."""
+    for box, path in _boxes_with_paths(page_box, ()):
+        element = getattr(box, "element", None)
+        if _kind(box) == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
+            yield int(element.get(SLOT_ATTRIBUTE)), box, path
+
+
+def swapped_texts(texts: Sequence[str], slots: dict[int, TextSlot], new_texts: Sequence[str]) -> dict | None:
+    """The text boxes (by id of the one they replace) holding `new_texts`; None if any will not fit."""
+    swaps: dict[int, Any] = {}
+    for leaf, (old, new) in enumerate(zip(texts, new_texts, strict=True)):
+        slot = slots.get(leaf)
+        if slot is None:
+            if old != new:
+                return None
+            continue
+        box = restyled(slot, displayed(new)) if old != new else slot.box
+        if box is None:
+            return None
+        swaps[id(slot.box)] = box
+    return swaps
 
 
 class NoStamp(Exception):
@@ -247,7 +275,7 @@ def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot |
     fonts = _fonts(box.pango_layout, box.style)
     if fonts is None:
         return None
-    return TextSlot(box, page, path, block, width_free, align, fonts)
+    return TextSlot(box, page, block, width_free, align, fonts)
 
 
 def _alignment(style) -> float | None:
@@ -375,17 +403,9 @@ class StampedPage(Page):
 
 def stamped_pages(proto: Prototype, shape: Skeleton, anchor: str, piece_id: str, options: dict) -> list | None:
     """The pages of a letter of `proto`'s shape, or None if any of its texts or images cannot be stamped."""
-    swaps: dict[int, Any] = {}
-    for leaf, (old, new) in enumerate(zip(proto.texts, shape.texts, strict=True)):
-        slot = proto.text_slots.get(leaf)
-        if slot is None:
-            if old != new:
-                return None
-            continue
-        box = restyled(slot, displayed(new)) if old != new else slot.box
-        if box is None:
-            return None
-        swaps[id(slot.box)] = box
+    swaps = swapped_texts(proto.texts, proto.text_slots, shape.texts)
+    if swaps is None:
+        return None
     for leaf, (old, new) in enumerate(zip(proto.images, shape.images, strict=True)):
         slot = proto.image_slots.get(leaf)
         if slot is None:
