@@ -16,6 +16,7 @@ print it, in K-only black, as vector shapes. One mark per sheet, on its front.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -187,36 +188,59 @@ def _mm(rect: Rect) -> str:
 def draw(layout: MarkLayout, payload: str) -> bytes:
     """PDF content-stream operators printing `payload` as filled K-only black rectangles."""
     if layout.kind is MarkKind.DATAMATRIX:
-        rects = _datamatrix_rects(layout, payload)
+        shapes = _datamatrix_shapes(layout, payload)
     elif layout.kind is MarkKind.OMR:
-        rects = _omr_rects(layout, payload)
+        shapes = [_rectangle(r) for r in _omr_rects(layout, payload)]
     else:
         return b""
-    ops = ["q", "0 0 0 1 k"]
-    ops += [f"{_pt(r.left)} {_pt(A4_HEIGHT_MM - r.bottom)} {_pt(r.width)} {_pt(r.height)} re" for r in rects]
-    ops += ["f", "Q", ""]
-    return "\n".join(ops).encode("ascii")
+    return "\n".join(["q", "0 0 0 1 k", *shapes, "f", "Q", ""]).encode("ascii")
+
+
+def _rectangle(r: Rect) -> str:
+    return f"{_pt(r.left)} {_pt(A4_HEIGHT_MM - r.bottom)} {_pt(r.width)} {_pt(r.height)} re"
 
 
 def _pt(mm: float) -> str:
     return f"{mm * POINTS_PER_MM:.3f}"
 
 
-def _datamatrix_rects(layout: MarkLayout, payload: str) -> list[Rect]:
+_DARK_RUN = re.compile(b"\x01+")
+
+
+def _datamatrix_shapes(layout: MarkLayout, payload: str) -> list[str]:
     """One rectangle per run of dark modules in a row: a compact, exact vector symbol."""
-    rects = []
+    matrix = _matrix(payload)
+    grid = _grid(layout, len(matrix), len(matrix[0]))
+    return [grid.rectangle(y, run.start(), run.end())
+            for y, row in enumerate(matrix) for run in _DARK_RUN.finditer(bytes(row))]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A symbol's module edges as the operators write them: formatting some 600 numbers a
+    symbol cost more than encoding it, and a job's symbols all sit on the same grid."""
+
+    lefts: tuple[str, ...]  # by column
+    bottoms: tuple[str, ...]  # by row
+    widths: tuple[str, ...]  # by run length
+    height: str
+
+    def rectangle(self, row: int, start: int, end: int) -> str:
+        return f"{self.lefts[start]} {self.bottoms[row]} {self.widths[end - start]} {self.height} re"
+
+
+@lru_cache(maxsize=16)
+def _grid(layout: MarkLayout, rows: int, columns: int) -> _Grid:
     size = layout.module
-    for y, row in enumerate(_matrix(payload)):
-        x = 0
-        while x < len(row):
-            if not row[x]:
-                x += 1
-                continue
-            start = x
-            while x < len(row) and row[x]:
-                x += 1
-            rects.append(Rect(layout.left + start * size, layout.top + y * size, (x - start) * size, size))
-    return rects
+    # the same arithmetic as one Rect a module, so the numbers come out as they always have
+    cells = [[Rect(layout.left + x * size, layout.top + y * size, size, size) for x in range(columns)]
+             for y in range(rows)]
+    return _Grid(
+        lefts=tuple(_pt(cell.left) for cell in cells[0]),
+        bottoms=tuple(_pt(A4_HEIGHT_MM - row[0].bottom) for row in cells),
+        widths=tuple(_pt(n * size) for n in range(columns + 1)),
+        height=_pt(size),
+    )
 
 
 def _omr_rects(layout: MarkLayout, payload: str) -> list[Rect]:
