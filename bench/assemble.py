@@ -5,20 +5,22 @@
     .venv/bin/python bench/assemble.py --keep /tmp/assemble --profile        # cProfile, top 30 by own time
 
 The first run with a new `--keep` folder runs the real job (as bench/run.py does) and saves its
-render chunks and pieces there; later runs time only `stream_print_files` over them, with the
-job's default finishing (duplex, DataMatrix marks, not split). Prints letters per second
-(median of `--repeat` runs) and the print file's bytes per letter.
+render chunks and its journal as the assemble stage starts; later runs time only that stage
+(the job's `_finish_print_files`: the print files written and where every letter landed
+recorded in a fresh copy of the journal), with the job's default print options (duplex,
+DataMatrix marks, not split). Prints letters per second (median of `--repeat` runs) and the
+print file's bytes per letter.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import io
 import json
 import pstats
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -28,42 +30,43 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from pkb_letters import pipeline, printfile, printing  # noqa: E402
-from pkb_letters.printfile import Finishing, Piece  # noqa: E402
+from pkb_letters import pipeline  # noqa: E402
+from pkb_letters.journal import JOURNAL_NAME, Journal, Stage  # noqa: E402
 from pkb_letters.printing import PrintOptions  # noqa: E402
-
-JOB_ID = "PKB-20300101-BENCH0"
 
 
 def save_chunks(letters: int, keep: Path) -> None:
-    """Run the whole job once, copying the chunks and pieces aside as assemble starts."""
+    """Run the whole job once, copying the chunks and the journal aside as assemble starts."""
     import run  # bench/run.py, the script's own folder
 
-    real = pipeline.stream_print_files
+    real = pipeline._finish_print_files
 
-    def capture(chunk_paths, pieces, finishing, out_dir, record):
+    def capture(journal, chunk_paths, job_id, out_dir, options, advance=lambda done: None):
         chunks = keep / "chunks"
         chunks.mkdir(parents=True, exist_ok=True)
         for path in chunk_paths:
             shutil.copy(path, chunks / path.name)
-        (keep / "pieces.json").write_text(json.dumps([dataclasses.asdict(p) for p in pieces()]))
-        return real(chunk_paths, pieces, finishing, out_dir, record)
+        with sqlite3.connect(keep / JOURNAL_NAME) as copy:
+            journal._db.backup(copy)
+        (keep / "job.json").write_text(json.dumps({"job_id": job_id}))
+        return real(journal, chunk_paths, job_id, out_dir, options, advance)
 
-    pipeline.stream_print_files = capture
+    pipeline._finish_print_files = capture
     sys.argv = ["run.py", "--letters", str(letters), "--keep", str(keep / "job")]
     run.main()
-    pipeline.stream_print_files = real
+    pipeline._finish_print_files = real
 
 
 def assemble_once(keep: Path, out_dir: Path) -> tuple[float, int, int]:
     chunk_paths = sorted((keep / "chunks").glob("chunk-*.pdf"))
-    pieces = [Piece(**p) for p in json.loads((keep / "pieces.json").read_text())]
-    options = PrintOptions()
-    finishing = Finishing(JOB_ID, options.duplex, options.marks, output_profile=printing.intent_profile(options))
-    started = time.perf_counter()
-    files = printfile.stream_print_files(chunk_paths, lambda: iter(pieces), finishing, out_dir, lambda placed: None)
-    seconds = time.perf_counter() - started
-    return seconds, len(pieces), sum(f.bytes for f in files)
+    job_id = json.loads((keep / "job.json").read_text())["job_id"]
+    shutil.copy(keep / JOURNAL_NAME, out_dir / JOURNAL_NAME)
+    with Journal.in_dir(out_dir) as journal:
+        letters = journal.count_at(Stage.PLACED)
+        started = time.perf_counter()
+        files = pipeline._finish_print_files(journal, chunk_paths, job_id, out_dir, PrintOptions())
+        seconds = time.perf_counter() - started
+    return seconds, letters, sum(f.bytes for f in files)
 
 
 def main() -> None:
@@ -73,7 +76,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    if not (args.keep / "pieces.json").exists():
+    if not (args.keep / JOURNAL_NAME).exists():
         save_chunks(args.letters, args.keep)
     with tempfile.TemporaryDirectory(prefix="pkb-assemble-") as tmp:
         if args.profile:
@@ -83,7 +86,11 @@ def main() -> None:
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
             print(out.getvalue())
             return
-        runs = [assemble_once(args.keep, Path(tmp)) for _ in range(args.repeat)]
+        runs = []
+        for number in range(args.repeat):
+            out_dir = Path(tmp) / str(number)
+            out_dir.mkdir()
+            runs.append(assemble_once(args.keep, out_dir))
     seconds = statistics.median(r[0] for r in runs)
     letters, size = runs[0][1], runs[0][2]
     print(f"assemble: {letters} letters in {seconds:.3f} s (median of {len(runs)}): "
