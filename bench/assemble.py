@@ -8,8 +8,9 @@ The first run with a new `--keep` folder runs the real job (as bench/run.py does
 render chunks and its journal as the assemble stage starts; later runs time only that stage
 (the job's `_finish_print_files`: the print files written and where every letter landed
 recorded in a fresh copy of the journal), with the job's default print options (duplex,
-DataMatrix marks, not split). Prints letters per second (median of `--repeat` runs) and the
-print file's bytes per letter.
+DataMatrix marks, not split). Prints letters per second and CPU time a letter (this
+process's, less disturbed by a busy machine; medians of `--repeat` runs) and the print file's
+bytes per letter.
 """
 
 from __future__ import annotations
@@ -63,10 +64,10 @@ def assemble_once(keep: Path, out_dir: Path) -> tuple[float, int, int]:
     shutil.copy(keep / JOURNAL_NAME, out_dir / JOURNAL_NAME)
     with Journal.in_dir(out_dir) as journal:
         letters = journal.count_at(Stage.PLACED)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         files = pipeline._finish_print_files(journal, chunk_paths, job_id, out_dir, PrintOptions())
-        seconds = time.perf_counter() - started
-    return seconds, letters, sum(f.bytes for f in files)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return seconds, cpu, letters, sum(f.bytes for f in files)
 
 
 def main() -> None:
@@ -91,11 +92,11 @@ def main() -> None:
             out_dir = Path(tmp) / str(number)
             out_dir.mkdir()
             runs.append(assemble_once(args.keep, out_dir))
-    seconds = statistics.median(r[0] for r in runs)
-    letters, size = runs[0][1], runs[0][2]
+    seconds, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    letters, size = runs[0][2], runs[0][3]
     print(f"assemble: {letters} letters in {seconds:.3f} s (median of {len(runs)}): "
-          f"{letters / seconds:.0f} letters/s, {seconds / letters * 1000:.2f} ms a letter; "
-          f"{size / letters:.0f} bytes per letter")
+          f"{letters / seconds:.0f} letters/s, {seconds / letters * 1000:.2f} ms a letter, "
+          f"{cpu / letters * 1000:.2f} ms of CPU a letter; {size / letters:.0f} bytes per letter")
 
 
 if __name__ == "__main__":

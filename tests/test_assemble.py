@@ -273,3 +273,35 @@ def test_the_table_of_shared_objects_is_bounded_and_the_file_stays_whole(tmp_pat
     with pikepdf.open(path) as pdf:
         properties = pdf.pages[0].Resources.Properties
         assert [int(properties[f"/P{n}"].N) for n in range(6)] == [0, 1, 2, 3, 4, 0]
+
+
+def test_inherited_boxes_and_resources_are_the_pages_own_and_annotations_stay_behind(tmp_path):
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
+                                                BaseFont=pikepdf.Name.Helvetica))
+    for n, own in enumerate([
+        {},  # everything inherited
+        {"Annots": pikepdf.Array([pdf.make_indirect(pikepdf.Dictionary(Subtype=pikepdf.Name.Link))]),
+         "StructParents": 0, "MediaBox": [0, 0, *A4]},
+        {"PieceInfo": pikepdf.Dictionary(Note=pikepdf.String("a /Parent 1 0 R /Contents [ 2 0 R ]"))},
+    ], 1):
+        text = f"BT /F1 12 Tf 72 700 Td (Page {n}) Tj ET".encode()
+        pdf.pages.append(pikepdf.Page(pikepdf.Dictionary(Type=pikepdf.Name.Page, Contents=pdf.make_stream(text),
+                                                          **own)))
+    pdf.Root.Pages.MediaBox = [0, 0, *A4]
+    pdf.Root.Pages.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+    pdf.save(tmp_path / "chunk.pdf")
+    pieces = [printfile.Piece(1, "P1", 3, "NE1 7RU", "second", 0)]
+    out = tmp_path / "out"
+    out.mkdir()
+    printfile.write_print_files([tmp_path / "chunk.pdf"], pieces,
+                                printfile.Finishing("PKB-1", marks=marks.DEFAULT_LAYOUTS[MarkKind.NONE]), out)
+    assert subprocess.run([QPDF, "--check", str(out / "letters.pdf")], capture_output=True).returncode == 0
+    with pikepdf.open(out / "letters.pdf") as printed:
+        assert len(printed.pages) == 4  # and a blank back
+        for page in printed.pages[:3]:
+            assert "/MediaBox" in page.obj and "/Resources" in page.obj  # on the page, not its tree node
+            assert "/Annots" not in page.obj and "/StructParents" not in page.obj
+        assert str(printed.pages[2].PieceInfo.Note) == "a /Parent 1 0 R /Contents [ 2 0 R ]"
+    words = [pypdfium2.PdfDocument(out / "letters.pdf")[n].get_textpage().get_text_range() for n in range(3)]
+    assert [w.strip() for w in words] == ["Page 1", "Page 2", "Page 3"]

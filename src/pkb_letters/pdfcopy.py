@@ -15,6 +15,7 @@ page's own content streams are per letter and are written as they are, unexamine
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pikepdf
@@ -28,6 +29,22 @@ _LENGTH = re.compile(rb"/Length (?:\d+ \d+ R|\d+)(?=[\s/>\]])")
 # The page tree, annotations, article beads and the structure tree stay behind in the chunk.
 _LEFT_BEHIND = frozenset(("/Parent", "/Contents", "/Annots", "/B", "/StructParents"))
 _INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
+# A page as qpdf serialises it: "<< /Contents [ 4 0 R 9 0 R ] /MediaBox [ 0 0 595.28 841.89 ] /Parent 2 0 R ... >>"
+_PARENT = re.compile(rb" /Parent \d+ \d+ R")
+_CONTENTS = re.compile(rb" /Contents (?:(\d+ \d+) R|\[ ((?:\d+ \d+ R )*)\])")
+_MEDIA_BOX = re.compile(rb"/MediaBox \[ (\S+) (\S+) (\S+) (\S+) \]")
+_PAIR = re.compile(rb"(\d+) (\d+) R")
+
+
+@dataclass(frozen=True)
+class SourcePage:
+    """A chunk's page, read: its entries as the print file keeps them (the chunk's numbering), its
+    content streams, and its size in points."""
+
+    entries: bytes
+    contents: tuple[tuple[int, int], ...]
+    width: float
+    height: float
 
 
 class ChunkCopier:
@@ -35,33 +52,51 @@ class ChunkCopier:
 
     def __init__(self, path: Path, writer: StreamingPdfWriter) -> None:
         self._pdf = pikepdf.open(path)
+        self._pages = [page.obj for page in self._pdf.pages]  # a page found by index costs 40 times more
         self.writer = writer
         self._numbers: dict[int, int | None] = {}  # chunk object → print file object; None while copying
+        self._inherited: dict[tuple[int, int], dict[str, pikepdf.Object]] = {}  # by page tree node
 
     def close(self) -> None:
         self._pdf.close()
 
-    def page_size(self, index: int) -> tuple[float, float]:
-        """Width and height of the chunk's page `index` (from 0), in points."""
-        left, bottom, right, top = (float(v) for v in _attribute(self._pdf.pages[index].obj, "/MediaBox"))
-        return right - left, top - bottom
+    def page(self, index: int) -> SourcePage:
+        """The chunk's page `index` (from 0)."""
+        page = self._pages[index]
+        keys = page.keys()
+        entries, contents = _read_entries(page, keys) or _build_entries(page, keys)
+        inherited = self._inherited_by(page) if not keys.issuperset(_INHERITABLE) else {}
+        missing = [(key, inherited[key]) for key in _INHERITABLE if key not in keys and key in inherited]
+        if missing:
+            entries += b"".join(b" %s %s" % (key.encode(), value.unparse()) for key, value in missing)
+        box = _MEDIA_BOX.search(entries) if entries.count(b"/MediaBox ") == 1 else None
+        if box is not None:
+            left, bottom, right, top = (float(v) for v in box.groups())
+        else:
+            own = page.get("/MediaBox") if "/MediaBox" in keys else inherited.get("/MediaBox")
+            left, bottom, right, top = (float(v) for v in own) if own is not None else (0.0,) * 4
+        return SourcePage(entries, contents, right - left, top - bottom)
 
-    def copy_page(self, index: int, before: list[bytes] | None = None, extra: list[bytes] | None = None) -> None:
-        """Copy page `index` (from 0) with content streams added before and after its own."""
-        page = self._pdf.pages[index].obj
-        kept = pikepdf.Dictionary({key: page[key] for key in page.keys() if key not in _LEFT_BEHIND})
-        for key in _INHERITABLE:
-            if key not in kept:
-                value = _attribute(page, key)
-                if value is not None:
-                    kept[key] = value
-        entries = self._renumber(kept.unparse())[2:-2]  # without the dictionary's << >>
-        contents = [self._copy_alone(stream) for stream in _content_streams(page)]
+    def copy_page(self, page: SourcePage, before: list[bytes] | None = None,
+                  extra: list[bytes] | None = None) -> None:
+        """Copy `page` (one of this chunk's) with content streams added before and after its own."""
+        entries = self._renumber(page.entries)
+        contents = [self._copy_alone(objid, generation) for objid, generation in page.contents]
         self.writer.add_serialised_page(entries, contents, before or [], extra or [])
 
-    def _copy_alone(self, stream: pikepdf.Object) -> int:
+    def _inherited_by(self, page: pikepdf.Dictionary) -> dict[str, pikepdf.Object]:
+        """What a page of this page tree node inherits: the nearest value of each inheritable key."""
+        parent = page.get("/Parent")
+        if parent is None:
+            return {}
+        found = self._inherited.get(parent.objgen)
+        if found is None:
+            found = self._inherited[parent.objgen] = {
+                key: value for key in _INHERITABLE if (value := _attribute(parent, key)) is not None}
+        return found
+
+    def _copy_alone(self, objid: int, generation: int) -> int:
         """A page's own content stream: written as it is, not looked up among the shared objects."""
-        objid, generation = stream.objgen
         number = self._numbers.get(objid)
         if number is None:
             number = self._numbers[objid] = self.writer.allocate()
@@ -115,10 +150,28 @@ def _attribute(page: pikepdf.Dictionary, key: str) -> pikepdf.Object | None:
     return None
 
 
-def _content_streams(page: pikepdf.Dictionary) -> list[pikepdf.Object]:
+def _read_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tuple] | None:
+    """The page's entries but /Parent and /Contents, and its content streams, from qpdf's
+    serialisation of it; None for a page this cannot be sure of (the entries are then built)."""
+    if keys & {"/Annots", "/B", "/StructParents"}:
+        return None
+    serialised = page.unparse(resolved=True)[2:-3]  # without "<<" and " >>"
+    if serialised.count(b"/Parent ") != ("/Parent" in keys) or serialised.count(b"/Contents ") != (
+            "/Contents" in keys):
+        return None  # the name is also inside a value: leave it to the slow path
+    contents: tuple = ()
+    if "/Contents" in keys:
+        found = _CONTENTS.search(serialised)
+        if found is None:
+            return None
+        pairs = found.group(1) + b" R" if found.group(1) else found.group(2)
+        contents = tuple((int(a), int(b)) for a, b in _PAIR.findall(pairs))
+        serialised = serialised[:found.start()] + serialised[found.end():]
+    return _PARENT.sub(b"", serialised, count=1), contents
+
+
+def _build_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tuple]:
+    kept = pikepdf.Dictionary({key: page[key] for key in keys if key not in _LEFT_BEHIND})
     contents = page.get("/Contents")
-    if contents is None:
-        return []
-    if isinstance(contents, pikepdf.Array):
-        return [stream for stream in contents if stream.is_indirect]
-    return [contents] if contents.is_indirect else []
+    streams = [] if contents is None else list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+    return kept.unparse()[2:-3], tuple(stream.objgen for stream in streams if stream.is_indirect)

@@ -27,7 +27,7 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
-from .pdfcopy import ChunkCopier
+from .pdfcopy import ChunkCopier, SourcePage
 from .pdfstream import ObjectCopier, StreamingPdfWriter
 
 UNSPLIT_FILE = "letters.pdf"
@@ -174,13 +174,14 @@ class _ChunkPages:
     def first(self) -> PdfReader:
         return PdfReader(self.paths[0])
 
-    def page(self, number: int, writer: StreamingPdfWriter) -> tuple[ChunkCopier, int]:
-        """The copier of the chunk holding page `number` into `writer`, and the page's index in it."""
+    def page(self, number: int, writer: StreamingPdfWriter) -> tuple[ChunkCopier, SourcePage]:
+        """Page `number`, and the copier of its chunk into `writer`."""
         index = bisect.bisect_right(self.starts, number) - 1
         if self._open is None or self._open[0] != index or self._open[1].writer is not writer:
             self.close()
             self._open = (index, ChunkCopier(self.paths[index], writer))
-        return self._open[1], number - self.starts[index]
+        copier = self._open[1]
+        return copier, copier.page(number - self.starts[index])
 
     def close(self) -> None:
         if self._open is not None:
@@ -223,7 +224,7 @@ def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, p
     width = height = 0.0
     for index in range(piece.page_count):
         copier, page = chunks.page(piece.source_page + index, writer)
-        width, height = copier.page_size(page)
+        width, height = page.width, page.height
         check_a4(width, height, where)
         if payloads and index in front_pages:
             # drawn in default user space, whatever state the page's own content leaves
