@@ -171,6 +171,7 @@ def test_rendered_letters_are_copied_page_for_page_with_their_marks(sandbox, tmp
 
 A4 = (595.2756, 841.8898)
 FORM_TEXT = b"BT /F1 11 Tf 72 500 Td (The same in every letter) Tj ET"
+DRAW_FORM = b"q /Shared Do Q\n"  # each page's own stream, the same on every page
 
 
 def shared_chunk(path: Path, first_letter: int, letters: int, padding: int) -> Path:
@@ -197,9 +198,9 @@ def shared_chunk(path: Path, first_letter: int, letters: int, padding: int) -> P
             ColorSpace=pikepdf.Dictionary(CS0=pikepdf.Array([pikepdf.Name.ICCBased, profile])),
             Properties=pikepdf.Dictionary(Chain=first),
         )
-        text = f"q /Shared Do Q q 20 0 0 20 400 700 cm /QR Do Q BT /F1 12 Tf 72 700 Td (Letter {letter}) Tj ET"
+        text = f"q 20 0 0 20 400 700 cm /QR Do Q BT /F1 12 Tf 72 700 Td (Letter {letter}) Tj ET"
         page = pikepdf.Dictionary(Type=pikepdf.Name.Page, MediaBox=[0, 0, *A4], Resources=resources,
-                                  Contents=pdf.make_stream(text.encode()))
+                                  Contents=[pdf.make_stream(DRAW_FORM), pdf.make_stream(text.encode())])
         pdf.pages.append(pikepdf.Page(page))
     pdf.save(path)
     return path
@@ -219,7 +220,7 @@ def objects_of(pdf: pikepdf.Pdf, test) -> list:
     return [obj for obj in pdf.objects if test(obj)]
 
 
-def test_a_form_font_and_profile_every_chunk_holds_are_stored_once_per_file(tmp_path):
+def test_a_form_font_profile_and_short_content_every_chunk_holds_are_stored_once_per_file(tmp_path):
     out, chunk_paths, files, placed = print_two_chunks(tmp_path, duplex=False)
     with pikepdf.open(out / "letters.pdf") as pdf:
         assert len(pdf.pages) == 6
@@ -229,6 +230,8 @@ def test_a_form_font_and_profile_every_chunk_holds_are_stored_once_per_file(tmp_
         assert len(profiles) == 1
         fonts = objects_of(pdf, lambda o: isinstance(o, pikepdf.Dictionary) and o.get("/Type") == "/Font")
         assert len(fonts) == 1
+        draws = objects_of(pdf, lambda o: isinstance(o, pikepdf.Stream) and o.read_bytes() == DRAW_FORM)
+        assert len(draws) == 1
         images = objects_of(pdf, lambda o: isinstance(o, pikepdf.Stream) and o.stream_dict.get("/Subtype") == "/Image")
         assert sorted(i.read_bytes() for i in images) == sorted(bytes([n]) * 4 for n in range(1, 7))
         for page in pdf.pages:  # every page draws the one copy

@@ -34,6 +34,7 @@ _PARENT = re.compile(rb" /Parent \d+ \d+ R")
 _CONTENTS = re.compile(rb" /Contents (?:(\d+ \d+) R|\[ ((?:\d+ \d+ R )*)\])")
 _MEDIA_BOX = re.compile(rb"/MediaBox \[ (\S+) (\S+) (\S+) (\S+) \]")
 _PAIR = re.compile(rb"(\d+) (\d+) R")
+_SHORT_STREAM = 128  # bytes, serialised: "<< /Length 19 >> stream q /PkbShared0 Do Q endstream" and the like
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,17 @@ class ChunkCopier:
         return found
 
     def _copy_alone(self, objid: int, generation: int) -> int:
-        """A page's own content stream: written as it is, not looked up among the shared objects."""
+        """A page's own content stream: written as it is, not looked up among the shared objects
+        unless it is a few operators (drawing a shared-layout form), the same on many pages."""
         number = self._numbers.get(objid)
         if number is None:
-            number = self._numbers[objid] = self.writer.allocate()
-            self.writer.write_serialised(number, self._serialise(objid, generation))
+            body = self._serialise(objid, generation)
+            if len(body) <= _SHORT_STREAM:
+                number = self.writer.write_shared(body)
+            else:
+                number = self.writer.allocate()
+                self.writer.write_serialised(number, body)
+            self._numbers[objid] = number
         return number
 
     def _number(self, objid: int, generation: int) -> int:
