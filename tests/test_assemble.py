@@ -15,6 +15,9 @@ import pikepdf
 import pypdfium2
 import pytest
 from conftest import connection_to, demo_settings, no_weasyprint_warnings
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from ppf.datamatrix import DataMatrix
 from test_print import QPDF, varied_template
 
 from pkb_letters import marks, output_intent, pdfstream, pipeline, printfile, sheets
@@ -25,13 +28,14 @@ from pkb_letters.printing import PrintOptions
 
 
 def drawn_rect_by_rect(layout: MarkLayout, payload: str) -> bytes:
-    """The DataMatrix mark as it was drawn before the grid was cached: a Rect per run, formatted each time."""
+    """The DataMatrix mark as it was drawn before the grid was cached: ppf-datamatrix's own symbol,
+    a Rect per run of dark modules, formatted each time."""
     def pt(mm: float) -> str:
         return f"{mm * marks.POINTS_PER_MM:.3f}"
 
     rects = []
     size = layout.module
-    for y, row in enumerate(marks._matrix(payload)):
+    for y, row in enumerate(DataMatrix(payload, codecs=["ascii", "C40"]).matrix):
         x = 0
         while x < len(row):
             if not row[x]:
@@ -57,6 +61,23 @@ def test_a_datamatrix_mark_is_drawn_byte_for_byte_as_rect_by_rect(layout, job_id
     for sequence, sheet, of in [(1, 1, 1), (42, 2, 3), (999999, 99, 99), (123456, 1, 2)]:
         payload = marks.datamatrix_payload(job_id, sequence, sheet, of)
         assert marks.draw(layout, payload) == drawn_rect_by_rect(layout, payload)
+
+
+# ASCII, C40's basic and shift sets, and beyond (an upper shift in ASCII); lengths across symbol sizes
+PAYLOAD_TEXT = st.text(alphabet=st.sampled_from("ABCXYZ0123456789 -/.:abcé"), min_size=1, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PAYLOAD_TEXT)
+@example("PKB-20300101-ABCDEF 000042 01/02 " * 3)  # 32 x 32 modules: four regions
+def test_every_symbol_is_the_one_ppf_datamatrix_makes(payload):
+    try:
+        expected = tuple(bytes(row) for row in DataMatrix(payload, codecs=["ascii", "C40"]).matrix)
+    except ValueError:  # a payload neither encodation can hold
+        with pytest.raises(ValueError):
+            marks._matrix(payload)
+        return
+    assert marks._matrix(payload) == expected
 
 
 # -- the pages: what the chunks hold, with marks over the fronts ---------------------------------------------
