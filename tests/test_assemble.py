@@ -329,3 +329,37 @@ def test_inherited_boxes_and_resources_are_the_pages_own_and_annotations_stay_be
         assert str(printed.pages[2].PieceInfo.Note) == "a /Parent 1 0 R /Contents [ 2 0 R ]"
     words = [pypdfium2.PdfDocument(out / "letters.pdf")[n].get_textpage().get_text_range() for n in range(3)]
     assert [w.strip() for w in words] == ["Page 1", "Page 2", "Page 3"]
+
+
+def hand_written_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of these objects (numbered from 1; 1 the catalog), with a correct cross-reference table."""
+    out, offsets = bytearray(b"%PDF-1.6\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_a_stream_whose_length_is_another_object_or_wrong_gets_the_length_of_its_data(tmp_path):
+    text = b"BT /F1 12 Tf 72 700 Td (Measured) Tj ET"
+    chunk = tmp_path / "chunk.pdf"
+    chunk.write_bytes(hand_written_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [ 3 0 R ] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [ 0 0 595.2756 841.8898 ] /Contents [ 4 0 R 6 0 R ]"
+        b" /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>",
+        b"<< /Length 5 0 R >>\nstream\n%s\nendstream" % text,
+        b"%d" % len(text),
+        b"<< /Length 3 >>\nstream\n\nendstream",  # says 3 bytes, holds none: qpdf finds endstream
+    ]))
+    out = tmp_path / "out"
+    out.mkdir()
+    printfile.write_print_files([chunk], [printfile.Piece(1, "P1", 1, "NE1 7RU", "second", 0)],
+                                printfile.Finishing("PKB-1", duplex=False), out)
+    assert subprocess.run([QPDF, "--check", str(out / "letters.pdf")], capture_output=True).returncode == 0
+    with pikepdf.open(out / "letters.pdf") as pdf:
+        assert b"(Measured) Tj" in page_content(pdf.pages[0])

@@ -132,7 +132,10 @@ class ChunkCopier:
             return b"null"
         if isinstance(obj, pikepdf.Stream):
             raw = obj.read_raw_bytes()
-            head = _LENGTH.sub(b"/Length %d" % len(raw), obj.stream_dict.unparse(), count=1)
+            length = b"/Length %d" % len(raw)  # what qpdf read, whatever the chunk's /Length said
+            head, found = _LENGTH.subn(length, obj.stream_dict.unparse(), count=1)
+            if not found:
+                head = b"<< " + length + head[2:]
             return self._renumber(head) + b"\nstream\n" + raw + b"\nendstream"
         return self._renumber(obj.unparse(resolved=True))
 

@@ -69,8 +69,8 @@ class StreamingPdfWriter:
         number = self.allocate()
         streams = [self._stream(data) for data in before] + contents + [self._stream(data) for data in extra]
         parent = self._tree.add_page(number)
-        drawn = b" ".join(b"%d 0 R" % n for n in streams)
-        self.write_serialised(number, b"<< %s /Contents [ %s ] /Parent %d 0 R >>" % (entries, drawn, parent))
+        drawn = b" /Contents [ %s ]" % b" ".join(b"%d 0 R" % n for n in streams) if streams else b""
+        self.write_serialised(number, b"<< %s%s /Parent %d 0 R >>" % (entries, drawn, parent))
 
     def add_blank_page(self, width: float, height: float) -> None:
         number = self.allocate()
