@@ -21,6 +21,7 @@ import hashlib
 import zlib
 from array import array
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -71,6 +72,24 @@ class StreamingPdfWriter:
         parent = self._tree.add_page(number)
         drawn = b" /Contents [ %s ]" % b" ".join(b"%d 0 R" % n for n in streams) if streams else b""
         self.write_serialised(number, b"<< %s%s /Parent %d 0 R >>" % (entries, drawn, parent))
+
+    def add_page(self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (),
+                 before: Iterable[bytes] = ()) -> None:
+        """Copy `page`, read with pypdf, with content streams added before and after its own: every
+        object parsed and serialised again in Python (the print files are copied with `pdfcopy`)."""
+        number = self.allocate()
+        copied = DictionaryObject()
+        for key in page:
+            if key not in ("/Parent", "/Contents", "/Annots", "/B", "/StructParents"):
+                copied[NameObject(key)] = copier.copy(page.raw_get(key))
+        own = [copier.copy(c) for c in _content_streams(page)]
+        streams = ([IndirectObject(self._stream(data), 0, None) for data in before] + own
+                   + [IndirectObject(self._stream(data), 0, None) for data in extra])
+        if streams:
+            copied[NameObject("/Contents")] = ArrayObject(streams)
+        copied[NameObject("/Parent")] = IndirectObject(self._tree.add_page(number), 0, None)
+        copier.flush(self)
+        self.write(number, copied)
 
     def add_blank_page(self, width: float, height: float) -> None:
         number = self.allocate()
