@@ -16,6 +16,7 @@ print it, in K-only black, as vector shapes. One mark per sheet, on its front.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -124,8 +125,74 @@ def payloads(layout: MarkLayout, job_id: str, sequence: int, sheets: int, first_
 # Every sheet's payload is its own, so caching them all only holds ~5 KB a sheet (20 MB at
 # 4,096) in the assembling process; the cache is for the sample payload, measured over and over.
 @lru_cache(maxsize=64)
-def _matrix(payload: str) -> tuple[tuple[int, ...], ...]:
-    return tuple(tuple(row) for row in DataMatrix(payload, codecs=["ascii", "C40"]).matrix)
+def _matrix(payload: str) -> tuple[bytes, ...]:
+    """The symbol ppf-datamatrix makes of `payload` (ASCII or C40, whichever is shorter), a row of
+    modules at a time, 1 for dark."""
+    codewords = _codewords(payload)
+    return _linear_code(len(codewords)).symbol(codewords)
+
+
+def _codewords(payload: str) -> bytes:
+    """The payload encoded as ppf-datamatrix encodes it: the shortest of its encodations, the first if tied."""
+    encoded = []
+    for codec in _ENCODATIONS:
+        try:
+            encoded.append(payload.encode(f"datamatrix.{codec}"))
+        except ValueError:
+            pass  # a character this encodation cannot hold
+    return min(encoded, key=len)
+
+
+_ENCODATIONS = ("ascii", "C40")
+_DARK = bytes.maketrans(b"01", b"\x00\x01")
+
+
+@dataclass(frozen=True)
+class _LinearCode:
+    """Every DataMatrix symbol of one number of codewords, from ppf-datamatrix's own symbols.
+
+    ppf-datamatrix makes a symbol in pure Python in about 250 us (a third of assembling a letter).
+    But a symbol is linear in the bits of its codewords: the padding and the symbol's size depend
+    only on how many there are, Reed-Solomon check words are linear over GF(2^8), whose addition
+    is XOR, and each bit has its fixed place. So a symbol is the one for all-zero codewords with,
+    for each bit set, that bit's own pattern of modules flipped: a few dozen XORs of integers,
+    given the 8 patterns a codeword, made by ppf-datamatrix once for each length. The tests check
+    the result against ppf-datamatrix's own symbols."""
+
+    rows: int
+    columns: int
+    blank: int  # the modules of the all-zero codewords, row by row, the first the highest bit
+    flips: tuple[tuple[int, ...], ...]  # [codeword][bit]: the modules that bit flips
+
+    def symbol(self, codewords: bytes) -> tuple[bytes, ...]:
+        modules = self.blank
+        for flips, word in zip(self.flips, codewords, strict=True):
+            while word:
+                lowest = word & -word
+                modules ^= flips[lowest.bit_length() - 1]
+                word ^= lowest
+        cells = format(modules, f"0{self.rows * self.columns}b").encode("ascii").translate(_DARK)
+        return tuple(cells[start:start + self.columns] for start in range(0, len(cells), self.columns))
+
+
+@lru_cache(maxsize=8)
+def _linear_code(length: int) -> _LinearCode:
+    rows, columns, blank = _ppf_symbol(bytes(length))
+    flips = tuple(
+        tuple(_ppf_symbol(bytes(length)[:n] + bytes([1 << bit]) + bytes(length - n - 1))[2] ^ blank
+              for bit in range(8))
+        for n in range(length)
+    )
+    return _LinearCode(rows, columns, blank, flips)
+
+
+def _ppf_symbol(codewords: bytes) -> tuple[int, int, int]:
+    """ppf-datamatrix's symbol of these codewords (padded, with their check words), as rows, columns
+    and its modules as one integer."""
+    code = DataMatrix("", codecs=["ascii"])
+    code.message, code.codecs = codewords.decode("latin-1"), ["latin-1"]  # the codewords as they are
+    matrix = code.matrix
+    return len(matrix), len(matrix[0]), int("".join(str(module) for row in matrix for module in row), 2)
 
 
 def symbol_rect(layout: MarkLayout, sample_payload: str) -> Rect:
@@ -187,36 +254,59 @@ def _mm(rect: Rect) -> str:
 def draw(layout: MarkLayout, payload: str) -> bytes:
     """PDF content-stream operators printing `payload` as filled K-only black rectangles."""
     if layout.kind is MarkKind.DATAMATRIX:
-        rects = _datamatrix_rects(layout, payload)
+        shapes = _datamatrix_shapes(layout, payload)
     elif layout.kind is MarkKind.OMR:
-        rects = _omr_rects(layout, payload)
+        shapes = [_rectangle(r) for r in _omr_rects(layout, payload)]
     else:
         return b""
-    ops = ["q", "0 0 0 1 k"]
-    ops += [f"{_pt(r.left)} {_pt(A4_HEIGHT_MM - r.bottom)} {_pt(r.width)} {_pt(r.height)} re" for r in rects]
-    ops += ["f", "Q", ""]
-    return "\n".join(ops).encode("ascii")
+    return "\n".join(["q", "0 0 0 1 k", *shapes, "f", "Q", ""]).encode("ascii")
+
+
+def _rectangle(r: Rect) -> str:
+    return f"{_pt(r.left)} {_pt(A4_HEIGHT_MM - r.bottom)} {_pt(r.width)} {_pt(r.height)} re"
 
 
 def _pt(mm: float) -> str:
     return f"{mm * POINTS_PER_MM:.3f}"
 
 
-def _datamatrix_rects(layout: MarkLayout, payload: str) -> list[Rect]:
+_DARK_RUN = re.compile(b"\x01+")
+
+
+def _datamatrix_shapes(layout: MarkLayout, payload: str) -> list[str]:
     """One rectangle per run of dark modules in a row: a compact, exact vector symbol."""
-    rects = []
+    matrix = _matrix(payload)
+    grid = _grid(layout, len(matrix), len(matrix[0]))
+    return [grid.rectangle(y, run.start(), run.end())
+            for y, row in enumerate(matrix) for run in _DARK_RUN.finditer(row)]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """A symbol's module edges as the operators write them: formatting some 600 numbers a
+    symbol cost more than encoding it, and a job's symbols all sit on the same grid."""
+
+    lefts: tuple[str, ...]  # by column
+    bottoms: tuple[str, ...]  # by row
+    widths: tuple[str, ...]  # by run length
+    height: str
+
+    def rectangle(self, row: int, start: int, end: int) -> str:
+        return f"{self.lefts[start]} {self.bottoms[row]} {self.widths[end - start]} {self.height} re"
+
+
+@lru_cache(maxsize=16)
+def _grid(layout: MarkLayout, rows: int, columns: int) -> _Grid:
     size = layout.module
-    for y, row in enumerate(_matrix(payload)):
-        x = 0
-        while x < len(row):
-            if not row[x]:
-                x += 1
-                continue
-            start = x
-            while x < len(row) and row[x]:
-                x += 1
-            rects.append(Rect(layout.left + start * size, layout.top + y * size, (x - start) * size, size))
-    return rects
+    # the same arithmetic as one Rect a module, so the numbers come out as they always have
+    cells = [[Rect(layout.left + x * size, layout.top + y * size, size, size) for x in range(columns)]
+             for y in range(rows)]
+    return _Grid(
+        lefts=tuple(_pt(cell.left) for cell in cells[0]),
+        bottoms=tuple(_pt(A4_HEIGHT_MM - row[0].bottom) for row in cells),
+        widths=tuple(_pt(n * size) for n in range(columns + 1)),
+        height=_pt(size),
+    )
 
 
 def _omr_rects(layout: MarkLayout, payload: str) -> list[Rect]:

@@ -1,10 +1,13 @@
 """A PDF written a page at a time, so a print file of any size needs the memory of one chunk.
 
 pypdf's `PdfWriter` keeps every page it is given until the end; a quarter of a million
-letters would not fit. This writer copies each page, and the objects it uses, out of its
-chunk (read with pypdf) straight to the file, and keeps only each object's offset (8 bytes
-an object). pypdf still reads and serialises every object; only the order of writing is
-ours. Objects a chunk's pages share (fonts, the shared-layout form) are written once per chunk.
+letters would not fit. This writer writes each page, and the objects it uses, straight to
+the file, and keeps only each object's offset (8 bytes an object). The objects come
+serialised already (`pdfcopy` copies them out of the chunks as qpdf writes them); an
+object given as `write_shared` whose bytes are those of one written before is not written
+again, and its first number is used instead: the fonts, forms and ICC profile every chunk
+carries are stored once per file. The table of those is bounded (`_SHARED_OBJECTS` digests,
+least recently used first out), so memory does not grow with the file either.
 
 The page tree is balanced (`_FANOUT` kids a node, two levels of nodes under the root), not
 one flat list: a reader finding page 90,000 (qpdf, PDFium) then parses a few hundred nodes
@@ -15,8 +18,9 @@ range of pages at a time in bounded memory.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -25,7 +29,6 @@ from pypdf import PdfReader
 from pypdf.generic import (
     ArrayObject,
     ByteStringObject,
-    DecodedStreamObject,
     DictionaryObject,
     FloatObject,
     IndirectObject,
@@ -40,6 +43,10 @@ _PAGES = 2
 _FANOUT = 64  # kids of a page tree node: 4,096 pages under each of the root's kids
 _LEVELS = 2  # page tree nodes between a page and the root
 _XREF_LINES_A_WRITE = 4096
+# Digests of objects written once and referred to after: a job's shared objects number some tens;
+# the rest are per letter (QR codes) and pass through. ~100 bytes a digest.
+_SHARED_OBJECTS = 4096
+_COMPRESS_OVER = 64  # bytes: a separation mark is a few hundred path operators, compressed; "q" is not
 
 
 class StreamingPdfWriter:
@@ -49,22 +56,35 @@ class StreamingPdfWriter:
         self._next = _PAGES + 1
         self._tree = _PageTree(self)
         self._identity = hashlib.sha256()
+        self._shared: OrderedDict[bytes, int] = OrderedDict()
         self._out.write(header.encode("ascii") + b"\n%\xe2\xe3\xcf\xd3\n")
 
     @property
     def page_count(self) -> int:
         return self._tree.count
 
+    def add_serialised_page(self, entries: bytes, contents: list[int], before: list[bytes],
+                            extra: list[bytes]) -> None:
+        """A page whose dictionary entries other than /Contents and /Parent come serialised, drawing
+        the streams numbered `contents` between new content streams holding `before` and `extra`."""
+        number = self.allocate()
+        streams = [self._stream(data) for data in before] + contents + [self._stream(data) for data in extra]
+        parent = self._tree.add_page(number)
+        drawn = b" /Contents [ %s ]" % b" ".join(b"%d 0 R" % n for n in streams) if streams else b""
+        self.write_serialised(number, b"<< %s%s /Parent %d 0 R >>" % (entries, drawn, parent))
+
     def add_page(self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (),
                  before: Iterable[bytes] = ()) -> None:
-        """Copy `page` (from the copier's reader) with content streams added before and after its own."""
-        number = self._allocate()
+        """Copy `page`, read with pypdf, with content streams added before and after its own: every
+        object parsed and serialised again in Python (the print files are copied with `pdfcopy`)."""
+        number = self.allocate()
         copied = DictionaryObject()
         for key in page:
             if key not in ("/Parent", "/Contents", "/Annots", "/B", "/StructParents"):
                 copied[NameObject(key)] = copier.copy(page.raw_get(key))
         own = [copier.copy(c) for c in _content_streams(page)]
-        streams = [self._stream(data) for data in before] + own + [self._stream(data) for data in extra]
+        streams = ([IndirectObject(self._stream(data), 0, None) for data in before] + own
+                   + [IndirectObject(self._stream(data), 0, None) for data in extra])
         if streams:
             copied[NameObject("/Contents")] = ArrayObject(streams)
         copied[NameObject("/Parent")] = IndirectObject(self._tree.add_page(number), 0, None)
@@ -72,7 +92,7 @@ class StreamingPdfWriter:
         self.write(number, copied)
 
     def add_blank_page(self, width: float, height: float) -> None:
-        number = self._allocate()
+        number = self.allocate()
         box = ArrayObject([NumberObject(0), NumberObject(0), FloatObject(width), FloatObject(height)])
         parent = self._tree.add_page(number)
         self.write(number, DictionaryObject({
@@ -88,7 +108,7 @@ class StreamingPdfWriter:
                                  NameObject("/Pages"): IndirectObject(_PAGES, 0, None)})
         root.update({NameObject(k): v for k, v in catalog.items()})
         self.write(_CATALOG, root)
-        info_number = self._allocate()
+        info_number = self.allocate()
         self.write(info_number, DictionaryObject({NameObject(k): v for k, v in info.items()}))
         xref = self._out.tell()
         size = self._next
@@ -112,21 +132,41 @@ class StreamingPdfWriter:
         obj.write_to_stream(self._out)
         self._out.write(b"\nendobj\n")
 
-    def _allocate(self) -> int:
+    def write_serialised(self, number: int, body: bytes) -> None:
+        """Write an object given as its serialised bytes (a stream: dictionary, stream, data, endstream)."""
+        self._offsets[number] = self._out.tell()
+        self._out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+
+    def write_shared(self, body: bytes) -> int:
+        """The number of an object with these bytes: one written before, or this one, written now."""
+        key = hashlib.sha256(body).digest()
+        number = self._shared.get(key)
+        if number is not None:
+            self._shared.move_to_end(key)
+            return number
+        number = self._shared[key] = self.allocate()
+        if len(self._shared) > _SHARED_OBJECTS:
+            self._shared.popitem(last=False)
+        self.write_serialised(number, body)
+        return number
+
+    def allocate(self) -> int:
         number = self._next
         self._next += 1
         self._offsets.append(0)
         return number
 
-    def _stream(self, data: bytes) -> IndirectObject:
-        stream = DecodedStreamObject()
-        stream.set_data(data)
-        if len(data) > 64:  # a separation mark is a few hundred path operators: compress it
-            stream = stream.flate_encode()
-        number = self._allocate()
+    def _stream(self, data: bytes) -> int:
+        """A new content stream: a short one ("q") is written once a file, a longer one (a mark,
+        every sheet's own) compressed and written each time, without a digest to keep."""
         self._identity.update(data)
-        self.write(number, stream)
-        return IndirectObject(number, 0, None)
+        if len(data) <= _COMPRESS_OVER:
+            return self.write_shared(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(data), data))
+        packed = zlib.compress(data)
+        number = self.allocate()
+        self.write_serialised(number, b"<< /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
+                              % (len(packed), packed))
+        return number
 
 
 class _PageTree:
@@ -162,7 +202,7 @@ class _PageTree:
             parent = self._node(level + 1)
         else:
             parent = None
-        number = self._writer._allocate()
+        number = self._writer.allocate()
         if parent is None:
             self._root_kids.append(number)
         else:
@@ -214,7 +254,7 @@ class ObjectCopier:
         if isinstance(value, IndirectObject):
             number = self._numbers.get(value.idnum)
             if number is None:
-                number = self._numbers[value.idnum] = self._writer._allocate()
+                number = self._numbers[value.idnum] = self._writer.allocate()
                 self._todo.append((number, value.get_object()))
             return IndirectObject(number, 0, None)
         if isinstance(value, StreamObject):

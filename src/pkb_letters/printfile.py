@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import pikepdf
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
 
@@ -26,6 +27,7 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
+from .pdfcopy import ChunkCopier, SourcePage
 from .pdfstream import ObjectCopier, StreamingPdfWriter
 
 UNSPLIT_FILE = "letters.pdf"
@@ -144,12 +146,15 @@ def stream_print_files(
         raise InvariantError(f"the rendered chunks hold {chunks.total} pages; the letters need {expected}")
     _check_split_fields(finishing)
     files = []
-    for key, count in groups.items():
-        members = (piece for piece in pieces() if _group(piece, finishing) == key)
-        size = finishing.max_letters_per_file or count
-        for number in range(1, -(-count // size) + 1):
-            name = file_name(finishing, *key, number)
-            files.append(_write_file(name, key, islice(members, size), chunks, finishing, out_dir / name, record))
+    try:
+        for key, count in groups.items():
+            members = (piece for piece in pieces() if _group(piece, finishing) == key)
+            size = finishing.max_letters_per_file or count
+            for number in range(1, -(-count // size) + 1):
+                name = file_name(finishing, *key, number)
+                files.append(_write_file(name, key, islice(members, size), chunks, finishing, out_dir / name, record))
+    finally:
+        chunks.close()
     return files
 
 
@@ -161,21 +166,27 @@ class _ChunkPages:
         self.starts, total = [], 0
         for path in self.paths:
             self.starts.append(total)
-            total += len(PdfReader(path).pages)
+            with pikepdf.open(path) as pdf:
+                total += len(pdf.pages)
         self.total = total
-        self._open: tuple[int, PdfReader, object] | None = None
+        self._open: tuple[int, ChunkCopier] | None = None
 
     def first(self) -> PdfReader:
         return PdfReader(self.paths[0])
 
-    def page(self, number: int, writer: StreamingPdfWriter):
-        """The page and the copier that copies it (and what it uses) into `writer`."""
+    def page(self, number: int, writer: StreamingPdfWriter) -> tuple[ChunkCopier, SourcePage]:
+        """Page `number`, and the copier of its chunk into `writer`."""
         index = bisect.bisect_right(self.starts, number) - 1
-        if self._open is None or self._open[0] != index or self._open[2]._writer is not writer:
-            reader = PdfReader(self.paths[index])
-            self._open = (index, reader, ObjectCopier(reader, writer))
-        _, reader, copier = self._open
-        return reader.pages[number - self.starts[index]], copier
+        if self._open is None or self._open[0] != index or self._open[1].writer is not writer:
+            self.close()
+            self._open = (index, ChunkCopier(self.paths[index], writer))
+        copier = self._open[1]
+        return copier, copier.page(number - self.starts[index])
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[1].close()
+            self._open = None
 
 
 def _write_file(name: str, group: tuple[str | None, int | None], pieces: Iterable[Piece], chunks: _ChunkPages,
@@ -212,15 +223,15 @@ def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, p
     front_pages = sheets.fronts(piece.page_count, finishing.duplex)
     width = height = 0.0
     for index in range(piece.page_count):
-        page, copier = chunks.page(piece.source_page + index, writer)
-        width, height = float(page.mediabox.width), float(page.mediabox.height)
+        copier, page = chunks.page(piece.source_page + index, writer)
+        width, height = page.width, page.height
         check_a4(width, height, where)
         if payloads and index in front_pages:
             # drawn in default user space, whatever state the page's own content leaves
             operators = marks.draw(finishing.marks, payloads[front_pages.index(index)])
-            writer.add_page(page, copier, before=[b"q\n"], extra=[b"\nQ\n" + operators])
+            copier.copy_page(page, before=[b"q\n"], extra=[b"\nQ\n" + operators])
         else:
-            writer.add_page(page, copier)
+            copier.copy_page(page)
     for _ in range(sheets.padding(piece.page_count, finishing.duplex)):
         writer.add_blank_page(width, height)  # PDF/X wants a trim box on every page: it has one
 
