@@ -188,3 +188,24 @@ def test_tagged_pdfs_are_never_stamped():
     tagged = ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), SETTINGS, options.envelope, "",
                            {"pdf_variant": "pdf/ua-1"})
     assert untagged._stamps and not tagged._stamps
+
+
+@pytest.mark.parametrize("separator, stamped", [("-", 4), (" ", 0)])
+def test_a_text_sizing_its_own_box_is_stamped_only_where_it_cannot_break(tmp_path, separator, stamped):
+    """A table cell can be as narrow as its longest word: two references as wide as each other but
+    broken in different places could size the table differently, so only unbreakable ones are stamped."""
+    folder = tmp_path / "invitation"
+    shutil.copytree(DEFAULT_TEMPLATE, folder)
+    html = (folder / "letter.html").read_text(encoding="utf-8")
+    table = '<table class="ref"><tr><td>{{ patient.customer_ref }}</td></tr></table>\n  <h1>'
+    (folder / "letter.html").write_text(html.replace("<h1>", table, 1), encoding="utf-8")
+    fast, full = _renderer(folder, True), _renderer(folder, False)
+
+    def letters(numbers: range) -> list[Letter]:
+        return [_letter(n, (*PEOPLE[0][:4], f"SYN{separator}{n % 10}")) for n in numbers]
+
+    _render(fast, letters(range(1, 7)))
+    later = letters(range(7, 11))  # references ending 7, 8, 9, 0: as wide as 1 to 6 (tabular figures)
+    chunk = _render(fast, later)
+    assert chunk.stamped_letters == stamped
+    _assert_same_print(chunk, _render(full, later))

@@ -272,10 +272,20 @@ def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot |
                      and p.style["float"] == "none" for p in path[:-1])
     if width_free and align and box.width >= block.width:
         return None  # text-align does nothing to a full line, so a narrower text would not stay aligned
+    if not width_free and not _unbreakable(box.text, style):
+        return None
     fonts = _fonts(box.pango_layout, box.style)
     if fonts is None:
         return None
     return TextSlot(box, page, block, width_free, align, fonts)
+
+
+def _unbreakable(text: str, style) -> bool:
+    """Whether the text has nowhere to break a line. A box sized from its content (a table cell, a page
+    margin box) can take its min-content width as well as its max-content one; for such a text both are
+    its width, so an equally wide text sizes the box the same."""
+    _, _, resume, *_ = split_first_line(text, style, _CONTEXT, 0, 0)
+    return resume is None
 
 
 def _alignment(style) -> float | None:
@@ -344,7 +354,7 @@ def restyled(slot: TextSlot, text: str):
     if slot.width_free:
         if width > slot.block.width + _EPSILON or (slot.align and width >= slot.block.width):
             return None
-    elif abs(width - old.width) > _EPSILON:
+    elif abs(width - old.width) > _EPSILON or not _unbreakable(text, old.style):
         return None
     if _fonts(layout, old.style) != slot.fonts:
         return None
