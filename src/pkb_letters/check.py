@@ -38,7 +38,7 @@ from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
-from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PdfPages, Word
+from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages
 from .progress import NoProgress, Progress
 
 with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
@@ -543,7 +543,7 @@ def _ignore(*_: object) -> None:
     pass
 
 
-def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rect | None, add) -> list[Word]:
+def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rect | None, add) -> PageWords:
     key = (_PAGE, number)
     width, height = pdf.size_mm(number)
     if abs(width - A4_WIDTH_MM) > _SIZE_TOLERANCE_MM or abs(height - A4_HEIGHT_MM) > _SIZE_TOLERANCE_MM:
@@ -554,18 +554,16 @@ def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rec
     if colours:
         add((*key, 2), Code.NON_BLACK_TEXT,
             f"text in {', '.join(colours)}; print rooms want K-only black (0 0 0 1 k)")
-    words = pdf.words(number)
-    printable = envelope.printable_area.grown(_POSITION_TOLERANCE_MM)
-    outside = [w for w in words if not printable.contains(w.rect)]
+    words = pdf.page_words(number)
+    outside = words.not_inside(envelope.printable_area.grown(_POSITION_TOLERANCE_MM))
     if outside:
         add((*key, 3), Code.OUTSIDE_PRINTABLE,
-            f"{len(outside)} word(s) outside the printable area, e.g. {outside[0]}")
+            f"{len(outside)} word(s) outside the printable area, e.g. {words[outside[0]]}")
     if zone is not None:
-        inner = zone.grown(-_POSITION_TOLERANCE_MM)
-        intruders = [w for w in words if w.rect.overlaps(inner)]
+        intruders = words.overlapping(zone.grown(-_POSITION_TOLERANCE_MM))
         if intruders:
             add((*key, 4), Code.IN_MARK_ZONE,
-                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {intruders[0]}")
+                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {words[intruders[0]]}")
     return words
 
 
@@ -578,7 +576,7 @@ def _colour_name(colour) -> str:
     return {1: f"gray {values}", 3: f"RGB {values}", 4: f"CMYK {values}"}.get(len(colour), f"colour {values}")
 
 
-def _check_task(pdf: PdfPages, number: int, task: _Task, words: list[Word], job: _Job, add) -> None:
+def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: _Job, add) -> None:
     if task.kind == _ADDRESS:
         for problem in _address_problems(words, number, job.envelope, list(task.lines)):
             add(task.key, *problem)
@@ -589,7 +587,7 @@ def _check_task(pdf: PdfPages, number: int, task: _Task, words: list[Word], job:
         _check_mark(pdf, number, job.layout, job.zone, task.payload, partial(add, task.key))
 
 
-def _read_unplanned(pdf: PdfPages, number: int, words: list[Word], job: _Job, result: _PageResult) -> None:
+def _read_unplanned(pdf: PdfPages, number: int, words: PageWords, job: _Job, result: _PageResult) -> None:
     if job.layout.kind is MarkKind.DATAMATRIX and job.zone is not None:
         result.mark = _decode_datamatrix(pdf, number, job.layout, job.zone)
     for n, (code, detail) in enumerate(_address_problems(words, number, job.envelope, None)):
@@ -611,34 +609,26 @@ def _judge_unplanned(page: _PageResult, result: _JobResult) -> None:
         result.page_one_window = page.window
 
 
-def _address_problems(words: Sequence[Word], number: int, envelope: EnvelopeProfile,
+def _address_problems(words: PageWords, number: int, envelope: EnvelopeProfile,
                       lines: list[str] | None) -> list[tuple[Code, str]]:
     window = envelope.window.grown(_POSITION_TOLERANCE_MM)
     name = envelope.name
     if lines is None:
-        near = [w for w in words if w.rect.overlaps(window)]
+        near = words.overlapping(window)
         found = [] if near else [f"a letter's first page has no text in the {name} window"]
-        found += [f"{word} crosses the {name} window's edge" for word in near if not window.contains(word.rect)]
+        crossing = set(words.not_inside(window))
+        found += [f"{words[n]} crosses the {name} window's edge" for n in near if n in crossing]
         return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
     found = []
     for line in lines:
-        run = _find_line(words, line)
-        if not run:
+        run = words.find(line.split())
+        if run is None:
             found.append(f"address line {line!r} is not on the page")
-        elif not all(window.contains(w.rect) for w in run):
-            found.append(f"address line {line!r} at ({run[0].rect.left:.1f}, {run[0].rect.top:.1f}) mm "
+        elif not all(window.contains(words[n].rect) for n in run):
+            first = words[run.start].rect
+            found.append(f"address line {line!r} at ({first.left:.1f}, {first.top:.1f}) mm "
                          f"is outside the {name} window")
     return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
-
-
-def _find_line(words: Sequence[Word], line: str) -> list[Word]:
-    tokens = line.split()
-    if not tokens:
-        return []
-    for start in range(len(words) - len(tokens) + 1):
-        if words[start].text == tokens[0] and [w.text for w in words[start : start + len(tokens)]] == tokens:
-            return list(words[start : start + len(tokens)])
-    return []
 
 
 # -- marks ----------------------------------------------------------------------------------

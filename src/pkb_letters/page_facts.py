@@ -33,8 +33,11 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain, repeat
+from operator import sub
 from pathlib import Path
 
 import pikepdf
@@ -83,6 +86,53 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
                            pages.start, pages.stop - 1, path.name, exc)
             data = None
         return data, tree.count, tree.disagreements
+
+
+class PageWords(Sequence[Word]):
+    """A page's words, in the order the page draws them, with their boxes in millimetres held as
+    columns of numbers: a page has a few hundred words, and judging each against an area costs
+    no object per word. Indexing gives a `Word`, with the same `Rect` the numbers make."""
+
+    __slots__ = ("texts", "lefts", "tops", "widths", "heights")
+
+    def __init__(self, texts: list[str], lefts: list[float], tops: list[float], widths: list[float],
+                 heights: list[float]) -> None:
+        self.texts, self.lefts, self.tops, self.widths, self.heights = texts, lefts, tops, widths, heights
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Word(self.texts[index], Rect(self.lefts[index], self.tops[index], self.widths[index],
+                                            self.heights[index]))
+
+    def not_inside(self, area: Rect) -> list[int]:
+        """The words whose box `area` does not contain (as `Rect.contains` says), by index."""
+        left, top, right, bottom = area.left, area.top, area.right, area.bottom
+        return [n for n, (x, y, width, height) in enumerate(self._boxes())
+                if not (x >= left and x + width <= right and y >= top and y + height <= bottom)]
+
+    def overlapping(self, area: Rect) -> list[int]:
+        """The words whose box overlaps `area` (as `Rect.overlaps` says), by index."""
+        left, top, right, bottom = area.left, area.top, area.right, area.bottom
+        return [n for n, (x, y, width, height) in enumerate(self._boxes())
+                if x < right and left < x + width and y < bottom and top < y + height]
+
+    def _boxes(self) -> Iterator[tuple[float, float, float, float]]:
+        return zip(self.lefts, self.tops, self.widths, self.heights, strict=True)
+
+    def find(self, tokens: Sequence[str]) -> range | None:
+        """Where `tokens` are the texts of consecutive words, first found; None if nowhere."""
+        texts, size = self.texts, len(tokens)
+        if not size:
+            return None
+        first = tokens[0]
+        for start in range(len(texts) - size + 1):
+            if texts[start] == first and texts[start : start + size] == tokens:
+                return range(start, start + size)
+        return None
 
 
 class PdfPages:
@@ -228,32 +278,31 @@ class PdfPages:
     def words(self, number: int) -> list[Word]:
         """Words in the order the page draws them, each boxed like pdfminer boxes a glyph: from the
         font's descent up by the font size, so the box does not depend on the font's ascender."""
+        return list(self.page_words(number))
+
+    def page_words(self, number: int) -> PageWords:
+        """The page's `words`, their boxes held as columns of numbers (`PageWords`)."""
         textpage = self._textpage(number).raw
         count = pdfium.FPDFText_CountChars(textpage)
-        left, _, _, top = self._mediabox(number)
         text = self._text(number, count)
-        words = []
-        box, matrix = pdfium.FS_RECTF(), pdfium.FS_MATRIX()
-        box_ref, matrix_ref = ctypes.byref(box), ctypes.byref(matrix)
-        char_box = pdfium.FPDFText_GetLooseCharBox  # called once a character: kept local, comparisons inline
-        for match in _WORD.finditer(text):
-            start, end = match.span()
-            char_box(textpage, start, box_ref)
-            x0, x1, y0 = box.left, box.right, box.bottom
-            for index in range(start + 1, end):
-                char_box(textpage, index, box_ref)
-                if box.left < x0:
-                    x0 = box.left
-                if box.right > x1:
-                    x1 = box.right
-                if box.bottom < y0:
-                    y0 = box.bottom
-            pdfium.FPDFText_GetMatrix(textpage, start, matrix_ref)
-            size = pdfium.FPDFText_GetFontSize(textpage, start) * math.hypot(matrix.c, matrix.d)
-            rect = Rect((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT,
-                        (x1 - x0) * MM_PER_POINT, size * MM_PER_POINT)
-            words.append(Word(match.group(), rect))
-        return words
+        spans = [match.span() for match in _WORD.finditer(text)]
+        if not spans:
+            return PageWords([], [], [], [], [])
+        page_left, _, _, page_top = self._mediabox(number)
+        starts, ends = [start for start, _ in spans], [end for _, end in spans]
+        # the words' characters only (no spaces, no line ends); word k is at pieces[k] among them
+        lefts, rights, bottoms = _loose_char_boxes(textpage, list(chain.from_iterable(map(range, starts, ends))))
+        offsets = list(accumulate(map(sub, ends, starts), initial=0))
+        pieces = list(map(slice, offsets, offsets[1:]))
+        x0s = list(map(min, map(lefts.__getitem__, pieces)))
+        x1s = list(map(max, map(rights.__getitem__, pieces)))
+        y0s = list(map(min, map(bottoms.__getitem__, pieces)))
+        sizes = _font_sizes(textpage, starts)
+        return PageWords([text[start:end] for start, end in spans],
+                         [(x0 - page_left) * MM_PER_POINT for x0 in x0s],
+                         [(page_top - y0 - size) * MM_PER_POINT for y0, size in zip(y0s, sizes, strict=True)],
+                         [(x1 - x0) * MM_PER_POINT for x0, x1 in zip(x0s, x1s, strict=True)],
+                         [size * MM_PER_POINT for size in sizes])
 
     def _text(self, number: int, count: int) -> str:
         text = self._textpage(number).get_text_range(0, count)
@@ -295,6 +344,45 @@ class PdfPages:
                 textpage.close()
             page.close()
             self._current = None
+
+
+def _by_address(function, restype, *argtypes):
+    """`function` of PDFium, called with plain integers for its pointers (``c_void_p``), so that
+    `map` can call it for every character of a page without making a Python object per call."""
+    return ctypes.CFUNCTYPE(restype, *argtypes)(ctypes.cast(function, ctypes.c_void_p).value)
+
+
+_VOID_P, _INT = ctypes.c_void_p, ctypes.c_int
+_LOOSE_CHAR_BOX = _by_address(pdfium.FPDFText_GetLooseCharBox, _INT, _VOID_P, _INT, _VOID_P)
+_FONT_SIZE = _by_address(pdfium.FPDFText_GetFontSize, ctypes.c_double, _VOID_P, _INT)
+_CHAR_MATRIX = _by_address(pdfium.FPDFText_GetMatrix, _INT, _VOID_P, _INT, _VOID_P)
+
+
+def _each(function, textpage, indices: Sequence[int], into=None, size: int = 0) -> list:
+    """`function`(textpage, index[, pointer to the index's place in `into`]) for every index, in C's loop
+    as far as Python allows: one ctypes call a character, and no Python object made for it."""
+    handle = ctypes.cast(textpage, ctypes.c_void_p).value
+    if into is None:
+        return list(map(function, repeat(handle), indices))
+    base = ctypes.addressof(into)
+    return list(map(function, repeat(handle), indices, range(base, base + size * len(indices), size)))
+
+
+def _loose_char_boxes(textpage, indices: Sequence[int]) -> tuple[array, array, array]:
+    """The loose box (PDFium's FPDFText_GetLooseCharBox) of the characters at `indices`: lefts, rights, bottoms."""
+    boxes = (pdfium.FS_RECTF * len(indices))()
+    _each(_LOOSE_CHAR_BOX, textpage, indices, boxes, ctypes.sizeof(pdfium.FS_RECTF))
+    values = array("f", bytes(boxes))  # FS_RECTF is left, top, right, bottom, as 32-bit floats
+    return values[0::4], values[2::4], values[3::4]
+
+
+def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
+    """The size each character at `indices` is drawn at: its font size scaled by its matrix's y axis."""
+    matrices = (pdfium.FS_MATRIX * len(indices))()
+    _each(_CHAR_MATRIX, textpage, indices, matrices, ctypes.sizeof(pdfium.FS_MATRIX))
+    values = array("f", bytes(matrices))  # FS_MATRIX is a, b, c, d, e, f, as 32-bit floats
+    return [size * math.hypot(c, d)
+            for size, c, d in zip(_each(_FONT_SIZE, textpage, indices), values[2::6], values[3::6], strict=True)]
 
 
 class _PageTree:
