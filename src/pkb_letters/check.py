@@ -5,7 +5,8 @@ outside the printable area or inside the marks' clear zone, the address on a
 letter's first page not inside the envelope window, page counts that disagree
 with the manifest, and separation marks missing or whose decoded payload
 disagrees with the manifest. DataMatrix marks are decoded from the rendered
-clear zone by libdmtx (via pylibdmtx), a reader independent of the encoder we print with.
+clear zone by zxing-cpp, or by libdmtx (via pylibdmtx) where zxing-cpp reads none: readers
+independent of the encoder we print with.
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
@@ -33,6 +34,8 @@ from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import zxingcpp
 
 from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
@@ -663,9 +666,18 @@ def _scan_dpi(layout: MarkLayout) -> float:
 
 
 def _decode_datamatrix(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rect) -> str | None:
+    """The mark's payload, as zxing-cpp reads it (in about 0.1 ms) or else libdmtx (about 1.5 ms):
+    a mark is missing only when neither reads it."""
     image = pdf.render_mm(number, zone, _scan_dpi(layout))
-    found = pylibdmtx.decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
-    return found[0].data.decode("ascii", "replace") if found else None
+    if image.getextrema()[0] == 255:  # nothing drawn (a blank back, a page without marks): no mark to read
+        return None
+    # only as our marks print: dark on light, at the resolution rendered
+    found = zxingcpp.read_barcode(image, formats=zxingcpp.BarcodeFormat.DataMatrix, try_invert=False,
+                                  try_downscale=False)
+    if found is not None:
+        return found.bytes.decode("ascii", "replace")
+    read = pylibdmtx.decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
+    return read[0].data.decode("ascii", "replace") if read else None
 
 
 def _read_omr(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rect) -> str:
