@@ -157,6 +157,7 @@ class PdfPages:
         self._count = self._tree.count if data is None else count
         self._pages = range(1, self._count + 1) if data is None or pages is None else pages  # numbered as in the file
         self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
+        self._resource_fonts: dict[tuple[int, int], list[str]] = {}  # resource dictionary -> its fonts not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
 
@@ -201,8 +202,18 @@ class PdfPages:
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
+        resources = inherited(self._page_object(number), "/Resources")
+        key = resources.objgen if isinstance(resources, pikepdf.Object) else (0, 0)
+        if key == (0, 0):
+            return self._unembedded_in(resources)
+        # WeasyPrint gives a document's pages one resource dictionary, naming every image of the document
+        if key not in self._resource_fonts:
+            self._resource_fonts[key] = self._unembedded_in(resources)
+        return list(self._resource_fonts[key])
+
+    def _unembedded_in(self, page_resources) -> list[str]:
         missing = []
-        for resources in _resource_dicts(inherited(self._page_object(number), "/Resources")):
+        for resources in _resource_dicts(page_resources):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -248,7 +259,7 @@ class PdfPages:
                 colour = _initial_colour(operands[0], resources)
             elif op == "Do":
                 found |= self._form_colours(operands[0], resources, colour, depth)
-            elif _shows_text(op, operands):
+            elif colour not in found and _shows_text(op, operands):  # a colour found needs no look at more strings
                 found.add(colour)
         return frozenset(found)
 
