@@ -244,22 +244,24 @@ class PdfPages:
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
         found: set[Colour | None] = set()
         saved: list[Colour | None] = []
-        for operands, operator in pikepdf.parse_content_stream(owner, _COLOUR_AND_TEXT_OPERATORS):
-            op = str(operator)
+        # each instruction's operands are made Python objects only when asked for: most are q and Q
+        for instruction in pikepdf.parse_content_stream(owner, _COLOUR_AND_TEXT_OPERATORS):
+            op = str(instruction.operator)
             if op == "q":
                 saved.append(colour)
             elif op == "Q":
                 colour = saved.pop() if saved else colour
             elif op in ("g", "rg", "k"):
-                colour = tuple(float(v) for v in operands)
+                colour = tuple(float(v) for v in instruction.operands)
             elif op in ("sc", "scn"):
+                operands = instruction.operands
                 colour = PATTERN if operands and isinstance(operands[-1], pikepdf.Name) else (
                     tuple(float(v) for v in operands))
             elif op == "cs":
-                colour = _initial_colour(operands[0], resources)
+                colour = _initial_colour(instruction.operands[0], resources)
             elif op == "Do":
-                found |= self._form_colours(operands[0], resources, colour, depth)
-            elif colour not in found and _shows_text(op, operands):  # a colour found needs no look at more strings
+                found |= self._form_colours(instruction.operands[0], resources, colour, depth)
+            elif colour not in found and _shows_text(op, instruction.operands):  # found: no need to look again
                 found.add(colour)
         return frozenset(found)
 
