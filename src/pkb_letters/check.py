@@ -21,6 +21,7 @@ found, whatever the size of the files and the manifest.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -44,11 +45,24 @@ from .marks import MarkKind, MarkLayout
 from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages
 from .progress import NoProgress, Progress
 
-with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
-    warnings.filterwarnings("ignore", "distutils Version classes", DeprecationWarning)
-    from pylibdmtx import pylibdmtx
-
 __all__ = ["MM_PER_POINT", "Code", "Problem", "Report", "check_files", "available_cpus"]
+
+
+@functools.cache
+def _libdmtx():
+    """pylibdmtx, imported when first needed: it imports distutils and with it setuptools, a tenth of
+    a second of every worker's start, and most checks never need it (see `_decode_datamatrix`)."""
+    with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
+        warnings.filterwarnings("ignore", "distutils Version classes", DeprecationWarning)
+        from pylibdmtx import pylibdmtx
+    return pylibdmtx
+
+
+def __getattr__(name: str):
+    if name == "pylibdmtx":  # as when it was imported with this module
+        return _libdmtx()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _SIZE_TOLERANCE_MM = 0.2
 _POSITION_TOLERANCE_MM = 0.3
@@ -676,7 +690,7 @@ def _decode_datamatrix(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rec
                                   try_downscale=False)
     if found is not None:
         return found.bytes.decode("ascii", "replace")
-    read = pylibdmtx.decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
+    read = _libdmtx().decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
     return read[0].data.decode("ascii", "replace") if read else None
 
 
