@@ -310,7 +310,7 @@ class PdfPages:
         x0s = list(map(min, map(lefts.__getitem__, pieces)))
         x1s = list(map(max, map(rights.__getitem__, pieces)))
         y0s = list(map(min, map(bottoms.__getitem__, pieces)))
-        sizes = _font_sizes(textpage, starts)
+        sizes = _word_sizes(textpage, starts)
         return PageWords([text[start:end] for start, end in spans],
                          [(x0 - page_left) * MM_PER_POINT for x0 in x0s],
                          [(page_top - y0 - size) * MM_PER_POINT for y0, size in zip(y0s, sizes, strict=True)],
@@ -369,6 +369,7 @@ _VOID_P, _INT = ctypes.c_void_p, ctypes.c_int
 _LOOSE_CHAR_BOX = _by_address(pdfium.FPDFText_GetLooseCharBox, _INT, _VOID_P, _INT, _VOID_P)
 _FONT_SIZE = _by_address(pdfium.FPDFText_GetFontSize, ctypes.c_double, _VOID_P, _INT)
 _CHAR_MATRIX = _by_address(pdfium.FPDFText_GetMatrix, _INT, _VOID_P, _INT, _VOID_P)
+_TEXT_OBJECT = _by_address(pdfium.FPDFText_GetTextObject, _VOID_P, _VOID_P, _INT)
 
 
 def _each(function, textpage, indices: Sequence[int], into=None, size: int = 0) -> list:
@@ -387,6 +388,18 @@ def _loose_char_boxes(textpage, indices: Sequence[int]) -> tuple[array, array, a
     _each(_LOOSE_CHAR_BOX, textpage, indices, boxes, ctypes.sizeof(pdfium.FS_RECTF))
     values = array("f", bytes(boxes))  # FS_RECTF is left, top, right, bottom, as 32-bit floats
     return values[0::4], values[2::4], values[3::4]
+
+
+def _word_sizes(textpage, starts: Sequence[int]) -> list[float]:
+    """The size each word is drawn at, its first character's (`_font_sizes`). PDFium gives every character
+    of a text object the object's font size and matrix, so each object is asked once; a character of
+    none (one PDFium made up) is asked for itself."""
+    objects = _each(_TEXT_OBJECT, textpage, starts)
+    first = {}  # each text object, and its first character among `starts`
+    for found, start in zip(objects, starts, strict=True):
+        first.setdefault(found or -start, start)  # no object: a key of the character's own
+    size_of = dict(zip(first, _font_sizes(textpage, list(first.values())), strict=True))
+    return [size_of[found or -start] for found, start in zip(objects, starts, strict=True)]
 
 
 def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
