@@ -105,7 +105,11 @@ def test_the_names_are_read_whole(letters_pdf):
 def test_page_words_are_the_words_and_judge_areas_as_rects_do(letters_pdf):
     from pkb_letters.envelope import C5, Rect
 
-    areas = [C5.window, C5.printable_area, Rect(20, 40, 60, 10), Rect(0, 0, 1, 1)]
+    printable = C5.printable_area
+    areas = [C5.window, printable, printable.grown(0.3), printable.grown(-0.5), Rect(0, 0, 210, 297),
+             Rect(15, 277, 13, 13), Rect(150, 280, 40, 10), Rect(150, 280, 40, 6.5), Rect(20, 40, 60, 10),
+             Rect(0, 0, 1, 1), Rect(14.99, 0, 0.02, 297), Rect(0, 15.5, 210, 281), Rect(0, 27, 210, 260)]
+    found = []
     with PdfPages(letters_pdf) as pdf:
         for number in range(1, len(pdf) + 1):
             page = pdf.page_words(number)
@@ -114,9 +118,12 @@ def test_page_words_are_the_words_and_judge_areas_as_rects_do(letters_pdf):
             for area in areas:
                 assert page.not_inside(area) == [n for n, w in enumerate(words) if not area.contains(w.rect)]
                 assert page.overlapping(area) == [n for n, w in enumerate(words) if w.rect.overlaps(area)]
+                assert pdf.page_words(number).overlapping(area) == page.overlapping(area)  # before and after all boxes
+                found.append((bool(page.not_inside(area)), bool(page.overlapping(area))))
             run = page.find([w.text for w in words[5:9]])
             assert run is not None and [w.text for w in words[run.start:run.stop]] == [w.text for w in words[5:9]]
             assert page.find(["no-such-word"]) is None and page.find([]) is None
+    assert {(True, True), (True, False), (False, True)} <= set(found)  # the areas cut words and miss them
 
 
 def test_words_drawn_out_of_order_are_boxed_by_all_their_characters(tmp_path):

@@ -633,8 +633,8 @@ def _address_problems(words: PageWords, number: int, envelope: EnvelopeProfile,
     if lines is None:
         near = words.overlapping(window)
         found = [] if near else [f"a letter's first page has no text in the {name} window"]
-        crossing = set(words.not_inside(window))
-        found += [f"{words[n]} crosses the {name} window's edge" for n in near if n in crossing]
+        crossing = [words[n] for n in near if not window.contains(words[n].rect)]
+        found += [f"{word} crosses the {name} window's edge" for word in crossing]
         return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
     found = []
     for line in lines:

@@ -89,15 +89,26 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
 
 
 class PageWords(Sequence[Word]):
-    """A page's words, in the order the page draws them, with their boxes in millimetres held as
-    columns of numbers: a page has a few hundred words, and judging each against an area costs
-    no object per word. Indexing gives a `Word`, with the same `Rect` the numbers make."""
+    """A page's words, in the order the page draws them; indexing gives a `Word`.
 
-    __slots__ = ("texts", "lefts", "tops", "widths", "heights")
+    A word's box is made from its characters' loose boxes (see `PdfPages.words`). The characters are
+    held as columns of numbers, in points as PDFium gives them, and a word's box is worked out only
+    when a question needs it: whether every word is inside an area is first asked of the page's
+    extremes, and which words overlap an area is asked only of the words with a character in its
+    band of the page. A page has a few hundred words, nearly all far from any edge."""
 
-    def __init__(self, texts: list[str], lefts: list[float], tops: list[float], widths: list[float],
-                 heights: list[float]) -> None:
-        self.texts, self.lefts, self.tops, self.widths, self.heights = texts, lefts, tops, widths, heights
+    __slots__ = ("texts", "_lefts", "_rights", "_bottoms", "_offsets", "_sizes", "_origin", "_boxes", "_extremes")
+
+    def __init__(self, texts: list[str], chars: tuple[Sequence[float], Sequence[float], Sequence[float]],
+                 offsets: list[int], sizes: list[float], origin: tuple[float, float]) -> None:
+        self.texts = texts
+        # the words' characters, in points; word k's are offsets[k]:offsets[k + 1]
+        self._lefts, self._rights, self._bottoms = chars
+        self._offsets = offsets
+        self._sizes = sizes  # each word's size, in points
+        self._origin = origin  # the page's top-left corner, in points
+        self._boxes: list[tuple[float, float, float, float]] | None = None  # every box, once all were needed
+        self._extremes: tuple[float, float, float, float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -105,23 +116,72 @@ class PageWords(Sequence[Word]):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return Word(self.texts[index], Rect(self.lefts[index], self.tops[index], self.widths[index],
-                                            self.heights[index]))
+        return Word(self.texts[index], Rect(*self.box(range(len(self))[index])))
+
+    def box(self, index: int) -> tuple[float, float, float, float]:
+        """Word `index`'s left, top, width and height in millimetres from the page's top-left corner."""
+        if self._boxes is not None:
+            return self._boxes[index]
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return self._millimetres(min(self._lefts[start:end]), max(self._rights[start:end]),
+                                 min(self._bottoms[start:end]), self._sizes[index])
+
+    def _millimetres(self, x0: float, x1: float, y0: float, size: float) -> tuple[float, float, float, float]:
+        left, top = self._origin
+        return ((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT, (x1 - x0) * MM_PER_POINT,
+                size * MM_PER_POINT)
+
+    def _all_boxes(self) -> list[tuple[float, float, float, float]]:
+        if self._boxes is None:
+            pieces = list(map(slice, self._offsets, self._offsets[1:]))
+            self._boxes = list(map(self._millimetres, map(min, map(self._lefts.__getitem__, pieces)),
+                                   map(max, map(self._rights.__getitem__, pieces)),
+                                   map(min, map(self._bottoms.__getitem__, pieces)), self._sizes))
+        return self._boxes
 
     def not_inside(self, area: Rect) -> list[int]:
         """The words whose box `area` does not contain (as `Rect.contains` says), by index."""
-        left, top, right, bottom = area.left, area.top, area.right, area.bottom
-        return [n for n, (x, y, width, height) in enumerate(self._boxes())
-                if not (x >= left and x + width <= right and y >= top and y + height <= bottom)]
+        if not self.texts or self._all_inside(area):
+            return []
+        return [n for n, box in enumerate(self._all_boxes()) if not _contains(area, box)]
 
     def overlapping(self, area: Rect) -> list[int]:
         """The words whose box overlaps `area` (as `Rect.overlaps` says), by index."""
-        left, top, right, bottom = area.left, area.top, area.right, area.bottom
-        return [n for n, (x, y, width, height) in enumerate(self._boxes())
-                if x < right and left < x + width and y < bottom and top < y + height]
+        return [n for n in self._in_band(area) if _overlaps(self.box(n), area)]
 
-    def _boxes(self) -> Iterator[tuple[float, float, float, float]]:
-        return zip(self.lefts, self.tops, self.widths, self.heights, strict=True)
+    def _all_inside(self, area: Rect) -> bool:
+        """Whether the page's extremes put every word's box inside `area`. Each bound is what the
+        extreme word's box would be (subtraction and multiplication round monotonically); a right or
+        bottom edge is a sum whose rounding `_SLACK_MM` covers."""
+        left, top = self._origin
+        leftmost, rightmost, lowest, highest, largest = self._extreme_values()
+        return ((leftmost - left) * MM_PER_POINT >= area.left
+                and (rightmost - left) * MM_PER_POINT + _SLACK_MM <= area.right
+                and (top - highest - largest) * MM_PER_POINT >= area.top
+                and (top - lowest) * MM_PER_POINT + _SLACK_MM <= area.bottom)
+
+    def _extreme_values(self) -> tuple[float, float, float, float, float]:
+        """The leftmost character's left, the rightmost's right, the lowest and highest bottoms, the largest size."""
+        if self._extremes is None:
+            self._extremes = (min(self._lefts), max(self._rights), min(self._bottoms), max(self._bottoms),
+                              max(self._sizes))
+        return self._extremes
+
+    def _in_band(self, area: Rect) -> list[int]:
+        """The words that may reach into `area`'s rows of the page: those with a character whose bottom
+        is between the area's bottom, lowered by the largest word's size, and its top. (A word's bottom
+        is its lowest character's.)"""
+        if not self.texts:
+            return []
+        top = self._origin[1]
+        _, _, lowest, highest, largest = self._extreme_values()
+        low = top - area.bottom / MM_PER_POINT - largest - _SLACK_POINTS
+        high = top - area.top / MM_PER_POINT + _SLACK_POINTS
+        if highest <= low or lowest >= high:
+            return []
+        bottoms = self._bottoms
+        offsets = self._offsets
+        return sorted({bisect.bisect_right(offsets, n) - 1 for n, y in enumerate(bottoms) if low < y < high})
 
     def find(self, tokens: Sequence[str]) -> range | None:
         """Where `tokens` are the texts of consecutive words, first found; None if nowhere."""
@@ -133,6 +193,18 @@ class PageWords(Sequence[Word]):
             if texts[start] == first and texts[start : start + size] == tokens:
                 return range(start, start + size)
         return None
+
+
+_SLACK_MM = 1e-9  # far above the rounding of a sum of two page coordinates, far below anything printed
+_SLACK_POINTS = 1e-6
+
+
+def _contains(area: Rect, box: tuple[float, float, float, float]) -> bool:
+    return area.contains(Rect(*box))
+
+
+def _overlaps(box: tuple[float, float, float, float], area: Rect) -> bool:
+    return Rect(*box).overlaps(area)
 
 
 class PdfPages:
@@ -300,22 +372,14 @@ class PdfPages:
         text = self._text(number, count)
         spans = [match.span() for match in _WORD.finditer(text)]
         if not spans:
-            return PageWords([], [], [], [], [])
+            return PageWords([], ([], [], []), [0], [], (0.0, 0.0))
         page_left, _, _, page_top = self._mediabox(number)
         starts, ends = [start for start, _ in spans], [end for _, end in spans]
-        # the words' characters only (no spaces, no line ends); word k is at pieces[k] among them
-        lefts, rights, bottoms = _loose_char_boxes(textpage, list(chain.from_iterable(map(range, starts, ends))))
-        offsets = list(accumulate(map(sub, ends, starts), initial=0))
-        pieces = list(map(slice, offsets, offsets[1:]))
-        x0s = list(map(min, map(lefts.__getitem__, pieces)))
-        x1s = list(map(max, map(rights.__getitem__, pieces)))
-        y0s = list(map(min, map(bottoms.__getitem__, pieces)))
-        sizes = _word_sizes(textpage, starts)
-        return PageWords([text[start:end] for start, end in spans],
-                         [(x0 - page_left) * MM_PER_POINT for x0 in x0s],
-                         [(page_top - y0 - size) * MM_PER_POINT for y0, size in zip(y0s, sizes, strict=True)],
-                         [(x1 - x0) * MM_PER_POINT for x0, x1 in zip(x0s, x1s, strict=True)],
-                         [size * MM_PER_POINT for size in sizes])
+        # the words' characters only (no spaces, no line ends)
+        chars = _loose_char_boxes(textpage, list(chain.from_iterable(map(range, starts, ends))))
+        return PageWords([text[start:end] for start, end in spans], chars,
+                         list(accumulate(map(sub, ends, starts), initial=0)), _word_sizes(textpage, starts),
+                         (page_left, page_top))
 
     def _text(self, number: int, count: int) -> str:
         text = self._textpage(number).get_text_range(0, count)
@@ -382,12 +446,12 @@ def _each(function, textpage, indices: Sequence[int], into=None, size: int = 0) 
     return list(map(function, repeat(handle), indices, range(base, base + size * len(indices), size)))
 
 
-def _loose_char_boxes(textpage, indices: Sequence[int]) -> tuple[array, array, array]:
+def _loose_char_boxes(textpage, indices: Sequence[int]) -> tuple[list[float], list[float], list[float]]:
     """The loose box (PDFium's FPDFText_GetLooseCharBox) of the characters at `indices`: lefts, rights, bottoms."""
     boxes = (pdfium.FS_RECTF * len(indices))()
     _each(_LOOSE_CHAR_BOX, textpage, indices, boxes, ctypes.sizeof(pdfium.FS_RECTF))
     values = array("f", bytes(boxes))  # FS_RECTF is left, top, right, bottom, as 32-bit floats
-    return values[0::4], values[2::4], values[3::4]
+    return values[0::4].tolist(), values[2::4].tolist(), values[3::4].tolist()
 
 
 def _word_sizes(textpage, starts: Sequence[int]) -> list[float]:
