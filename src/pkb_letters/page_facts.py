@@ -232,6 +232,7 @@ class PdfPages:
         self._resource_fonts: dict[tuple[int, int], list[str]] = {}  # resource dictionary -> its fonts not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
+        self._last_box: tuple[int, tuple[float, float, float, float]] = (0, (0.0, 0.0, 0.0, 0.0))
 
     def __len__(self) -> int:
         return self._count
@@ -348,8 +349,11 @@ class PdfPages:
         return self._forms[key]
 
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
-        box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
-        return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
+        if self._last_box[0] != number:  # each page's is asked for its size, its words and its marks
+            box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
+            self._last_box = number, (min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]),
+                                      max(box[1], box[3]))
+        return self._last_box[1]
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
 
@@ -458,12 +462,12 @@ def _word_sizes(textpage, starts: Sequence[int]) -> list[float]:
     """The size each word is drawn at, its first character's (`_font_sizes`). PDFium gives every character
     of a text object the object's font size and matrix, so each object is asked once; a character of
     none (one PDFium made up) is asked for itself."""
-    objects = _each(_TEXT_OBJECT, textpage, starts)
-    first = {}  # each text object, and its first character among `starts`
-    for found, start in zip(objects, starts, strict=True):
-        first.setdefault(found or -start, start)  # no object: a key of the character's own
+    keys = _each(_TEXT_OBJECT, textpage, starts)
+    if None in keys:  # no object: a key of the character's own
+        keys = [found or -start for found, start in zip(keys, starts, strict=True)]
+    first = dict(zip(reversed(keys), reversed(starts), strict=True))  # each object's first character
     size_of = dict(zip(first, _font_sizes(textpage, list(first.values())), strict=True))
-    return [size_of[found or -start] for found, start in zip(objects, starts, strict=True)]
+    return list(map(size_of.__getitem__, keys))
 
 
 def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
