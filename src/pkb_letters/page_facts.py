@@ -9,7 +9,10 @@ costs a few milliseconds a page rather than a pure-Python parse of every glyph:
   string of text is filled with is followed exactly, through ``q``/``Q`` and into
   Form XObjects (a colour space, not only a colour: RGB black is not K-only black).
 - PDFium (via pypdfium2) for text positions and for rendering a mark's clear zone
-  as the inserter's camera sees it.
+  as the inserter's camera sees it. A page's characters are asked for their boxes in
+  one pass of ctypes calls that makes no Python object per character, and a word's box
+  is worked out from them only when a question needs it (`PageWords`): PDFium has no
+  call that answers for many characters at once, and a page has about a thousand.
 
 Fonts and Form XObjects shared by many pages are read once per file. Both libraries keep
 every object they have parsed until the file is closed, so a page is found by walking
