@@ -5,7 +5,8 @@ outside the printable area or inside the marks' clear zone, the address on a
 letter's first page not inside the envelope window, page counts that disagree
 with the manifest, and separation marks missing or whose decoded payload
 disagrees with the manifest. DataMatrix marks are decoded from the rendered
-clear zone by libdmtx (via pylibdmtx), a reader independent of the encoder we print with.
+clear zone by zxing-cpp, or by libdmtx (via pylibdmtx) where zxing-cpp reads none: readers
+independent of the encoder we print with.
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
@@ -20,6 +21,7 @@ found, whatever the size of the files and the manifest.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -34,18 +36,33 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import zxingcpp
+
 from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
-from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PdfPages, Word
+from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages
 from .progress import NoProgress, Progress
 
-with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
-    warnings.filterwarnings("ignore", "distutils Version classes", DeprecationWarning)
-    from pylibdmtx import pylibdmtx
-
 __all__ = ["MM_PER_POINT", "Code", "Problem", "Report", "check_files", "available_cpus"]
+
+
+@functools.cache
+def _libdmtx():
+    """pylibdmtx, imported when first needed: it imports distutils and with it setuptools, a tenth of
+    a second of every worker's start, and most checks never need it (see `_decode_datamatrix`)."""
+    with warnings.catch_warnings():  # pylibdmtx 0.1.10 imports distutils' LooseVersion, deprecated since 3.10
+        warnings.filterwarnings("ignore", "distutils Version classes", DeprecationWarning)
+        from pylibdmtx import pylibdmtx
+    return pylibdmtx
+
+
+def __getattr__(name: str):
+    if name == "pylibdmtx":  # as when it was imported with this module
+        return _libdmtx()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _SIZE_TOLERANCE_MM = 0.2
 _POSITION_TOLERANCE_MM = 0.3
@@ -543,7 +560,7 @@ def _ignore(*_: object) -> None:
     pass
 
 
-def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rect | None, add) -> list[Word]:
+def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rect | None, add) -> PageWords:
     key = (_PAGE, number)
     width, height = pdf.size_mm(number)
     if abs(width - A4_WIDTH_MM) > _SIZE_TOLERANCE_MM or abs(height - A4_HEIGHT_MM) > _SIZE_TOLERANCE_MM:
@@ -554,18 +571,16 @@ def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rec
     if colours:
         add((*key, 2), Code.NON_BLACK_TEXT,
             f"text in {', '.join(colours)}; print rooms want K-only black (0 0 0 1 k)")
-    words = pdf.words(number)
-    printable = envelope.printable_area.grown(_POSITION_TOLERANCE_MM)
-    outside = [w for w in words if not printable.contains(w.rect)]
+    words = pdf.page_words(number)
+    outside = words.not_inside(envelope.printable_area.grown(_POSITION_TOLERANCE_MM))
     if outside:
         add((*key, 3), Code.OUTSIDE_PRINTABLE,
-            f"{len(outside)} word(s) outside the printable area, e.g. {outside[0]}")
+            f"{len(outside)} word(s) outside the printable area, e.g. {words[outside[0]]}")
     if zone is not None:
-        inner = zone.grown(-_POSITION_TOLERANCE_MM)
-        intruders = [w for w in words if w.rect.overlaps(inner)]
+        intruders = words.overlapping(zone.grown(-_POSITION_TOLERANCE_MM))
         if intruders:
             add((*key, 4), Code.IN_MARK_ZONE,
-                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {intruders[0]}")
+                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {words[intruders[0]]}")
     return words
 
 
@@ -578,7 +593,7 @@ def _colour_name(colour) -> str:
     return {1: f"gray {values}", 3: f"RGB {values}", 4: f"CMYK {values}"}.get(len(colour), f"colour {values}")
 
 
-def _check_task(pdf: PdfPages, number: int, task: _Task, words: list[Word], job: _Job, add) -> None:
+def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: _Job, add) -> None:
     if task.kind == _ADDRESS:
         for problem in _address_problems(words, number, job.envelope, list(task.lines)):
             add(task.key, *problem)
@@ -589,7 +604,7 @@ def _check_task(pdf: PdfPages, number: int, task: _Task, words: list[Word], job:
         _check_mark(pdf, number, job.layout, job.zone, task.payload, partial(add, task.key))
 
 
-def _read_unplanned(pdf: PdfPages, number: int, words: list[Word], job: _Job, result: _PageResult) -> None:
+def _read_unplanned(pdf: PdfPages, number: int, words: PageWords, job: _Job, result: _PageResult) -> None:
     if job.layout.kind is MarkKind.DATAMATRIX and job.zone is not None:
         result.mark = _decode_datamatrix(pdf, number, job.layout, job.zone)
     for n, (code, detail) in enumerate(_address_problems(words, number, job.envelope, None)):
@@ -611,34 +626,26 @@ def _judge_unplanned(page: _PageResult, result: _JobResult) -> None:
         result.page_one_window = page.window
 
 
-def _address_problems(words: Sequence[Word], number: int, envelope: EnvelopeProfile,
+def _address_problems(words: PageWords, number: int, envelope: EnvelopeProfile,
                       lines: list[str] | None) -> list[tuple[Code, str]]:
     window = envelope.window.grown(_POSITION_TOLERANCE_MM)
     name = envelope.name
     if lines is None:
-        near = [w for w in words if w.rect.overlaps(window)]
+        near = words.overlapping(window)
         found = [] if near else [f"a letter's first page has no text in the {name} window"]
-        found += [f"{word} crosses the {name} window's edge" for word in near if not window.contains(word.rect)]
+        crossing = [words[n] for n in near if not window.contains(words[n].rect)]
+        found += [f"{word} crosses the {name} window's edge" for word in crossing]
         return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
     found = []
     for line in lines:
-        run = _find_line(words, line)
-        if not run:
+        run = words.find(line.split())
+        if run is None:
             found.append(f"address line {line!r} is not on the page")
-        elif not all(window.contains(w.rect) for w in run):
-            found.append(f"address line {line!r} at ({run[0].rect.left:.1f}, {run[0].rect.top:.1f}) mm "
+        elif not all(window.contains(words[n].rect) for n in run):
+            first = words[run.start].rect
+            found.append(f"address line {line!r} at ({first.left:.1f}, {first.top:.1f}) mm "
                          f"is outside the {name} window")
     return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
-
-
-def _find_line(words: Sequence[Word], line: str) -> list[Word]:
-    tokens = line.split()
-    if not tokens:
-        return []
-    for start in range(len(words) - len(tokens) + 1):
-        if words[start].text == tokens[0] and [w.text for w in words[start : start + len(tokens)]] == tokens:
-            return list(words[start : start + len(tokens)])
-    return []
 
 
 # -- marks ----------------------------------------------------------------------------------
@@ -673,9 +680,18 @@ def _scan_dpi(layout: MarkLayout) -> float:
 
 
 def _decode_datamatrix(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rect) -> str | None:
+    """The mark's payload, as zxing-cpp reads it (in about 0.1 ms) or else libdmtx (about 1.5 ms):
+    a mark is missing only when neither reads it."""
     image = pdf.render_mm(number, zone, _scan_dpi(layout))
-    found = pylibdmtx.decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
-    return found[0].data.decode("ascii", "replace") if found else None
+    if image.getextrema()[0] == 255:  # nothing drawn (a blank back, a page without marks): no mark to read
+        return None
+    # only as our marks print: dark on light, at the resolution rendered
+    found = zxingcpp.read_barcode(image, formats=zxingcpp.BarcodeFormat.DataMatrix, try_invert=False,
+                                  try_downscale=False)
+    if found is not None:
+        return found.bytes.decode("ascii", "replace")
+    read = _libdmtx().decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)
+    return read[0].data.decode("ascii", "replace") if read else None
 
 
 def _read_omr(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rect) -> str:

@@ -9,7 +9,10 @@ costs a few milliseconds a page rather than a pure-Python parse of every glyph:
   string of text is filled with is followed exactly, through ``q``/``Q`` and into
   Form XObjects (a colour space, not only a colour: RGB black is not K-only black).
 - PDFium (via pypdfium2) for text positions and for rendering a mark's clear zone
-  as the inserter's camera sees it.
+  as the inserter's camera sees it. A page's characters are asked for their boxes in
+  one pass of ctypes calls that makes no Python object per character, and a word's box
+  is worked out from them only when a question needs it (`PageWords`): PDFium has no
+  call that answers for many characters at once, and a page has about a thousand.
 
 Fonts and Form XObjects shared by many pages are read once per file. Both libraries keep
 every object they have parsed until the file is closed, so a page is found by walking
@@ -33,8 +36,11 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain, repeat
+from operator import sub
 from pathlib import Path
 
 import pikepdf
@@ -85,6 +91,125 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
         return data, tree.count, tree.disagreements
 
 
+class PageWords(Sequence[Word]):
+    """A page's words, in the order the page draws them; indexing gives a `Word`.
+
+    A word's box is made from its characters' loose boxes (see `PdfPages.words`). The characters are
+    held as columns of numbers, in points as PDFium gives them, and a word's box is worked out only
+    when a question needs it: whether every word is inside an area is first asked of the page's
+    extremes, and which words overlap an area is asked only of the words with a character in its
+    band of the page. A page has a few hundred words, nearly all far from any edge."""
+
+    __slots__ = ("texts", "_lefts", "_rights", "_bottoms", "_offsets", "_sizes", "_origin", "_boxes", "_extremes")
+
+    def __init__(self, texts: list[str], chars: tuple[Sequence[float], Sequence[float], Sequence[float]],
+                 offsets: list[int], sizes: list[float], origin: tuple[float, float]) -> None:
+        self.texts = texts
+        # the words' characters, in points; word k's are offsets[k]:offsets[k + 1]
+        self._lefts, self._rights, self._bottoms = chars
+        self._offsets = offsets
+        self._sizes = sizes  # each word's size, in points
+        self._origin = origin  # the page's top-left corner, in points
+        self._boxes: list[tuple[float, float, float, float]] | None = None  # every box, once all were needed
+        self._extremes: tuple[float, float, float, float, float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Word(self.texts[index], Rect(*self.box(range(len(self))[index])))
+
+    def box(self, index: int) -> tuple[float, float, float, float]:
+        """Word `index`'s left, top, width and height in millimetres from the page's top-left corner."""
+        if self._boxes is not None:
+            return self._boxes[index]
+        start, end = self._offsets[index], self._offsets[index + 1]
+        return self._millimetres(min(self._lefts[start:end]), max(self._rights[start:end]),
+                                 min(self._bottoms[start:end]), self._sizes[index])
+
+    def _millimetres(self, x0: float, x1: float, y0: float, size: float) -> tuple[float, float, float, float]:
+        left, top = self._origin
+        return ((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT, (x1 - x0) * MM_PER_POINT,
+                size * MM_PER_POINT)
+
+    def _all_boxes(self) -> list[tuple[float, float, float, float]]:
+        if self._boxes is None:
+            pieces = list(map(slice, self._offsets, self._offsets[1:]))
+            self._boxes = list(map(self._millimetres, map(min, map(self._lefts.__getitem__, pieces)),
+                                   map(max, map(self._rights.__getitem__, pieces)),
+                                   map(min, map(self._bottoms.__getitem__, pieces)), self._sizes))
+        return self._boxes
+
+    def not_inside(self, area: Rect) -> list[int]:
+        """The words whose box `area` does not contain (as `Rect.contains` says), by index."""
+        if not self.texts or self._all_inside(area):
+            return []
+        return [n for n, box in enumerate(self._all_boxes()) if not _contains(area, box)]
+
+    def overlapping(self, area: Rect) -> list[int]:
+        """The words whose box overlaps `area` (as `Rect.overlaps` says), by index."""
+        return [n for n in self._in_band(area) if _overlaps(self.box(n), area)]
+
+    def _all_inside(self, area: Rect) -> bool:
+        """Whether the page's extremes put every word's box inside `area`. Each bound is what the
+        extreme word's box would be (subtraction and multiplication round monotonically); a right or
+        bottom edge is a sum whose rounding `_SLACK_MM` covers."""
+        left, top = self._origin
+        leftmost, rightmost, lowest, highest, largest = self._extreme_values()
+        return ((leftmost - left) * MM_PER_POINT >= area.left
+                and (rightmost - left) * MM_PER_POINT + _SLACK_MM <= area.right
+                and (top - highest - largest) * MM_PER_POINT >= area.top
+                and (top - lowest) * MM_PER_POINT + _SLACK_MM <= area.bottom)
+
+    def _extreme_values(self) -> tuple[float, float, float, float, float]:
+        """The leftmost character's left, the rightmost's right, the lowest and highest bottoms, the largest size."""
+        if self._extremes is None:
+            self._extremes = (min(self._lefts), max(self._rights), min(self._bottoms), max(self._bottoms),
+                              max(self._sizes))
+        return self._extremes
+
+    def _in_band(self, area: Rect) -> list[int]:
+        """The words that may reach into `area`'s rows of the page: those with a character whose bottom
+        is between the area's bottom, lowered by the largest word's size, and its top. (A word's bottom
+        is its lowest character's.)"""
+        if not self.texts:
+            return []
+        top = self._origin[1]
+        _, _, lowest, highest, largest = self._extreme_values()
+        low = top - area.bottom / MM_PER_POINT - largest - _SLACK_POINTS
+        high = top - area.top / MM_PER_POINT + _SLACK_POINTS
+        if highest <= low or lowest >= high:
+            return []
+        bottoms = self._bottoms
+        offsets = self._offsets
+        return sorted({bisect.bisect_right(offsets, n) - 1 for n, y in enumerate(bottoms) if low < y < high})
+
+    def find(self, tokens: Sequence[str]) -> range | None:
+        """Where `tokens` are the texts of consecutive words, first found; None if nowhere."""
+        texts, size = self.texts, len(tokens)
+        if not size:
+            return None
+        first = tokens[0]
+        for start in range(len(texts) - size + 1):
+            if texts[start] == first and texts[start : start + size] == tokens:
+                return range(start, start + size)
+        return None
+
+
+_SLACK_MM = 1e-9  # far above the rounding of a sum of two page coordinates, far below anything printed
+_SLACK_POINTS = 1e-6
+
+
+def _contains(area: Rect, box: tuple[float, float, float, float]) -> bool:
+    return area.contains(Rect(*box))
+
+
+def _overlaps(box: tuple[float, float, float, float], area: Rect) -> bool:
+    return Rect(*box).overlaps(area)
+
+
 class PdfPages:
     """One PDF opened for reading; pages are numbered from 1 (the file's numbers, always).
     Raises on a file neither library can parse.
@@ -107,8 +232,10 @@ class PdfPages:
         self._count = self._tree.count if data is None else count
         self._pages = range(1, self._count + 1) if data is None or pages is None else pages  # numbered as in the file
         self._fonts: dict[tuple[int, int], str | None] = {}  # font object -> its name when not embedded
+        self._resource_fonts: dict[tuple[int, int], list[str]] = {}  # resource dictionary -> its fonts not embedded
         self._forms: dict[tuple, frozenset] = {}  # (form object, colour on entry) -> colours of its text
         self._current: tuple[int, pypdfium2.PdfPage, pypdfium2.PdfTextPage | None] | None = None
+        self._last_box: tuple[int, tuple[float, float, float, float]] = (0, (0.0, 0.0, 0.0, 0.0))
 
     def __len__(self) -> int:
         return self._count
@@ -151,8 +278,18 @@ class PdfPages:
         return (height, width) if rotate % 180 else (width, height)
 
     def unembedded_fonts(self, number: int) -> list[str]:
+        resources = inherited(self._page_object(number), "/Resources")
+        key = resources.objgen if isinstance(resources, pikepdf.Object) else (0, 0)
+        if key == (0, 0):
+            return self._unembedded_in(resources)
+        # WeasyPrint gives a document's pages one resource dictionary, naming every image of the document
+        if key not in self._resource_fonts:
+            self._resource_fonts[key] = self._unembedded_in(resources)
+        return list(self._resource_fonts[key])
+
+    def _unembedded_in(self, page_resources) -> list[str]:
         missing = []
-        for resources in _resource_dicts(inherited(self._page_object(number), "/Resources")):
+        for resources in _resource_dicts(page_resources):
             fonts = resources.get("/Font")
             for font in fonts.values() if isinstance(fonts, pikepdf.Dictionary) else ():
                 name = self._unembedded_name(font)
@@ -183,22 +320,24 @@ class PdfPages:
     def _shown_colours(self, owner, resources, colour: Colour | None, depth: int) -> frozenset[Colour | None]:
         found: set[Colour | None] = set()
         saved: list[Colour | None] = []
-        for operands, operator in pikepdf.parse_content_stream(owner, _COLOUR_AND_TEXT_OPERATORS):
-            op = str(operator)
+        # each instruction's operands are made Python objects only when asked for: most are q and Q
+        for instruction in pikepdf.parse_content_stream(owner, _COLOUR_AND_TEXT_OPERATORS):
+            op = str(instruction.operator)
             if op == "q":
                 saved.append(colour)
             elif op == "Q":
                 colour = saved.pop() if saved else colour
             elif op in ("g", "rg", "k"):
-                colour = tuple(float(v) for v in operands)
+                colour = tuple(float(v) for v in instruction.operands)
             elif op in ("sc", "scn"):
+                operands = instruction.operands
                 colour = PATTERN if operands and isinstance(operands[-1], pikepdf.Name) else (
                     tuple(float(v) for v in operands))
             elif op == "cs":
-                colour = _initial_colour(operands[0], resources)
+                colour = _initial_colour(instruction.operands[0], resources)
             elif op == "Do":
-                found |= self._form_colours(operands[0], resources, colour, depth)
-            elif _shows_text(op, operands):
+                found |= self._form_colours(instruction.operands[0], resources, colour, depth)
+            elif colour not in found and _shows_text(op, instruction.operands):  # found: no need to look again
                 found.add(colour)
         return frozenset(found)
 
@@ -213,8 +352,11 @@ class PdfPages:
         return self._forms[key]
 
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
-        box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
-        return min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])
+        if self._last_box[0] != number:  # each page's is asked for its size, its words and its marks
+            box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
+            self._last_box = number, (min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]),
+                                      max(box[1], box[3]))
+        return self._last_box[1]
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
 
@@ -228,32 +370,23 @@ class PdfPages:
     def words(self, number: int) -> list[Word]:
         """Words in the order the page draws them, each boxed like pdfminer boxes a glyph: from the
         font's descent up by the font size, so the box does not depend on the font's ascender."""
+        return list(self.page_words(number))
+
+    def page_words(self, number: int) -> PageWords:
+        """The page's `words`, their boxes held as columns of numbers (`PageWords`)."""
         textpage = self._textpage(number).raw
         count = pdfium.FPDFText_CountChars(textpage)
-        left, _, _, top = self._mediabox(number)
         text = self._text(number, count)
-        words = []
-        box, matrix = pdfium.FS_RECTF(), pdfium.FS_MATRIX()
-        box_ref, matrix_ref = ctypes.byref(box), ctypes.byref(matrix)
-        char_box = pdfium.FPDFText_GetLooseCharBox  # called once a character: kept local, comparisons inline
-        for match in _WORD.finditer(text):
-            start, end = match.span()
-            char_box(textpage, start, box_ref)
-            x0, x1, y0 = box.left, box.right, box.bottom
-            for index in range(start + 1, end):
-                char_box(textpage, index, box_ref)
-                if box.left < x0:
-                    x0 = box.left
-                if box.right > x1:
-                    x1 = box.right
-                if box.bottom < y0:
-                    y0 = box.bottom
-            pdfium.FPDFText_GetMatrix(textpage, start, matrix_ref)
-            size = pdfium.FPDFText_GetFontSize(textpage, start) * math.hypot(matrix.c, matrix.d)
-            rect = Rect((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT,
-                        (x1 - x0) * MM_PER_POINT, size * MM_PER_POINT)
-            words.append(Word(match.group(), rect))
-        return words
+        spans = [match.span() for match in _WORD.finditer(text)]
+        if not spans:
+            return PageWords([], ([], [], []), [0], [], (0.0, 0.0))
+        page_left, _, _, page_top = self._mediabox(number)
+        starts, ends = [start for start, _ in spans], [end for _, end in spans]
+        # the words' characters only (no spaces, no line ends)
+        chars = _loose_char_boxes(textpage, list(chain.from_iterable(map(range, starts, ends))))
+        return PageWords([text[start:end] for start, end in spans], chars,
+                         list(accumulate(map(sub, ends, starts), initial=0)), _word_sizes(textpage, starts),
+                         (page_left, page_top))
 
     def _text(self, number: int, count: int) -> str:
         text = self._textpage(number).get_text_range(0, count)
@@ -295,6 +428,60 @@ class PdfPages:
                 textpage.close()
             page.close()
             self._current = None
+
+
+def _by_address(function, restype, *argtypes):
+    """`function` of PDFium, called with plain integers for its pointers (``c_void_p``), so that
+    `map` can call it for every character of a page without making a Python object per call.
+    Called keeping the GIL (as PYFUNCTYPE does): each call takes well under a microsecond, and
+    letting the GIL go and taking it back cost a sixth of that."""
+    return ctypes.PYFUNCTYPE(restype, *argtypes)(ctypes.cast(function, ctypes.c_void_p).value)
+
+
+_VOID_P, _INT = ctypes.c_void_p, ctypes.c_int
+_LOOSE_CHAR_BOX = _by_address(pdfium.FPDFText_GetLooseCharBox, _INT, _VOID_P, _INT, _VOID_P)
+_FONT_SIZE = _by_address(pdfium.FPDFText_GetFontSize, ctypes.c_double, _VOID_P, _INT)
+_CHAR_MATRIX = _by_address(pdfium.FPDFText_GetMatrix, _INT, _VOID_P, _INT, _VOID_P)
+_TEXT_OBJECT = _by_address(pdfium.FPDFText_GetTextObject, _VOID_P, _VOID_P, _INT)
+
+
+def _each(function, textpage, indices: Sequence[int], into=None, size: int = 0) -> list:
+    """`function`(textpage, index[, pointer to the index's place in `into`]) for every index, in C's loop
+    as far as Python allows: one ctypes call a character, and no Python object made for it."""
+    handle = ctypes.cast(textpage, ctypes.c_void_p).value
+    if into is None:
+        return list(map(function, repeat(handle), indices))
+    base = ctypes.addressof(into)
+    return list(map(function, repeat(handle), indices, range(base, base + size * len(indices), size)))
+
+
+def _loose_char_boxes(textpage, indices: Sequence[int]) -> tuple[list[float], list[float], list[float]]:
+    """The loose box (PDFium's FPDFText_GetLooseCharBox) of the characters at `indices`: lefts, rights, bottoms."""
+    boxes = (pdfium.FS_RECTF * len(indices))()
+    _each(_LOOSE_CHAR_BOX, textpage, indices, boxes, ctypes.sizeof(pdfium.FS_RECTF))
+    values = array("f", bytes(boxes))  # FS_RECTF is left, top, right, bottom, as 32-bit floats
+    return values[0::4].tolist(), values[2::4].tolist(), values[3::4].tolist()
+
+
+def _word_sizes(textpage, starts: Sequence[int]) -> list[float]:
+    """The size each word is drawn at, its first character's (`_font_sizes`). PDFium gives every character
+    of a text object the object's font size and matrix, so each object is asked once; a character of
+    none (one PDFium made up) is asked for itself."""
+    keys = _each(_TEXT_OBJECT, textpage, starts)
+    if None in keys:  # no object: a key of the character's own
+        keys = [found or -start for found, start in zip(keys, starts, strict=True)]
+    first = dict(zip(reversed(keys), reversed(starts), strict=True))  # each object's first character
+    size_of = dict(zip(first, _font_sizes(textpage, list(first.values())), strict=True))
+    return list(map(size_of.__getitem__, keys))
+
+
+def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
+    """The size each character at `indices` is drawn at: its font size scaled by its matrix's y axis."""
+    matrices = (pdfium.FS_MATRIX * len(indices))()
+    _each(_CHAR_MATRIX, textpage, indices, matrices, ctypes.sizeof(pdfium.FS_MATRIX))
+    values = array("f", bytes(matrices))  # FS_MATRIX is a, b, c, d, e, f, as 32-bit floats
+    return [size * math.hypot(c, d)
+            for size, c, d in zip(_each(_FONT_SIZE, textpage, indices), values[2::6], values[3::6], strict=True)]
 
 
 class _PageTree:
