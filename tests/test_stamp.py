@@ -96,10 +96,10 @@ def test_each_stamped_letter_carries_its_own_qr_code(renderers):
 def test_the_shapes_own_layer_holds_none_of_the_prototype_patients_data(renderers):
     fast, _ = renderers
     _render(fast, _letters(301, 6))
-    prototypes = [p for known in fast._prototypes.values() for p in known if p is not None and p.static_pdf]
+    prototypes = [p for known in fast._prototypes.values() for p in known if p is not None and p.static_layers]
     assert prototypes
     for proto in prototypes:
-        with pdfplumber.open(io.BytesIO(proto.static_pdf)) as document:
+        with pdfplumber.open(io.BytesIO(proto.static_layers[0][1])) as document:
             text = " ".join(page.extract_text() or "" for page in document.pages)
             assert not any(page.images for page in document.pages)  # the QR code is each letter's own
         assert "Common questions" not in text  # shared text is in the shared layer, not here

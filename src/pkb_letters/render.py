@@ -36,6 +36,7 @@ from .records import CodePair, Letter, PatientRow, Reason
 from .shared_layout import (
     CLASS_ATTRIBUTE,
     SHARED_ONLY_CSS,
+    Layer,
     SharedLayout,
     accepted_blocks,
     element_spans,
@@ -72,7 +73,7 @@ class RenderedChunk:
     page_counts: tuple[int, ...]  # one per letter, in the chunk's order
     misfits: tuple[Misfit, ...] = ()
     shared_letters: int = 0  # letters drawn with the job's shared layout
-    stamped_letters: int = 0  # letters drawn into their shape's prototype, not laid out
+    stamped_letters: int = 0  # letters drawn into a prototype of their shape without being laid out
 
 
 def _moved(shared: SharedLayout, fast: Sequence[str | None], pages: Sequence, counts: Sequence[int]) -> list[int]:
@@ -295,6 +296,9 @@ class ChunkRenderer:
                 return laid_out  # misfits: the chunk is laid out again without them
             for index, pages, quick in zip(to_lay_out, laid_out, fast_of_laid_out, strict=True):
                 pages_of[index], fast[index] = pages, quick
+                if self._stamps:  # a letter that became a prototype prints as its shape's others do
+                    stamped[index] = self._stamped(letters[index], stamp.skeleton(quick or bodies[index]),
+                                                   quick is not None)
         all_pages, layers = [], []
         for index, quick in enumerate(fast):
             proto, pages = stamped[index] or (None, pages_of[index])
@@ -302,7 +306,7 @@ class ChunkRenderer:
             for number in range(len(pages)):
                 page_layers = shared.layers(len(pages))[number] if quick and shared else []
                 if proto is not None:
-                    page_layers = [*page_layers, (f"PkbStamp{proto.number}p{number}", self._static_pdf(proto), number)]
+                    page_layers = [*page_layers, self._static_layers(proto)[number]]
                 layers.append(page_layers)
         counts = [len(stamped[i][1] if stamped[i] else pages_of[i]) for i in range(len(letters))]
         misfits = address_misfits(_Pages(all_pages))
@@ -312,7 +316,7 @@ class ChunkRenderer:
             pdf = self._shell.copy(all_pages).write_pdf(**self._pdf_options)
         pdf = underlay(pdf, layers)
         return RenderedChunk(pdf, tuple(counts), shared_letters=sum(1 for quick in fast if quick),
-                             stamped_letters=sum(1 for found in stamped if found))
+                             stamped_letters=len(letters) - len(to_lay_out))
 
     def _lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], fast: list[str | None],
                  shapes: Sequence[stamp.Skeleton | None], shared: SharedLayout | None) -> list[list] | RenderedChunk:
@@ -381,12 +385,14 @@ class ChunkRenderer:
                 return proto, pages
         return None
 
-    def _static_pdf(self, proto: stamp.Prototype) -> bytes:
-        """What every letter of the prototype's shape shares, written once."""
-        if proto.static_pdf is None:
+    def _static_layers(self, proto: stamp.Prototype) -> list[Layer]:
+        """What every letter of the prototype's shape shares, written once: a layer per page."""
+        if proto.static_layers is None:
             with self._fetcher.guarded():
-                proto.static_pdf = self._shell.copy(proto.hidden_pages()).write_pdf(**self._pdf_options)
-        return proto.static_pdf
+                pdf = self._shell.copy(proto.hidden_pages()).write_pdf(**self._pdf_options)
+            proto.static_layers = [(f"PkbStamp{digest}", pdf, number)
+                                   for number, digest in enumerate(stamp.page_digests(pdf))]
+        return proto.static_layers
 
     def shared_layout(self) -> SharedLayout | None:
         """The blocks every letter of this job shares, laid out once (None if the template has none)."""

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pikepdf
 from PIL import Image
 from weasyprint import DEFAULT_OPTIONS
 from weasyprint.css.properties import INITIAL_VALUES
@@ -153,7 +154,7 @@ class Prototype:
     text_slots: dict[int, TextSlot]  # by leaf number: only the leaves that may change
     image_slots: dict[int, ImageSlot]
     piece_slots: list[TextSlot]  # the piece id in the page margins
-    static_pdf: bytes | None = None  # the pages with every slot hidden, written once
+    static_layers: list | None = None  # the pages with every slot hidden, written once (render.py)
     _hidden_pages: list | None = field(default=None, repr=False)
 
     def hidden_pages(self) -> list:
@@ -376,6 +377,22 @@ def reimaged(slot: ImageSlot, uri: str, options: dict):
     new = slot.box.copy()
     new.replacement = image
     return new
+
+
+def page_digests(pdf: bytes) -> list[str]:
+    """A name for each page's drawing, from its content and resources: the same shape's layer is the
+    same whichever of its letters was the prototype, and so, whichever worker drew it, is stored
+    once a print file and prints the same bytes in every run."""
+    digests = []
+    with pikepdf.open(io.BytesIO(pdf)) as document:
+        for page in document.pages:
+            contents = page.obj.Contents
+            streams = contents if isinstance(contents, pikepdf.Array) else [contents]
+            digest = hashlib.sha256(page.obj.Resources.unparse(resolved=True))
+            for stream in streams:
+                digest.update(stream.read_bytes())
+            digests.append(digest.hexdigest()[:16])
+    return digests
 
 
 def image_options(pdf_options: dict) -> dict:
