@@ -131,11 +131,13 @@ def test_a_letter_whose_text_the_prototype_cannot_take_is_laid_out_in_full(rende
 def test_a_new_shape_is_laid_out_once_and_stamped_after():
     fast, full = _renderer(DEFAULT_TEMPLATE, True), _renderer(DEFAULT_TEMPLATE, False)
     seven_lines = ("Mr", "Leo", "Patel", ("Flat 9", "Block C", "300 Station Road", "Thorpe", "NORWICH", "NR2 4SX"), "")
-    first = _render(fast, [_letter(1, seven_lines), _letter(2, seven_lines)])
-    assert first.stamped_letters == 0  # nothing known before the chunk: both laid out, the first kept
-    later = [_letter(3, seven_lines), _letter(4, PEOPLE[0])]
+    first = [_letter(1, seven_lines), _letter(2, seven_lines), _letter(3, PEOPLE[0]), _letter(4, seven_lines)]
+    chunk = _render(fast, first)
+    assert chunk.stamped_letters == 2  # the first letter of each shape laid out, the other two stamped from it
+    _assert_same_print(chunk, _render(full, first))
+    later = [_letter(5, seven_lines), _letter(6, PEOPLE[1])]
     second = _render(fast, later)
-    assert second.stamped_letters == 1  # the seven-line shape is known; the three-line one is new
+    assert second.stamped_letters == 1  # the seven-line shape is known; Zoë's five-line one is new
     _assert_same_print(second, _render(full, later))
 
 

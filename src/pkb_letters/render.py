@@ -284,21 +284,20 @@ class ChunkRenderer:
         fast = [shared.placeholders(body) if shared else None for body in bodies]
         shapes = [stamp.skeleton(quick or body) if self._stamps else None
                   for quick, body in zip(fast, bodies, strict=True)]
-        stamped = [self._stamped(letter, shape, quick is not None)
-                   for letter, shape, quick in zip(letters, shapes, fast, strict=True)]
-        to_lay_out = [index for index, found in enumerate(stamped) if found is None]
+        stamped: list[tuple | None] = [None] * len(letters)
         pages_of: dict[int, list] = {}
-        if to_lay_out:
-            fast_of_laid_out = [fast[i] for i in to_lay_out]  # a letter whose placeholders moved loses its own
-            laid_out = self._lay_out([letters[i] for i in to_lay_out], [bodies[i] for i in to_lay_out],
-                                     fast_of_laid_out, [shapes[i] for i in to_lay_out], shared)
-            if isinstance(laid_out, RenderedChunk):
-                return laid_out  # misfits: the chunk is laid out again without them
-            for index, pages, quick in zip(to_lay_out, laid_out, fast_of_laid_out, strict=True):
-                pages_of[index], fast[index] = pages, quick
-                if self._stamps:  # a letter that became a prototype prints as its shape's others do
-                    stamped[index] = self._stamped(letters[index], stamp.skeleton(quick or bodies[index]),
-                                                   quick is not None)
+        pending, seeded = list(range(len(letters))), False
+        while pending:
+            for index in pending:
+                stamped[index] = self._stamped(letters[index], shapes[index], fast[index] is not None)
+            to_lay_out = [index for index in pending if stamped[index] is None]
+            seeds = [] if seeded else self._seeds(to_lay_out, shapes, fast)
+            if seeds and len(seeds) < len(to_lay_out):
+                to_lay_out, seeded = seeds, True  # one letter of each new shape first: the rest may stamp
+            misfit = self._lay_out_letters(to_lay_out, letters, bodies, fast, shapes, shared, stamped, pages_of)
+            if misfit is not None:
+                return misfit  # the chunk is laid out again without the misfits
+            pending = [index for index in pending if stamped[index] is None and index not in pages_of]
         all_pages, layers = [], []
         for index, quick in enumerate(fast):
             proto, pages = stamped[index] or (None, pages_of[index])
@@ -316,7 +315,35 @@ class ChunkRenderer:
             pdf = self._shell.copy(all_pages).write_pdf(**self._pdf_options)
         pdf = underlay(pdf, layers)
         return RenderedChunk(pdf, tuple(counts), shared_letters=sum(1 for quick in fast if quick),
-                             stamped_letters=len(letters) - len(to_lay_out))
+                             stamped_letters=len(letters) - len(pages_of))
+
+    def _seeds(self, indices: Sequence[int], shapes: Sequence, fast: Sequence) -> list[int]:
+        """The first letter of each shape no prototype has been made for yet."""
+        seeds, seen = [], set()
+        for index in indices:
+            key = self._shape_key(shapes[index], fast[index] is not None)
+            if key is not None and key not in seen and self._is_new_shape(shapes[index], fast[index] is not None):
+                seen.add(key)
+                seeds.append(index)
+        return seeds
+
+    def _lay_out_letters(self, indices: Sequence[int], letters, bodies, fast: list, shapes: list, shared,
+                         stamped: list, pages_of: dict) -> RenderedChunk | None:
+        """Lay out the letters at `indices` into `pages_of`; a letter that became a prototype is then
+        stamped from it, so it prints as its shape's other letters do. A RenderedChunk of misfits if any."""
+        if not indices:
+            return None
+        fast_of_laid_out = [fast[i] for i in indices]  # a letter whose placeholders moved loses its own
+        laid_out = self._lay_out([letters[i] for i in indices], [bodies[i] for i in indices],
+                                 fast_of_laid_out, [shapes[i] for i in indices], shared)
+        if isinstance(laid_out, RenderedChunk):
+            return laid_out
+        for index, pages, quick in zip(indices, laid_out, fast_of_laid_out, strict=True):
+            pages_of[index], fast[index] = pages, quick
+            if self._stamps:
+                shapes[index] = stamp.skeleton(quick or bodies[index])
+                stamped[index] = self._stamped(letters[index], shapes[index], quick is not None)
+        return None
 
     def _lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], fast: list[str | None],
                  shapes: Sequence[stamp.Skeleton | None], shared: SharedLayout | None) -> list[list] | RenderedChunk:
