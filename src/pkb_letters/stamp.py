@@ -58,6 +58,7 @@ _TEXT_MARK, _IMAGE_MARK = "\x00", "\x01"
 _WIDTH_FREE_PARENTS = ("BlockBox", "PageBox")  # boxes whose width never depends on their content
 _SAFE_BIDI = frozenset(("L", "EN", "ES", "ET", "CS", "ON", "WS", "NSM"))
 _EPSILON = 1e-6
+_MAX_PIECES = 16
 MAX_SHAPES = 48  # prototypes a renderer keeps: a job has a handful of shapes, a pathological one gets full layouts
 MAX_PROTOTYPES_A_SHAPE = 6  # one per width of the texts that size their own box (piece ids: "11" is kerned)
 
@@ -133,6 +134,7 @@ class TextSlot:
     width_free: bool  # the block's width does not depend on its content
     align: float  # 0 left, 0.5 centre, 1 right
     fonts: frozenset  # the Pango fonts the prototype's text was drawn with
+    pieces: tuple[float, ...] | None  # where the box is sized from its text: the widths of its unbreakable pieces
 
 
 @dataclass
@@ -273,20 +275,34 @@ def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot |
                      and p.style["float"] == "none" for p in path[:-1])
     if width_free and align and box.width >= block.width:
         return None  # text-align does nothing to a full line, so a narrower text would not stay aligned
-    if not width_free and not _unbreakable(box.text, style):
+    pieces = None if width_free else _piece_widths(box.text, style)
+    if not width_free and pieces is None:
         return None
     fonts = _fonts(box.pango_layout, box.style)
     if fonts is None:
         return None
-    return TextSlot(box, page, block, width_free, align, fonts)
+    return TextSlot(box, page, block, width_free, align, fonts, pieces)
 
 
-def _unbreakable(text: str, style) -> bool:
-    """Whether the text has nowhere to break a line. A box sized from its content (a table cell, a page
-    margin box) can take its min-content width as well as its max-content one; for such a text both are
-    its width, so an equally wide text sizes the box the same."""
-    _, _, resume, *_ = split_first_line(text, style, _CONTEXT, 0, 0)
-    return resume is None
+def _piece_widths(text: str, style) -> tuple[float, ...] | None:
+    """The widths of the pieces a text breaks into where a line could break (None for too many).
+
+    A box sized from its content (a table cell, a page-margin box) can take its min-content width,
+    its longest piece, as well as its max-content one: a text whose pieces are as wide as another's
+    sizes such a box as that one did."""
+    widths, rest = [], text
+    for _ in range(_MAX_PIECES):
+        _, _, resume, width, *_ = split_first_line(rest, style, _CONTEXT, 0, 0)
+        widths.append(width)
+        if resume is None:
+            return tuple(widths)
+        rest = rest.encode()[resume:].decode()
+    return None
+
+
+def _same_widths(widths: tuple[float, ...] | None, others: tuple[float, ...] | None) -> bool:
+    return (widths is not None and others is not None and len(widths) == len(others)
+            and all(abs(a - b) <= _EPSILON for a, b in zip(widths, others, strict=True)))
 
 
 def _alignment(style) -> float | None:
@@ -355,7 +371,7 @@ def restyled(slot: TextSlot, text: str):
     if slot.width_free:
         if width > slot.block.width + _EPSILON or (slot.align and width >= slot.block.width):
             return None
-    elif abs(width - old.width) > _EPSILON or not _unbreakable(text, old.style):
+    elif abs(width - old.width) > _EPSILON or not _same_widths(_piece_widths(text, old.style), slot.pieces):
         return None
     if _fonts(layout, old.style) != slot.fonts:
         return None
