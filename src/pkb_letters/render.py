@@ -298,24 +298,27 @@ class ChunkRenderer:
             if misfit is not None:
                 return misfit  # the chunk is laid out again without the misfits
             pending = [index for index in pending if stamped[index] is None and index not in pages_of]
-        all_pages, layers = [], []
-        for index, quick in enumerate(fast):
-            proto, pages = stamped[index] or (None, pages_of[index])
-            all_pages += pages
+        letter_pages = [stamped[i][1] if stamped[i] else pages_of[i] for i in range(len(letters))]
+        counts = tuple(len(pages) for pages in letter_pages)
+        misfits = address_misfits(_Pages([page for pages in letter_pages for page in pages]))
+        if misfits:
+            return RenderedChunk(None, counts, tuple(misfits))
+        pdf = self._write(letter_pages, [found and found[0] for found in stamped], fast, shared)
+        return RenderedChunk(pdf, counts, shared_letters=sum(1 for quick in fast if quick),
+                             stamped_letters=len(letters) - len(pages_of))
+
+    def _write(self, letter_pages: Sequence[list], prototypes: Sequence, fast: Sequence, shared) -> bytes:
+        """The chunk's PDF: each letter's own drawing over its shared layer and its shape's layer, if any."""
+        layers = []
+        for pages, proto, quick in zip(letter_pages, prototypes, fast, strict=True):
             for number in range(len(pages)):
                 page_layers = shared.layers(len(pages))[number] if quick and shared else []
                 if proto is not None:
                     page_layers = [*page_layers, self._static_layers(proto)[number]]
                 layers.append(page_layers)
-        counts = [len(stamped[i][1] if stamped[i] else pages_of[i]) for i in range(len(letters))]
-        misfits = address_misfits(_Pages(all_pages))
-        if misfits:
-            return RenderedChunk(None, tuple(counts), tuple(misfits))
         with self._fetcher.guarded():
-            pdf = self._shell.copy(all_pages).write_pdf(**self._pdf_options)
-        pdf = underlay(pdf, layers)
-        return RenderedChunk(pdf, tuple(counts), shared_letters=sum(1 for quick in fast if quick),
-                             stamped_letters=len(letters) - len(pages_of))
+            pdf = self._shell.copy([page for pages in letter_pages for page in pages]).write_pdf(**self._pdf_options)
+        return underlay(pdf, layers)
 
     def _seeds(self, indices: Sequence[int], shapes: Sequence, fast: Sequence) -> list[int]:
         """The first letter of each shape no prototype has been made for yet."""
