@@ -399,8 +399,7 @@ class ChunkRenderer:
         if not self._is_new_shape(shape, quick) or self._stamped(letter, shape, quick):
             return  # the shape's places are full, or an earlier letter of this chunk already covers this one
         try:
-            proto = stamp.prototype(pages, f"{ANCHOR_PREFIX}{letter.sequence}", letter.piece_id, shape,
-                                    self._prototype_count)
+            proto = stamp.prototype(pages, f"{ANCHOR_PREFIX}{letter.sequence}", letter.piece_id, shape)
         except stamp.NoStamp:
             proto = None
         self._prototypes.setdefault(self._shape_key(shape, quick), []).append(proto)

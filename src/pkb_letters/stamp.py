@@ -147,7 +147,6 @@ class ImageSlot:
 class Prototype:
     """The first letter of a shape, laid out in full, and what a later letter may change in it."""
 
-    number: int  # in the renderer: names its form XObjects
     pages: list  # WeasyPrint pages of the prototype letter
     anchor: str  # the prototype's own section anchor
     piece_id: str
@@ -173,7 +172,7 @@ class Prototype:
         yield from self.piece_slots
 
 
-def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, number: int) -> Prototype:
+def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> Prototype:
     """Find the slots in a prototype letter's laid-out pages (its body was `marked`).
 
     Raises NoStamp for a letter whose pages carry links or form fields, or bookmarks naming a text that
@@ -204,8 +203,7 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton, numb
     changing = [slot.box.text for slot in [*text_slots.values(), *pieces]]
     if any(text in label for page in pages for _, label, _, _ in page.bookmarks for text in changing):
         raise NoStamp
-    return Prototype(number, list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots,
-                     pieces)
+    return Prototype(list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots, pieces)
 
 
 def text_slots_of(found: dict[int, list[tuple[int, Any, tuple]]], shape: Skeleton) -> dict[int, TextSlot]:
@@ -384,10 +382,13 @@ def restyled(slot: TextSlot, text: str):
 def reimaged(slot: ImageSlot, uri: str, options: dict):
     """The slot's image box showing the PNG in `uri` (a data URI), or None if its size in pixels differs."""
     old = slot.box.replacement
-    data = base64.b64decode(uri.partition(",")[2], validate=True)
     image_id = hashlib.md5(uri.encode(), usedforsecurity=False).hexdigest()  # as WeasyPrint names images
-    image = RasterImage(Image.open(io.BytesIO(data)), image_id, data, None, None,
-                        slot.box.style["image_orientation"], options)
+    try:
+        data = base64.b64decode(uri.partition(",")[2], validate=True)
+        image = RasterImage(Image.open(io.BytesIO(data)), image_id, data, None, None,
+                            slot.box.style["image_orientation"], options)
+    except (ValueError, OSError):  # not a PNG after all: a full layout says so as WeasyPrint does
+        return None
     if (image.width, image.height, image.mode) != (old.width, old.height, old.mode):
         return None
     new = slot.box.copy()
