@@ -173,8 +173,12 @@ def test_displayed_text_is_what_html_white_space_rules_show():
 @pytest.mark.parametrize("before, after", [
     ("<strong>{{ website }}</strong>", '<a href="{{ codes.join_url }}">{{ website }}</a>'),
     ("<h1>Your invitation", "<h1>{{ patient.first_name }}, your invitation"),
-], ids=["a link carrying the codes", "a bookmark naming the patient"])
-def test_a_template_whose_pages_carry_patient_data_outside_the_drawing_is_never_stamped(tmp_path, before, after):
+    ("<h1>Your invitation", '<p style="position: fixed; bottom: 30mm; left: 0">A note</p><h1>Your invitation'),
+    ("<h1>Your invitation", "<style>@page { @top-left { content: element(who) } }</style>"
+                            '<p style="position: running(who)">{{ patient.last_name }}</p><h1>Your invitation'),
+], ids=["a link carrying the codes", "a bookmark naming the patient", "a fixed box, on every page of a chunk",
+        "a running box, which a page without one takes from an earlier letter"])
+def test_a_template_whose_pages_may_carry_another_letters_data_is_never_stamped(tmp_path, before, after):
     folder = tmp_path / "invitation"
     shutil.copytree(DEFAULT_TEMPLATE, folder)
     html = (folder / "letter.html").read_text(encoding="utf-8")

@@ -272,8 +272,9 @@ class ChunkRenderer:
                     found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
         for row, texts in found.items():
             shape = shapes[row]
-            if self._wants_fit_shape(shape) and not self._fits_known_shape(shape):
-                self._fit_shapes.setdefault(shape.key, []).append((shape.texts, stamp.text_slots_of(texts, shape)))
+            slots = stamp.text_slots_of(texts, shape)
+            if slots is not None and self._wants_fit_shape(shape) and not self._fits_known_shape(shape):
+                self._fit_shapes.setdefault(shape.key, []).append((shape.texts, slots))
 
     def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
         """Lay out letters as one document: shared blocks from the job's shared layout where a letter

@@ -186,6 +186,9 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
     for page_number, page in enumerate(pages):
         for box, path in _boxes_with_paths(page._page_box, ()):
             element = getattr(box, "element", None)
+            numbered = element is not None and (element.get(SLOT_ATTRIBUTE) or element.get(IMAGE_ATTRIBUTE))
+            if _repeated(box) or (numbered and any(_kind(p) == "MarginBox" for p in path)):
+                raise NoStamp  # the box may be another letter's: a fixed box, or a running one in the margins
             kind = _kind(box)
             if kind == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
                 texts.setdefault(int(element.get(SLOT_ATTRIBUTE)), []).append((page_number, box, path))
@@ -197,6 +200,8 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
                     raise NoStamp
                 pieces.append(slot)
     text_slots = text_slots_of(texts, shape)
+    if text_slots is None:
+        raise NoStamp
     image_slots = {leaf: ImageSlot(box, page_number) for leaf, found in images.items() if len(found) == 1
                    for page_number, box, path in found
                    if _drawn_plainly(path) and isinstance(box.replacement, RasterImage)}
@@ -206,8 +211,11 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
     return Prototype(list(pages), anchor, piece_id, shape.texts, shape.images, text_slots, image_slots, pieces)
 
 
-def text_slots_of(found: dict[int, list[tuple[int, Any, tuple]]], shape: Skeleton) -> dict[int, TextSlot]:
-    """The leaves (found by number: page, text box, path) whose text another letter may change."""
+def text_slots_of(found: dict[int, list[tuple[int, Any, tuple]]], shape: Skeleton) -> dict[int, TextSlot] | None:
+    """The leaves (found by number: page, text box, path) whose text another letter may change; None if
+    a leaf found is not one of the shape's (a box another letter of the document put on these pages)."""
+    if any(leaf >= len(shape.texts) for leaf in found):
+        return None
     slots = {}
     for leaf, boxes in found.items():
         if len(boxes) == 1:
@@ -239,6 +247,11 @@ def swapped_texts(texts: Sequence[str], slots: dict[int, TextSlot], new_texts: S
             return None
         swaps[id(slot.box)] = box
     return swaps
+
+
+def _repeated(box) -> bool:
+    """A fixed box is drawn on every page of the document: on a letter's pages, it may be another letter's."""
+    return box.style["position"] == "fixed"
 
 
 class NoStamp(Exception):
