@@ -233,7 +233,7 @@ def test_the_proof_window_follows_a_custom_envelope_profile(tmp_path):
 
 
 def test_a_template_that_prints_into_the_marks_zone_fails_that_check_on_the_page(tmp_path):
-    stray = '<p style="position: fixed; left: -9mm; top: 269mm; margin: 0">Stray note written here</p>'
+    stray = '<p style="position: absolute; left: -9mm; top: 269mm; margin: 0">Stray note written here</p>'
     template = one_page_template(tmp_path / "stray", extra=stray)
     result = render_preview(request_for(tmp_path / "out", template_dir=template, count=2))
     for sample in result.samples:

@@ -130,3 +130,21 @@ def test_template_failing_on_one_patients_data_excludes_that_row_and_the_job_goe
     assert summary.letters == 7 and summary.input_rows == summary.letters + summary.exceptions
     assert "7569602005" not in {pair.nhs_number for pair in issued}  # excluded before a code was asked for
     assert len(issued) == 7
+
+
+def test_a_fixed_box_stops_the_job_before_any_code_is_issued(tmp_path, sandbox):
+    """WeasyPrint draws a fixed box on every page of a chunk of letters: one patient's details in it
+    would print on the other patients' letters."""
+    folder = tmp_path / "fixed"
+    shutil.copytree(DEFAULT_TEMPLATE, folder)
+    html = (folder / "letter.html").read_text(encoding="utf-8")
+    fixed = '<p style="position: fixed; top: 0">For {{ patient.last_name }}</p>\n<main class="pkb-body">'
+    (folder / "letter.html").write_text(html.replace('<main class="pkb-body">', fixed, 1), encoding="utf-8")
+    before = len(sandbox.issued())
+    result = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(folder), "--out", str(tmp_path / "job")]
+    )
+    assert result.exit_code == 1
+    assert "fixed/letter.html: <p> is position: fixed" in result.output
+    assert "Traceback" not in result.output
+    assert len(sandbox.issued()) == before

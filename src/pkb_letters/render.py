@@ -489,7 +489,8 @@ class ChunkRenderer:
 
     def preflight(self, patients: Iterable[PatientRow]) -> None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
-        codes, so that a template reaching for a resource it may not read stops the job now."""
+        codes, so that a template reaching for a resource it may not read, or placing a box
+        that would print on other patients' letters, stops the job now."""
         for patient in patients:
             trial = Letter(1, "PREFLIGHT", patient, _PLACEHOLDER_CODES)
             try:
@@ -497,7 +498,21 @@ class ChunkRenderer:
             except TemplateError:
                 continue  # that row's own problem; it is reported when its letter is rendered
             self.render([trial], [body])
+            self._refuse_fixed_boxes(trial, body)
             return
+
+    def _refuse_fixed_boxes(self, trial: Letter, body: str) -> None:
+        """WeasyPrint draws a fixed box on every page of a document, and a chunk of letters is one
+        document: what one letter puts in a fixed box would print on every other letter of its chunk."""
+        document = self._layout([trial], [body], [self._expected_pages])
+        for page in document.pages:
+            for box in page._page_box.descendants(placeholders=True):  # a fixed box leaves a placeholder
+                if box.style["position"] == "fixed":
+                    tag = getattr(box, "element_tag", "an element")
+                    raise TemplateError(
+                        f"{self.template.name}/{LETTER_TEMPLATE}: <{tag}> is position: fixed, which prints on "
+                        "every page of a chunk of letters, so one patient's details would reach other patients' "
+                        "letters; place it with position: absolute inside the letter instead")
 
 
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
