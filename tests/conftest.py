@@ -5,13 +5,21 @@ font or image only ever shows up in that log)."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection, sandbox_connection
+from pkb_letters.config import (
+    DEFAULT_TEMPLATE,
+    SANDBOX_JOIN_URL,
+    JobSettings,
+    LetterSettings,
+    PkbConnection,
+    sandbox_connection,
+)
 from pkb_letters.pipeline import JobSummary, run_job
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 
@@ -40,6 +48,16 @@ class _WarningCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def edited_default_template(folder: Path, before: str, after: str) -> Path:
+    """A copy of the default template in `folder`, its letter.html with `before` (which must be there)
+    replaced by `after` once."""
+    shutil.copytree(DEFAULT_TEMPLATE, folder)
+    html = (folder / "letter.html").read_text(encoding="utf-8")
+    assert before in html, before
+    (folder / "letter.html").write_text(html.replace(before, after, 1), encoding="utf-8")
+    return folder
 
 
 @contextmanager

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import shutil
 from urllib.parse import parse_qs, urlsplit
 
 import pdfplumber
 import pypdfium2
 import pytest
 import zxingcpp
+from conftest import edited_default_template
 from test_shared_layout import SETTINGS, _renderer, _words
 
 from pkb_letters import stamp
@@ -179,11 +179,7 @@ def test_displayed_text_is_what_html_white_space_rules_show():
 ], ids=["a link carrying the codes", "a bookmark naming the patient", "a fixed box, on every page of a chunk",
         "a running box, which a page without one takes from an earlier letter"])
 def test_a_template_whose_pages_may_carry_another_letters_data_is_never_stamped(tmp_path, before, after):
-    folder = tmp_path / "invitation"
-    shutil.copytree(DEFAULT_TEMPLATE, folder)
-    html = (folder / "letter.html").read_text(encoding="utf-8")
-    assert before in html
-    (folder / "letter.html").write_text(html.replace(before, after, 1), encoding="utf-8")
+    folder = edited_default_template(tmp_path / "invitation", before, after)
     fast = _renderer(folder, True)
     _render(fast, _letters(1, 6))
     letters = _letters(7, 6)
@@ -212,11 +208,8 @@ def test_a_text_sizing_its_own_box_is_stamped_only_if_its_pieces_are_as_wide(tmp
     """A table cell can be as narrow as its longest unbreakable piece: "SYN 1234" and "SYN1 234" are as
     wide as each other but break in different places, so could size the table differently; "SYN-1234"
     and "SYN1-234" have nowhere to break (no break between a hyphen and a digit)."""
-    folder = tmp_path / "invitation"
-    shutil.copytree(DEFAULT_TEMPLATE, folder)
-    html = (folder / "letter.html").read_text(encoding="utf-8")
     table = '<table class="ref"><tr><td>{{ patient.customer_ref }}</td></tr></table>\n  <h1>'
-    (folder / "letter.html").write_text(html.replace("<h1>", table, 1), encoding="utf-8")
+    folder = edited_default_template(tmp_path / "invitation", "<h1>", table)
     fast, full = _renderer(folder, True), _renderer(folder, False)
 
     def letters(numbers: range, reference: str) -> list[Letter]:

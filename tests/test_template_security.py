@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import PATIENTS_CSV, connection_to, demo_settings
+from conftest import PATIENTS_CSV, connection_to, demo_settings, edited_default_template
 from pdf_inspect import page_texts
 
 from pkb_letters.cli import main
@@ -48,12 +48,16 @@ def test_reaching_for_python_internals_fails_on_load_naming_file_and_line(tmp_pa
         LetterTemplate(folder)
 
 
+def _run(folder: Path, tmp_path: Path):
+    return CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(folder), "--out", str(tmp_path / "job")]
+    )
+
+
 def test_an_escape_attempt_stops_the_job_before_any_code_is_issued(tmp_path, sandbox):
     folder = make_template(tmp_path / "hostile", "<p>{{ cycler.__init__.__globals__.os }}</p>\n")
     before = len(sandbox.issued())
-    result = CliRunner().invoke(
-        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(folder), "--out", str(tmp_path / "job")]
-    )
+    result = _run(folder, tmp_path)
     assert result.exit_code == 1
     assert "letter.html, line 2: reaches for Python internals ('__init__')" in result.output
     assert "Traceback" not in result.output
@@ -135,15 +139,10 @@ def test_template_failing_on_one_patients_data_excludes_that_row_and_the_job_goe
 def test_a_fixed_box_stops_the_job_before_any_code_is_issued(tmp_path, sandbox):
     """WeasyPrint draws a fixed box on every page of a chunk of letters: one patient's details in it
     would print on the other patients' letters."""
-    folder = tmp_path / "fixed"
-    shutil.copytree(DEFAULT_TEMPLATE, folder)
-    html = (folder / "letter.html").read_text(encoding="utf-8")
     fixed = '<p style="position: fixed; top: 0">For {{ patient.last_name }}</p>\n<main class="pkb-body">'
-    (folder / "letter.html").write_text(html.replace('<main class="pkb-body">', fixed, 1), encoding="utf-8")
+    folder = edited_default_template(tmp_path / "fixed", '<main class="pkb-body">', fixed)
     before = len(sandbox.issued())
-    result = CliRunner().invoke(
-        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(folder), "--out", str(tmp_path / "job")]
-    )
+    result = _run(folder, tmp_path)
     assert result.exit_code == 1
     assert "fixed/letter.html: <p> is position: fixed" in result.output
     assert "Traceback" not in result.output
