@@ -48,20 +48,22 @@ def test_reaching_for_python_internals_fails_on_load_naming_file_and_line(tmp_pa
         LetterTemplate(folder)
 
 
-def _run(folder: Path, tmp_path: Path):
-    return CliRunner().invoke(
+def _stopped_before_any_code(folder: Path, tmp_path: Path, sandbox) -> str:
+    """Run a job with the template; it must fail cleanly with no code issued. Its output."""
+    before = len(sandbox.issued())
+    result = CliRunner().invoke(
         main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(folder), "--out", str(tmp_path / "job")]
     )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert len(sandbox.issued()) == before
+    return result.output
 
 
 def test_an_escape_attempt_stops_the_job_before_any_code_is_issued(tmp_path, sandbox):
     folder = make_template(tmp_path / "hostile", "<p>{{ cycler.__init__.__globals__.os }}</p>\n")
-    before = len(sandbox.issued())
-    result = _run(folder, tmp_path)
-    assert result.exit_code == 1
-    assert "letter.html, line 2: reaches for Python internals ('__init__')" in result.output
-    assert "Traceback" not in result.output
-    assert len(sandbox.issued()) == before
+    output = _stopped_before_any_code(folder, tmp_path, sandbox)
+    assert "letter.html, line 2: reaches for Python internals ('__init__')" in output
     assert not (tmp_path / "job").exists()
 
 
@@ -141,9 +143,4 @@ def test_a_fixed_box_stops_the_job_before_any_code_is_issued(tmp_path, sandbox):
     would print on the other patients' letters."""
     fixed = '<p style="position: fixed; top: 0">For {{ patient.last_name }}</p>\n<main class="pkb-body">'
     folder = edited_default_template(tmp_path / "fixed", '<main class="pkb-body">', fixed)
-    before = len(sandbox.issued())
-    result = _run(folder, tmp_path)
-    assert result.exit_code == 1
-    assert "fixed/letter.html: <p> is position: fixed" in result.output
-    assert "Traceback" not in result.output
-    assert len(sandbox.issued()) == before
+    assert "fixed/letter.html: <p> is position: fixed" in _stopped_before_any_code(folder, tmp_path, sandbox)
