@@ -169,6 +169,16 @@ def test_console_script_runs_the_readme_demo(tmp_path):
     assert all((out_dir / name).is_file() for name in OUTPUTS)
 
 
+def test_a_worker_started_from_the_console_script_imports_none_of_the_command_line():
+    # what a spawned render or check worker does first: run the parent's main script as __mp_main__
+    heavy = ["pkb_letters.cli", "pkb_letters.pipeline", "weasyprint", "distributed", "paramiko", "httpx"]
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+            "print(' '.join(name for name in sys.argv[2:] if name in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code, CONSOLE_SCRIPT, *heavy],
+                               capture_output=True, text=True, timeout=60, check=True)
+    assert completed.stdout.split() == []
+
+
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
     """One line of the process's stdout, or '' if none comes within `timeout` seconds."""
     with selectors.DefaultSelector() as selector:
