@@ -7,7 +7,7 @@
 
 The PKB sandbox runs in its own process (as PKB would), so its work is not counted
 against the job. The job runs in this process and its render workers; memory is the
-peak of their resident sizes added together, sampled every 50 ms. Each figure is the
+peak of their resident sizes added together, sampled every 50 ms ("main MiB": this process's alone). Each figure is the
 median over `--repeat` runs; the machine is shared, so read ratios, not single numbers.
 Prints a table, and the same figures as JSON with `--json FILE`.
 """
@@ -28,16 +28,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pkb_letters.config import PkbConnection
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from process_memory import process_tree, resident_bytes  # noqa: E402  (bench/, the script's own folder)
 
-from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection  # noqa: E402
-from pkb_letters.pipeline import run_job  # noqa: E402
-from pkb_letters.printing import PrintOptions  # noqa: E402
-from pkb_letters.sandbox.synthetic import CLIENT_ID, CLIENT_SECRET, ORGANISATION_ID, write_synthetic_job  # noqa: E402
+# pkb_letters is imported inside the functions that use it, not here: each render and check worker
+# runs this script again when it starts (spawn), and should import only what it uses, as it does
+# under the `pkb-letters` command (see pkb_letters.console)
 
 
 @dataclass
@@ -47,18 +50,20 @@ class StageTimes:
     seconds: dict[str, float] = field(default_factory=dict)
     items: dict[str, int] = field(default_factory=dict)
     peak_bytes: dict[str, int] = field(default_factory=dict)  # all the job's processes, during the stage
+    main_peak_bytes: dict[str, int] = field(default_factory=dict)  # this process alone, during the stage
     memory: TreeMemory | None = None
 
     @contextlib.contextmanager
     def stage(self, label: str, total: int) -> Iterator:
         started = time.perf_counter()
         if self.memory:
-            self.memory.stage_peak = 0
+            self.memory.stage_peak = self.memory.main_stage_peak = 0
         yield lambda n: None
         self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
         self.items[label] = self.items.get(label, 0) + total
         if self.memory:
             self.peak_bytes[label] = max(self.peak_bytes.get(label, 0), self.memory.stage_peak)
+            self.main_peak_bytes[label] = max(self.main_peak_bytes.get(label, 0), self.memory.main_stage_peak)
 
 
 class TreeMemory:
@@ -68,6 +73,7 @@ class TreeMemory:
         self.exclude = exclude
         self.peak = 0
         self.stage_peak = 0
+        self.main_stage_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -81,13 +87,19 @@ class TreeMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            now = sum(resident_bytes(pid) for pid in process_tree(os.getpid()) if pid != self.exclude)
+            me = os.getpid()
+            main = resident_bytes(me)
+            now = main + sum(resident_bytes(pid) for pid in process_tree(me) if pid not in (me, self.exclude))
             self.peak, self.stage_peak = max(self.peak, now), max(self.stage_peak, now)
+            self.main_stage_peak = max(self.main_stage_peak, main)
 
 
 
 @contextlib.contextmanager
 def sandbox_process(data: Path, latency_ms: int) -> Iterator[tuple[PkbConnection, int]]:
+    from pkb_letters.config import PkbConnection
+    from pkb_letters.sandbox.synthetic import CLIENT_ID, CLIENT_SECRET, ORGANISATION_ID
+
     port = _free_port()
     command = [str(Path(sys.executable).parent / "pkb-letters"), "sandbox", "--port", str(port), "--data", str(data),
                "--latency-ms", str(latency_ms)]
@@ -126,6 +138,10 @@ def render_executor(args) -> Iterator[str]:
 
 
 def one_run(args, synthetic, work: Path, executor: str) -> dict:
+    from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings
+    from pkb_letters.pipeline import run_job
+    from pkb_letters.printing import PrintOptions
+
     out_dir = work / "job"
     shutil.rmtree(out_dir, ignore_errors=True)
     letter = LetterSettings(organisation="Synthetic NHS Trust", join_url=SANDBOX_JOIN_URL)
@@ -143,7 +159,8 @@ def one_run(args, synthetic, work: Path, executor: str) -> dict:
     letters = summary.letters if args.stop_after is None else 0
     pdf_bytes = sum(p.stat().st_size for p in out_dir.glob("*.pdf"))
     return {"seconds": times.seconds, "items": times.items, "total_seconds": total, "letters": letters,
-            "peak_rss_bytes": memory.peak, "stage_peak_bytes": times.peak_bytes, "pdf_bytes": pdf_bytes}
+            "peak_rss_bytes": memory.peak, "stage_peak_bytes": times.peak_bytes,
+            "main_peak_bytes": times.main_peak_bytes, "pdf_bytes": pdf_bytes}
 
 
 def summarise(runs: list[dict], args) -> dict:
@@ -155,9 +172,11 @@ def summarise(runs: list[dict], args) -> dict:
         seconds = statistics.median(r["seconds"][stage] for r in runs)
         items = runs[0]["items"][stage]
         peak = statistics.median(r["stage_peak_bytes"].get(stage, 0) for r in runs)
+        main = statistics.median(r["main_peak_bytes"].get(stage, 0) for r in runs)
         result["stages"][stage] = {"items": items, "seconds": round(seconds, 3),
                                    "per_second": round(items / seconds, 1) if seconds else None,
-                                   "peak_rss_mib": round(peak / 2**20, 1)}
+                                   "peak_rss_mib": round(peak / 2**20, 1),
+                                   "main_process_rss_mib": round(main / 2**20, 1)}
     result["total_seconds"] = round(statistics.median(r["total_seconds"] for r in runs), 3)
     result["peak_rss_mib"] = round(statistics.median(r["peak_rss_bytes"] for r in runs) / 2**20, 1)
     letters = runs[0]["letters"]
@@ -171,11 +190,11 @@ def summarise(runs: list[dict], args) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [f"{'stage':<10} {'items':>8} {'seconds':>9} {'per second':>11} {'peak MiB':>9}"]
+    lines = [f"{'stage':<10} {'items':>8} {'seconds':>9} {'per second':>11} {'peak MiB':>9} {'main MiB':>9}"]
     for stage, figures in result["stages"].items():
         rate = figures["per_second"] or 0
         lines.append(f"{stage:<10} {figures['items']:>8} {figures['seconds']:>9.2f} {rate:>11.1f} "
-                     f"{figures['peak_rss_mib']:>9.0f}")
+                     f"{figures['peak_rss_mib']:>9.0f} {figures['main_process_rss_mib']:>9.0f}")
     lines.append(f"whole job ({result['executor']} executor, {result['workers']} workers): "
                  f"{result['total_seconds']:.2f} s, "
                  f"peak memory (all processes) {result['peak_rss_mib']} MiB")
@@ -201,6 +220,8 @@ def main() -> None:
     parser.add_argument("--full-layout", action="store_true", help="Lay every letter out in full (no shared layout).")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and leave the last job there.")
     args = parser.parse_args()
+    from pkb_letters.sandbox.synthetic import write_synthetic_job
+
     with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:
         work = args.keep or Path(tmp)
         synthetic = write_synthetic_job(work / "input", args.letters)
