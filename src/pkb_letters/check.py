@@ -42,7 +42,7 @@ from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
-from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages
+from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages, lazy_page_count
 from .progress import NoProgress, Progress
 
 __all__ = ["MM_PER_POINT", "Code", "Problem", "Report", "check_files", "available_cpus"]
@@ -70,12 +70,14 @@ _PIXELS_PER_FEATURE = 4  # a DataMatrix module or an OMR dash's thickness, as sc
 _DECODE_TIMEOUT_MS = 1000  # a readable mark decodes in about 2 ms
 _DARK = 96  # grey level below which a scanned OMR track counts as a dash
 # Pages per process: starting one (Python, pikepdf, PDFium, libdmtx) costs about as much as checking
-# 100 pages. Each job opens the file afresh and closes it when done: qpdf and PDFium keep every object
-# they parse until then (about 12 KB a page checked), so a bounded job is a bounded amount of memory.
+# 100 pages. Each job reads an excerpt of its pages (`page_facts`) and closes it when done: qpdf and PDFium
+# keep every object they parse until then (about 12 KB a page checked), so a bounded job is a bounded
+# amount of memory.
 _MIN_PAGES_PER_JOB = 250
 _MAX_PAGES_PER_JOB = 2000
-# Opening a whole file (to count its pages) has qpdf and PDFium read its cross-reference table: under
-# a byte of memory for every few bytes of a print file. A file bigger than this is opened elsewhere.
+# Opening a whole file (to count the pages of one not of our print files' shape) has qpdf and PDFium read
+# its cross-reference table: under a byte of memory for every few bytes of a print file. A file bigger
+# than this is opened elsewhere.
 _COUNT_ELSEWHERE_BYTES = 16 * 2**20
 
 
@@ -203,31 +205,42 @@ def _expected_for(job: Mapping[str, Any] | None, name: str) -> _Expected | None:
 
 
 def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | None, list[tuple[tuple, str]]]]:
-    """Each file's page count, or why it cannot be read. Opening a file has qpdf and PDFium read its
-    whole cross-reference table, so a big file is opened in a process of its own, which gives that
+    """Each file's page count, or why it cannot be read. A file of our print files' shape is counted here,
+    read an object at a time (`page_facts.lazy_page_count`). Opening any other has qpdf and PDFium read
+    its whole cross-reference table, so a big one is opened in a process of its own, which gives that
     memory back when it ends."""
-    elsewhere = sorted({path for path in paths if workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})
-    counted = {}
+    counted = {path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None}
+    elsewhere = sorted({path for path in paths
+                        if path not in counted and workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})
     if elsewhere:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            counted = dict(zip(elsewhere, pool.map(_page_count, elsewhere), strict=True))
+            counted.update(zip(elsewhere, pool.map(_page_count, elsewhere), strict=True))
     return [counted[path] if path in counted else _page_count(path) for path in paths]
+
+
+def _lazy_page_count(path: Path) -> tuple[int, None, list[tuple[tuple, str]]] | None:
+    """`_page_count`'s answer for a file `page_facts.lazy_page_count` reads; None for any other."""
+    found = lazy_page_count(path)
+    if found is None:
+        return None
+    count, disagreements = found
+    return count, None, _tree_problems(disagreements)
 
 
 def _page_count(path: Path) -> tuple[int, str | None, list[tuple[tuple, str]]]:
     """The file's pages, or why it cannot be read, and what its page tree's root says wrongly."""
     try:
         with PdfPages(path) as pdf:
-            return len(pdf), None, _tree_problems(pdf)
+            return len(pdf), None, _tree_problems(pdf.page_tree_disagreements)
     except Exception as exc:  # any parser failure means the print room cannot use the file either
         return 0, f"cannot read the PDF: {exc}", []
 
 
-def _tree_problems(pdf: PdfPages) -> list[tuple[tuple, str]]:
+def _tree_problems(disagreements: Mapping[tuple[int, int], str]) -> list[tuple[tuple, str]]:
     """Page tree nodes whose /Count is wrong: printers walk the tree's /Kids, so pages this check
     finds by /Count may not be the pages printed, and pages may be printed that it never read."""
     return [((_FILE, -1, 1, *node), f"{detail}: a printer may print pages this check has not read")
-            for node, detail in sorted(pdf.page_tree_disagreements.items())]
+            for node, detail in sorted(disagreements.items())]
 
 
 def _file_size(path: Path) -> int:
@@ -536,7 +549,7 @@ def _check_pages(job: _Job) -> _JobResult:
         for number in numbers:
             if job.checks_pages or number in tasks:
                 _check_one(pdf, number, tasks.get(number, ()), job, result)
-        for key, detail in _tree_problems(pdf):
+        for key, detail in _tree_problems(pdf.page_tree_disagreements):
             result.problems.append((key, Problem(job.path.name, None, Code.UNREADABLE, detail)))
     return result
 

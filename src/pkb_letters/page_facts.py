@@ -23,9 +23,12 @@ of a big, balanced file holds little more than the file's cross-reference table.
 PDFium cannot be kept from parsing every page before the one asked for (it fills its page
 list in order, about 1.8 KB a page), and qpdf holds the whole cross-reference table (about
 0.4 KB a page of a print file). So a reader told which pages it will be asked about makes an
-excerpt of only those pages (`pdf_excerpt`, from the objects qpdf finds by /Count), closes
-the file, and both libraries read the excerpt: what they hold while checking depends on those
-pages, not on the size of the file or on where in it the pages are.
+excerpt of only those pages (`pdf_excerpt`, from the objects found by /Count), closes the
+file, and both libraries read the excerpt: what they hold while checking depends on those
+pages, not on the size of the file or on where in it the pages are. The excerpt of a file of
+our print files' shape is made from objects read one at a time through its cross-reference
+table (`pdf_lazy`), so not even the table is read whole; of any other file (another writer's,
+updated, damaged), from qpdf's reading of the whole file, opened for this alone.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import pypdfium2.raw as pdfium
 
 from .envelope import Rect
 from .pdf_excerpt import excerpt, inherited
+from .pdf_lazy import LazyPdf, NotLazilyReadable, resolved
 
 logger = logging.getLogger(__name__)
 MM_PER_POINT = 25.4 / 72
@@ -76,11 +80,15 @@ class Word:
 def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tuple[int, int], str]]:
     """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), the file's page count, and what
     the page tree's nodes on the way to them say wrongly of their pages; None for the excerpt, logged,
-    when qpdf cannot read the pages on their own. The file is opened for this alone and closed at once:
-    qpdf keeps every object it parses, and the cross-reference table, until then."""
+    when qpdf cannot read the pages on their own. A file of our print files' shape is read an object at a
+    time (`pdf_lazy`); any other is opened whole by qpdf for this alone and closed at once: qpdf keeps
+    every object it parses, and the cross-reference table, until then."""
+    cut = _cut_lazily(path, pages)
+    if cut is not None:
+        return cut
     with pikepdf.open(path, inherit_page_attributes=False) as pdf:
         tree = _PageTree(pdf.Root.Pages)
-        if not pages or pages.step != 1 or pages[0] < 1 or pages[-1] > tree.count:
+        if not _within(pages, tree.count):
             raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {tree.count} pages")
         try:
             data = excerpt(pdf, [tree.page(number) for number in pages])
@@ -89,6 +97,41 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
                            pages.start, pages.stop - 1, path.name, exc)
             data = None
         return data, tree.count, tree.disagreements
+
+
+def _cut_lazily(path: Path, pages: range) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
+    """`_cut_excerpt`'s answer, the file read an object at a time; None where qpdf is to read it: a file
+    `LazyPdf` does not read (`_lazily`), or pages not all in the file (qpdf says why)."""
+    def cut(pdf: LazyPdf, tree: _PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
+        if not _within(pages, tree.count):
+            return None
+        return excerpt(pdf, map(tree.page, pages)), tree.count, tree.disagreements
+
+    return _lazily(path, cut)
+
+
+def lazy_page_count(path: Path) -> tuple[int, dict[tuple[int, int], str]] | None:
+    """The file's page count by its page tree's /Count, and what the root and its kids say wrongly of
+    their pages (as `PdfPages` says on opening the file), read an object at a time; None for a file
+    `LazyPdf` does not read (`_lazily`)."""
+    return _lazily(path, lambda pdf, tree: (tree.count, tree.disagreements))
+
+
+def _lazily(path: Path, read):
+    """`read`(the file open in `LazyPdf`, its page tree); None for a file of another shape than ours, or
+    one in which pypdf, told to be strict, finds something to repair: qpdf is to read those."""
+    try:
+        with LazyPdf(path) as pdf:
+            return read(pdf, _PageTree(pdf.root["/Pages"]))
+    except NotLazilyReadable as exc:
+        logger.debug("%s is read by qpdf: %s", path.name, exc)
+    except Exception as exc:  # damage qpdf may repair, or report as it always has
+        logger.info("%s is read by qpdf, not an object at a time: %s", path.name, exc)
+    return None
+
+
+def _within(pages: range, count: int) -> bool:
+    return bool(pages) and pages.step == 1 and pages[0] >= 1 and pages[-1] <= count
 
 
 class PageWords(Sequence[Word]):
@@ -487,20 +530,24 @@ def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
 class _PageTree:
     """Pages by number (from 1), found by the nodes' /Count; the nodes on the last page's path are kept,
     so reading pages in order parses each node once. Each node met is checked against its kids: a /Count
-    that is not the pages under a node would have pages found at the wrong place, or not at all."""
+    that is not the pages under a node would have pages found at the wrong place, or not at all.
 
-    def __init__(self, root: pikepdf.Dictionary) -> None:
+    The objects are pikepdf's or pypdf's (`pdf_lazy`). pypdf's are Python objects, a node's 64 kids
+    some 14 KB: so of a node's kids only the pages are kept parsed, and a node is parsed again when
+    the walk goes down into it (`LazyPdf` keeps the last few)."""
+
+    def __init__(self, root) -> None:
         self._root = root
         self._path: list[_Kids] = []  # the kids of each node from the root down to the last page's parent
         self.disagreements: dict[tuple[int, int], str] = {}
         self.count = self._kids(root, 0).count
 
-    def page(self, number: int) -> pikepdf.Dictionary:
+    def page(self, number: int):
         if not 1 <= number <= self.count:
             raise IndexError(f"page {number} is not in the file's {self.count} pages")
         index, node, first = number - 1, self._root, 0
         for depth in range(_MAX_TREE_DEPTH):
-            if depth == len(self._path) or self._path[depth].node is not node:  # the same node is the same object
+            if depth == len(self._path) or self._path[depth].node is not node:  # the same kid is the same object
                 del self._path[depth:]
                 self._path.append(self._kids(node, first))
             kids = self._path[depth]
@@ -511,33 +558,44 @@ class _PageTree:
             node, first = kid, kids.starts[position]
         raise ValueError(f"the page tree is more than {_MAX_TREE_DEPTH} levels deep")
 
-    def _kids(self, node: pikepdf.Dictionary, first: int) -> _Kids:
+    def _kids(self, node, first: int) -> _Kids:
+        """`node`'s kids: each page as its dictionary, each node as its parent has it (a pypdf reference)."""
         kids, starts, nodes = [], [], []
         at = first
-        for kid in node.get("/Kids", ()):
-            is_node = "/Kids" in kid
-            kids.append(kid)
+        parsed = resolved(node)
+        for kid in resolved(parsed.get("/Kids", ())):
+            page = resolved(kid)
+            is_node = "/Kids" in page
+            kids.append(kid if is_node else page)
             starts.append(at)
             nodes.append(is_node)
-            count = max(int(kid.get("/Count", 0)), 0) if is_node else 1
-            if is_node and count == 0 and len(kid.Kids):  # no page number leads into it: checked here
-                self._disagree(kid, f"says it has no pages, but has {len(kid.Kids)} kid(s)")
+            count = max(int(page.get("/Count", 0)), 0) if is_node else 1
+            grandchildren = len(resolved(page.get("/Kids"))) if is_node else 0
+            if is_node and count == 0 and grandchildren:  # no page number leads into it: checked here
+                self._disagree(page, f"says it has no pages, but has {grandchildren} kid(s)")
             at += count
-        claimed = node.get("/Count")
+        claimed = parsed.get("/Count")
         if claimed is not None and int(claimed) != at - first:
-            self._disagree(node, f"says it has {int(claimed)} page(s); its kids add up to {at - first}")
+            self._disagree(parsed, f"says it has {int(claimed)} page(s); its kids add up to {at - first}")
         return _Kids(node, first, kids, starts, nodes, at - first)
 
-    def _disagree(self, node: pikepdf.Dictionary, detail: str) -> None:
-        number, generation = node.objgen
-        self.disagreements[node.objgen] = f"page tree node {number} {generation} R {detail}"
+    def _disagree(self, node, detail: str) -> None:
+        number, generation = key = _objgen(node)
+        self.disagreements[key] = f"page tree node {number} {generation} R {detail}"
+
+
+def _objgen(obj) -> tuple[int, int]:
+    if isinstance(obj, pikepdf.Object):
+        return obj.objgen
+    reference = obj.indirect_reference
+    return (0, 0) if reference is None else (reference.idnum, reference.generation)
 
 
 @dataclass
 class _Kids:
-    node: pikepdf.Dictionary
+    node: object  # as its parent's /Kids has it: a pikepdf.Dictionary, or a pypdf reference
     first: int  # the number, from 0, of the first page under `node`
-    kids: list[pikepdf.Dictionary]
+    kids: list  # pages as dictionaries, nodes as `node` is
     starts: list[int]  # the number of the first page under each kid
     nodes: list[bool]  # whether each kid is a node (else a page)
     count: int

@@ -1,20 +1,21 @@
 """A few pages of a big PDF, written out as a small PDF of their own.
 
-Takes a PDF open in pikepdf and some of its pages; gives the bytes of a PDF holding just
-those pages, in that order, and the objects they use. It is for readers whose memory would
-otherwise grow with the file: PDFium parses every page before the one it is asked for (it
-fills its page list in order, about 1.8 KB a page) and qpdf holds the whole cross-reference
-table. Given the excerpt, what they hold depends on the pages they check, not on the size of
-the file or on where in it the pages are.
+Takes a PDF open in pikepdf, or in `pdf_lazy.LazyPdf`, and some of its pages; gives the bytes
+of a PDF holding just those pages, in that order, and the objects they use. It is for readers
+whose memory would otherwise grow with the file: PDFium parses every page before the one it is
+asked for (it fills its page list in order, about 1.8 KB a page) and qpdf holds the whole
+cross-reference table. Given the excerpt, what they hold depends on the pages they check, not on
+the size of the file or on where in it the pages are.
 
 qpdf's own page copying (``copy_foreign``) is no use here: it asks of every object it copies
 whether it is a page, and to answer, qpdf lists every page of the file (about 4 KB a page).
-So the objects are written here, each as qpdf reads it, numbered afresh from 1 (qpdf takes
-an object number far beyond a small file's size for damage): its text is qpdf's with the
-references renumbered, a stream's data is copied still encoded. The attributes the pages
-inherit from the page tree are set on the pages themselves, so each page looks as it does in
-the file. Another page a copied object points to (a link's target, an annotation's page) is
-left out, and the reference reads as null, as the PDF standard says of a reference to no object.
+So the objects are written here, each as it was read, numbered afresh from 1 (qpdf takes
+an object number far beyond a small file's size for damage): its text is qpdf's, or made from
+what pypdf parsed, with the references renumbered; a stream's data is copied still encoded. The
+attributes the pages inherit from the page tree are set on the pages themselves, so each page
+looks as it does in the file. Another page a copied object points to (a link's target, an
+annotation's page) is left out, and the reference reads as null, as the PDF standard says of a
+reference to no object.
 """
 
 from __future__ import annotations
@@ -22,27 +23,55 @@ from __future__ import annotations
 import io
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Protocol
 
 import pikepdf
+from pypdf.generic import (
+    ArrayObject,
+    BooleanObject,
+    ByteStringObject,
+    DictionaryObject,
+    FloatObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+    NumberObject,
+    StreamObject,
+    TextStringObject,
+)
+
+from .pdf_lazy import LazyPdf, resolved
 
 __all__ = ["excerpt", "inherited"]
 
-_Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary and its data
+_Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary (less /Length) and its data
+ObjGen = tuple[int, int]
 
 INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")  # ISO 32000-1, 7.7.3.4
 _CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
+_PAGE_TYPES = ("/Page", "/Pages")
 # a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
 _REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
+_PLAIN_NAME = re.compile(r"/[!-~]*\Z")  # printable ASCII: written as it is, unless it has a delimiter or #
+_NAME_ESCAPED = re.compile(r"[#()<>\[\]{}/%]")
 
 
-def excerpt(pdf: pikepdf.Pdf, pages: Sequence[pikepdf.Dictionary]) -> bytes:
-    """The PDF of `pages` (indirect page objects of `pdf`) alone. Raises on an object qpdf cannot read."""
-    texts = {page.objgen: _page_text(page) for page in pages}
-    if (0, 0) in texts or len(texts) != len(pages):
+def excerpt(pdf: pikepdf.Pdf | LazyPdf, pages: Iterable) -> bytes:
+    """The PDF of `pages` (indirect page objects of `pdf`, as its library gives them) alone. Raises
+    on an object the library cannot read, or (read with pypdf) could not write back as it was."""
+    objects = _QpdfObjects(pdf) if isinstance(pdf, pikepdf.Pdf) else _PypdfObjects(pdf)
+    texts: dict[ObjGen, bytes] = {}
+    count = 0
+    for page in pages:
+        objgen, text = objects.page(page)
+        texts[objgen] = text
+        count += 1
+    if (0, 0) in texts or len(texts) != count:
         raise ValueError("a page is not an indirect object, or is in the page tree twice")
-    catalog_entries = _catalog_entries(pdf)
-    used = _objects(pdf, set(texts), [*texts.values(), catalog_entries])
+    catalog_entries = objects.catalog_entries()
+    used = _objects(objects, set(texts), [*texts.values(), catalog_entries])
     # numbers: the pages from 1, then the catalog and the page tree, then every object they use
     numbers = {objgen: number for number, objgen in enumerate(texts, 1)}
     catalog, tree = len(texts) + 1, len(texts) + 2
@@ -55,28 +84,24 @@ def excerpt(pdf: pikepdf.Pdf, pages: Sequence[pikepdf.Dictionary]) -> bytes:
     return _write(bodies, catalog)
 
 
-def _page_text(page: pikepdf.Dictionary) -> bytes:
-    """The page's dictionary, less its /Parent, with what it inherits set on it; ends in ``>>``."""
-    items = {key: value for key, value in page.items() if key != "/Parent"}
-    for key in INHERITABLE:
-        if key not in items:
-            value = inherited(page, key)
-            if value is not None:
-                items[key] = value
-    return _dictionary_text(items)
+class _Objects(Protocol):
+    """Where an excerpt's objects come from, as text with references in PDF syntax ("12 0 R")."""
+
+    def page(self, page) -> tuple[ObjGen, bytes]:
+        """The page's object, and its dictionary less /Parent with what it inherits set on it, ending in ``>>``."""
+
+    def catalog_entries(self) -> bytes:
+        """The catalog's `_CATALOG_KEYS`, each with a space before it."""
+
+    def body(self, objgen: ObjGen) -> _Body | None:
+        """An object's text, or a stream's dictionary less /Length and its data; None for a page or a page tree node."""
 
 
-def _catalog_entries(pdf: pikepdf.Pdf) -> bytes:
-    root = pdf.Root
-    return b"".join(b" " + _unparse(pikepdf.Name(key)) + b" " + _unparse(root[key])
-                    for key in _CATALOG_KEYS if key in root)
-
-
-def _objects(pdf: pikepdf.Pdf, pages: set[tuple[int, int]], texts: Iterable[bytes]) -> dict[tuple, _Body]:
+def _objects(objects: _Objects, pages: set[ObjGen], texts: Iterable[bytes]) -> dict[ObjGen, _Body]:
     """Every object the texts refer to, and those they refer to, in the order met; other pages left out."""
-    bodies: dict[tuple[int, int], _Body] = {}
+    bodies: dict[ObjGen, _Body] = {}
     seen = set(pages)
-    todo: deque[tuple[int, int]] = deque()
+    todo: deque[ObjGen] = deque()
 
     def follow(text: bytes) -> None:
         for match in _REFERENCE.finditer(text):
@@ -90,22 +115,20 @@ def _objects(pdf: pikepdf.Pdf, pages: set[tuple[int, int]], texts: Iterable[byte
         follow(text)
     while todo:
         objgen = todo.popleft()
-        obj = pdf.get_object(objgen)
-        if isinstance(obj, pikepdf.Dictionary) and obj.get("/Type") in (pikepdf.Name.Page, pikepdf.Name.Pages):
+        body = objects.body(objgen)
+        if body is None:
             continue  # another page, or the page tree: not ours to take
-        if isinstance(obj, pikepdf.Stream):
-            data = obj.read_raw_bytes()
-            head = _dictionary_text({key: value for key, value in obj.stream_dict.items() if key != "/Length"})
+        if isinstance(body, tuple):
+            head, data = body
             follow(head)
             bodies[objgen] = (head[:-2] + b"/Length %d >>\nstream\n" % len(data), data + b"\nendstream")
         else:
-            text = obj.unparse(resolved=True)
-            follow(text)
-            bodies[objgen] = text
+            follow(body)
+            bodies[objgen] = body
     return bodies
 
 
-def _renumbered(body: _Body, numbers: dict[tuple[int, int], int]) -> bytes:
+def _renumbered(body: _Body, numbers: dict[ObjGen, int]) -> bytes:
     """The object's text with its references renumbered; one to an object left out reads as null."""
     def number(match: re.Match) -> bytes:
         if match[1] is None:
@@ -118,7 +141,50 @@ def _renumbered(body: _Body, numbers: dict[tuple[int, int], int]) -> bytes:
     return _REFERENCE.sub(number, body)
 
 
-def _dictionary_text(items: dict) -> bytes:
+def inherited(page, key: str):
+    """A page attribute that may be set on the page or on any /Pages node above it (pikepdf's or pypdf's;
+    pypdf's as written: a reference stays one)."""
+    node, depth = page, 0
+    while isinstance(node, (pikepdf.Dictionary, DictionaryObject)) and depth < 64:
+        value = node.get(key)
+        if value is not None and not isinstance(value, NullObject):  # qpdf too takes a null for no entry
+            return value
+        node, depth = resolved(node.get("/Parent")), depth + 1
+    return None
+
+
+# -- objects as qpdf reads them ---------------------------------------------------------------
+
+
+class _QpdfObjects:
+    def __init__(self, pdf: pikepdf.Pdf) -> None:
+        self._pdf = pdf
+
+    def page(self, page: pikepdf.Dictionary) -> tuple[ObjGen, bytes]:
+        items = {key: value for key, value in page.items() if key != "/Parent"}
+        for key in INHERITABLE:
+            if key not in items:
+                value = inherited(page, key)
+                if value is not None:
+                    items[key] = value
+        return page.objgen, _qpdf_dictionary_text(items)
+
+    def catalog_entries(self) -> bytes:
+        root = self._pdf.Root
+        return b"".join(b" " + _unparse(pikepdf.Name(key)) + b" " + _unparse(root[key])
+                        for key in _CATALOG_KEYS if key in root)
+
+    def body(self, objgen: ObjGen) -> _Body | None:
+        obj = self._pdf.get_object(objgen)
+        if isinstance(obj, pikepdf.Dictionary) and obj.get("/Type") in (pikepdf.Name.Page, pikepdf.Name.Pages):
+            return None
+        if isinstance(obj, pikepdf.Stream):
+            head = {key: value for key, value in obj.stream_dict.items() if key != "/Length"}
+            return _qpdf_dictionary_text(head), obj.read_raw_bytes()
+        return obj.unparse(resolved=True)
+
+
+def _qpdf_dictionary_text(items: dict) -> bytes:
     return b"<< " + b"".join(_unparse(pikepdf.Name(key)) + b" " + _unparse(value) + b" "
                              for key, value in items.items()) + b">>"
 
@@ -130,14 +196,80 @@ def _unparse(value) -> bytes:
     return pikepdf.Array([value]).unparse()[2:-2]
 
 
-def inherited(page: pikepdf.Dictionary, key: str):
-    """A page attribute that may be set on the page or on any /Pages node above it."""
-    node, depth = page, 0
-    while isinstance(node, pikepdf.Dictionary) and depth < 64:
-        if key in node:
-            return node[key]
-        node, depth = node.get("/Parent"), depth + 1
-    return None
+# -- objects as pypdf reads them --------------------------------------------------------------
+
+
+class _PypdfObjects:
+    def __init__(self, pdf: LazyPdf) -> None:
+        self._pdf = pdf
+
+    def page(self, page: DictionaryObject) -> tuple[ObjGen, bytes]:
+        items = {key: value for key, value in page.items() if key != "/Parent"}
+        for key in INHERITABLE:
+            if key not in items:
+                value = inherited(page, key)
+                if value is not None:
+                    items[key] = value
+        reference = page.indirect_reference
+        objgen = (0, 0) if reference is None else (reference.idnum, reference.generation)
+        return objgen, _pypdf_dictionary_text(items)
+
+    def catalog_entries(self) -> bytes:
+        root = self._pdf.root
+        return b"".join(b" " + _name_text(key) + b" " + _pypdf_text(root.raw_get(key))
+                        for key in _CATALOG_KEYS if key in root)
+
+    def body(self, objgen: ObjGen) -> _Body | None:
+        obj = self._pdf.get_object(IndirectObject(*objgen, self._pdf))
+        if isinstance(obj, StreamObject):
+            return _pypdf_dictionary_text(obj, leave_out="/Length"), obj._data  # as read: still encoded
+        if isinstance(obj, DictionaryObject) and resolved(obj.get("/Type")) in _PAGE_TYPES:
+            return None
+        return _pypdf_text(obj)
+
+
+def _pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
+    """A dictionary less its null entries, as qpdf leaves them out (and less `leave_out`)."""
+    return b"<< " + b"".join(_name_text(key) + b" " + _pypdf_text(value) + b" "
+                             for key, value in items.items()
+                             if key != leave_out and not isinstance(value, NullObject)) + b">>"
+
+
+def _pypdf_text(value) -> bytes:
+    """PDF syntax for a value pypdf parsed, with nothing lost: a number as read (pypdf would round a real
+    to 8 digits), a string's bytes in hex (however pypdf decoded them)."""
+    if isinstance(value, IndirectObject):
+        return b"%d %d R" % (value.idnum, value.generation)
+    if isinstance(value, NameObject):
+        return _name_text(value)
+    if isinstance(value, NumberObject):
+        return b"%d" % value
+    if isinstance(value, FloatObject):
+        return _real_text(value)
+    if isinstance(value, ArrayObject):
+        return b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]"
+    if isinstance(value, DictionaryObject):  # a direct one: a stream is always indirect
+        return _pypdf_dictionary_text(value)
+    if isinstance(value, (TextStringObject, ByteStringObject)):
+        return b"<" + value.original_bytes.hex().encode("ascii") + b">"
+    if isinstance(value, BooleanObject):
+        return b"true" if value.value else b"false"
+    if isinstance(value, NullObject):
+        return b"null"
+    raise ValueError(f"cannot write a {type(value).__name__} back")
+
+
+def _name_text(name: str) -> bytes:
+    if _PLAIN_NAME.match(name) and not _NAME_ESCAPED.search(name, 1):
+        return name.encode("ascii")
+    if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
+        raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
+    return NameObject(name).renumber()
+
+
+def _real_text(value: float) -> bytes:
+    text = repr(float(value))  # the shortest that reads back as the same number
+    return (format(Decimal(text), "f") if "e" in text else text).encode("ascii")
 
 
 def _write(bodies: list[bytes], root: int) -> bytes:
