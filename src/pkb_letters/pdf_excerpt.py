@@ -54,8 +54,8 @@ _CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to dr
 _PAGE_TYPES = ("/Page", "/Pages")
 # a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
 _REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
-_PLAIN_NAME = re.compile(r"/[!-~]*\Z")  # printable ASCII: written as it is, unless it has a delimiter or #
-_NAME_ESCAPED = re.compile(r"[#()<>\[\]{}/%]")
+# printable ASCII but delimiters and #: a name written as it reads
+_PLAIN_NAME = re.compile(r"/[^\x00-\x20\x7f-\U0010ffff#()<>\[\]{}/%]*\Z")
 
 
 def excerpt(pdf: pikepdf.Pdf | LazyPdf, pages: Iterable) -> bytes:
@@ -202,17 +202,27 @@ def _unparse(value) -> bytes:
 class _PypdfObjects:
     def __init__(self, pdf: LazyPdf) -> None:
         self._pdf = pdf
+        self._inherited: dict[ObjGen, dict[str, object]] = {}  # by parent: what the pages under it inherit
 
     def page(self, page: DictionaryObject) -> tuple[ObjGen, bytes]:
         items = {key: value for key, value in page.items() if key != "/Parent"}
-        for key in INHERITABLE:
-            if key not in items:
-                value = inherited(page, key)
-                if value is not None:
-                    items[key] = value
+        if not all(key in items for key in INHERITABLE):
+            items = {**self._inherited_by(page), **items}
         reference = page.indirect_reference
         objgen = (0, 0) if reference is None else (reference.idnum, reference.generation)
         return objgen, _pypdf_dictionary_text(items)
+
+    def _inherited_by(self, page: DictionaryObject) -> dict[str, object]:
+        """What `page` would inherit, looked up once for all the pages with its parent (an excerpt's pages
+        share a few dozen parents)."""
+        parent = page.get("/Parent")
+        if not isinstance(parent, IndirectObject):
+            return {key: value for key in INHERITABLE if (value := inherited(page, key)) is not None}
+        key = (parent.idnum, parent.generation)
+        if key not in self._inherited:
+            self._inherited[key] = {name: value for name in INHERITABLE
+                                    if (value := inherited(parent.get_object(), name)) is not None}
+        return self._inherited[key]
 
     def catalog_entries(self) -> bytes:
         root = self._pdf.root
@@ -238,29 +248,18 @@ def _pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
 def _pypdf_text(value) -> bytes:
     """PDF syntax for a value pypdf parsed, with nothing lost: a number as read (pypdf would round a real
     to 8 digits), a string's bytes in hex (however pypdf decoded them)."""
-    if isinstance(value, IndirectObject):
-        return b"%d %d R" % (value.idnum, value.generation)
-    if isinstance(value, NameObject):
-        return _name_text(value)
-    if isinstance(value, NumberObject):
-        return b"%d" % value
-    if isinstance(value, FloatObject):
-        return _real_text(value)
-    if isinstance(value, ArrayObject):
-        return b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]"
-    if isinstance(value, DictionaryObject):  # a direct one: a stream is always indirect
-        return _pypdf_dictionary_text(value)
-    if isinstance(value, (TextStringObject, ByteStringObject)):
-        return b"<" + value.original_bytes.hex().encode("ascii") + b">"
-    if isinstance(value, BooleanObject):
-        return b"true" if value.value else b"false"
-    if isinstance(value, NullObject):
-        return b"null"
+    write = _WRITERS.get(type(value))
+    if write is None:
+        write = next((w for kind, w in _WRITERS.items() if isinstance(value, kind)), _cannot_write)
+    return write(value)
+
+
+def _cannot_write(value) -> bytes:
     raise ValueError(f"cannot write a {type(value).__name__} back")
 
 
 def _name_text(name: str) -> bytes:
-    if _PLAIN_NAME.match(name) and not _NAME_ESCAPED.search(name, 1):
+    if _PLAIN_NAME.match(name):
         return name.encode("ascii")
     if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
         raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
@@ -270,6 +269,20 @@ def _name_text(name: str) -> bytes:
 def _real_text(value: float) -> bytes:
     text = repr(float(value))  # the shortest that reads back as the same number
     return (format(Decimal(text), "f") if "e" in text else text).encode("ascii")
+
+
+_WRITERS = {  # by type, most often met first; a subclass is found by isinstance
+    IndirectObject: lambda value: b"%d %d R" % (value.idnum, value.generation),
+    NameObject: _name_text,
+    NumberObject: lambda value: b"%d" % value,
+    FloatObject: _real_text,
+    ArrayObject: lambda value: b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]",
+    DictionaryObject: _pypdf_dictionary_text,  # a direct one: a stream is always indirect
+    TextStringObject: lambda value: b"<" + value.original_bytes.hex().encode("ascii") + b">",
+    ByteStringObject: lambda value: b"<" + value.hex().encode("ascii") + b">",
+    BooleanObject: lambda value: b"true" if value.value else b"false",
+    NullObject: lambda value: b"null",
+}
 
 
 def _write(bodies: list[bytes], root: int) -> bytes:

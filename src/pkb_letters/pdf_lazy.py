@@ -9,9 +9,10 @@ with the file it checks a few pages of.
 `pdfstream.StreamingPdfWriter` writes one classic cross-reference table (``xref``, ``0 N``,
 then N entries of exactly 20 bytes), a trailer with /Size and /Root and no /Prev, no
 /XRefStm, no /Encrypt, and no object streams. Object N's entry is then at a known place, so
-its offset is read by seeking there, not by reading the table. A file of any other shape
-(another writer's with several sections, an incremental update, a cross-reference stream, an
-encrypted or damaged file) raises `NotLazilyReadable`, and so does an object that is not where
+its offset is read by seeking there, not by reading the table. Another writer's file of that
+shape (qpdf writes one when it need not write object streams) is read so too; a file of any other
+(several sections, an incremental update, a cross-reference stream, an encrypted or damaged
+file) raises `NotLazilyReadable`, and so does an object that is not where
 its entry says, or that pypdf, told to be strict, would have to repair: the caller reads the
 file with qpdf instead, which repairs what it can as it always has. A reference to an object the
 table does not have (a free entry, a number beyond /Size) raises too, rather than reading as the
