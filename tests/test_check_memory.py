@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 from traced import traced_peak
 
-from pkb_letters import check
+from pkb_letters import check, page_facts
 from pkb_letters.check import check_files
 from pkb_letters.sandbox.synthetic import synthetic_letter_page, write_synthetic_print_job
 
@@ -27,8 +27,12 @@ def letter_page() -> PdfReader:
     return synthetic_letter_page()
 
 
-def test_the_check_s_peak_memory_does_not_grow_with_the_file_and_its_manifest(tmp_path, letter_page, monkeypatch):
+# read by qpdf, as files of this size are; and an object at a time by pypdf, whose objects are Python's (traced)
+@pytest.mark.parametrize("lazy_from", [page_facts.LAZY_FROM_OBJECTS, 0], ids=["qpdf", "object-by-object"])
+def test_the_check_s_peak_memory_does_not_grow_with_the_file_and_its_manifest(tmp_path, letter_page, monkeypatch,
+                                                                               lazy_from):
     monkeypatch.setattr(check, "_MAX_PAGES_PER_JOB", JOB)
+    monkeypatch.setattr(page_facts, "LAZY_FROM_OBJECTS", lazy_from)
     peaks = []
     for pages in (PAGES, 4 * PAGES):
         (tmp_path / str(pages)).mkdir()

@@ -2,14 +2,18 @@
 
 `pdf_lazy.LazyPdf` reads a file of our print files' shape (one classic cross-reference table, one
 trailer without /Prev) by seeking to each object's entry; any other file, or one whose table is
-wrong, is left to qpdf, and reads as it always has.
+wrong, is left to qpdf, and reads as it always has. Only a file of many objects is read so
+(`page_facts.LAZY_FROM_OBJECTS`): here, every file of that shape is, unless a test says otherwise.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +37,11 @@ from pkb_letters.printing import PrintOptions
 from pkb_letters.sandbox.synthetic import write_synthetic_print_job
 
 NO_MARKS = marks.DEFAULT_LAYOUTS[MarkKind.NONE]
+
+
+@pytest.fixture(autouse=True)
+def _every_file_of_our_shape_read_lazily(monkeypatch):
+    monkeypatch.setattr(page_facts, "LAZY_FROM_OBJECTS", 0)
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +223,7 @@ def test_wrong_counts_are_found_alike(tmp_path, count, lie):
     (cut, found, disagreements), (expected, expected_count, expected_disagreements) = both_cuts(path, range(1, 40))
     assert disagreements and (found, disagreements) == (expected_count, expected_disagreements)
     assert_read_alike(cut, expected)
-    with qpdf_only():
-        opened_whole = check._page_count(path)
+    opened_whole = check._page_count(path)  # PdfPages: qpdf, whatever the file
     assert check._lazy_page_count(path) == opened_whole
     assert check_files([path], layout=NO_MARKS).as_dict() == qpdf_report(path)
 
@@ -318,3 +326,40 @@ def test_checking_our_own_file_never_opens_it_whole(good, tmp_path, monkeypatch)
     assert len(opened) == len(documents) == -(-report.pages // 5)  # one excerpt a job
     assert all(isinstance(source, io.BytesIO) for source in opened)
     assert all(isinstance(source, bytes) for source in documents)
+
+
+# --- a small file: qpdf reads it as before, and pypdf is not even imported -------------------------
+
+
+def test_only_a_file_of_many_objects_is_read_an_object_at_a_time(tmp_path, monkeypatch):
+    path = tmp_path / "pages.pdf"
+    path.write_bytes(blank_pages(70))
+    with LazyPdf(path) as pdf:
+        objects = pdf.trailer["/Size"]
+    monkeypatch.setattr(page_facts, "LAZY_FROM_OBJECTS", objects)
+    assert page_facts._cut_lazily(path, range(60, 70)) is not None
+    assert page_facts.lazy_page_count(path) == (70, {})
+    monkeypatch.setattr(page_facts, "LAZY_FROM_OBJECTS", objects + 1)
+    assert page_facts._cut_lazily(path, range(60, 70)) is None
+    assert page_facts.lazy_page_count(path) is None
+
+
+CHECK_SMALL_FILE = """
+import sys
+from pathlib import Path
+from pkb_letters import marks
+from pkb_letters.check import check_files
+report = check_files([Path(sys.argv[1])], layout=marks.DEFAULT_LAYOUTS[marks.MarkKind.NONE])
+print(report.pages, "pypdf" in sys.modules)
+"""
+
+
+def test_a_small_file_is_checked_without_importing_pypdf(tmp_path):
+    """Importing pypdf costs a process about 16 MB, more than qpdf's table of a small file."""
+    path = tmp_path / "pages.pdf"
+    path.write_bytes(blank_pages(70))
+    source = Path(page_facts.__file__).parents[1]
+    checked = subprocess.run([sys.executable, "-c", CHECK_SMALL_FILE, str(path)], check=True, capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                 [str(source), os.environ.get("PYTHONPATH", "")])})
+    assert checked.stdout.split() == ["70", "False"]

@@ -75,7 +75,7 @@ _DARK = 96  # grey level below which a scanned OMR track counts as a dash
 # amount of memory.
 _MIN_PAGES_PER_JOB = 250
 _MAX_PAGES_PER_JOB = 2000
-# Opening a whole file (to count the pages of one not of our print files' shape) has qpdf and PDFium read
+# Opening a whole file (to count the pages of one not read an object at a time) has qpdf and PDFium read
 # its cross-reference table: under a byte of memory for every few bytes of a print file. A file bigger
 # than this is opened elsewhere.
 _COUNT_ELSEWHERE_BYTES = 16 * 2**20
@@ -205,10 +205,10 @@ def _expected_for(job: Mapping[str, Any] | None, name: str) -> _Expected | None:
 
 
 def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | None, list[tuple[tuple, str]]]]:
-    """Each file's page count, or why it cannot be read. A file of our print files' shape is counted here,
-    read an object at a time (`page_facts.lazy_page_count`). Opening any other has qpdf and PDFium read
-    its whole cross-reference table, so a big one is opened in a process of its own, which gives that
-    memory back when it ends."""
+    """Each file's page count, or why it cannot be read. A big file of our print files' shape is counted
+    here, read an object at a time (`page_facts.lazy_page_count`). Opening any other has qpdf and PDFium
+    read its whole cross-reference table, so a big one is opened in a process of its own, which gives
+    that memory back when it ends."""
     counted = {path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None}
     elsewhere = sorted({path for path in paths
                         if path not in counted and workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})

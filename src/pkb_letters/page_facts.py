@@ -25,10 +25,11 @@ list in order, about 1.8 KB a page), and qpdf holds the whole cross-reference ta
 0.4 KB a page of a print file). So a reader told which pages it will be asked about makes an
 excerpt of only those pages (`pdf_excerpt`, from the objects found by /Count), closes the
 file, and both libraries read the excerpt: what they hold while checking depends on those
-pages, not on the size of the file or on where in it the pages are. The excerpt of a file of
-our print files' shape is made from objects read one at a time through its cross-reference
-table (`pdf_lazy`), so not even the table is read whole; of any other file (another writer's,
-updated, damaged), from qpdf's reading of the whole file, opened for this alone.
+pages, not on the size of the file or on where in it the pages are. The excerpt of a big file
+of our print files' shape (`LAZY_FROM_OBJECTS`) is made from objects read one at a time through
+its cross-reference table (`pdf_lazy`), so not even the table is read whole; of any other file
+(a smaller one, another writer's, an updated or damaged one), from qpdf's reading of the whole
+file, opened for this alone.
 """
 
 from __future__ import annotations
@@ -52,9 +53,15 @@ import pypdfium2.raw as pdfium
 
 from .envelope import Rect
 from .pdf_excerpt import excerpt, inherited
-from .pdf_lazy import LazyPdf, NotLazilyReadable, resolved
+from .xref_table import NotLazilyReadable, object_count
 
 logger = logging.getLogger(__name__)
+# Objects in a file of our print files' shape from which it is read an object at a time (`pdf_lazy`). Open,
+# qpdf holds about 85 bytes for each entry of the file's cross-reference table; the reader of one object at
+# a time holds nothing for them, but needs pypdf, whose import costs a process about 16 MB, and takes some
+# 40-75 µs a page more to cut out an excerpt. So a file with fewer objects (up to 17 MB of qpdf's table) is
+# read by qpdf, as before, and what a reader of some pages holds is never more than it is at this size.
+LAZY_FROM_OBJECTS = 200_000
 MM_PER_POINT = 25.4 / 72
 K_BLACK = (0.0, 0.0, 0.0, 1.0)
 PATTERN = ("pattern",)  # a text fill that is a pattern, not a colour
@@ -80,8 +87,8 @@ class Word:
 def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tuple[int, int], str]]:
     """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), the file's page count, and what
     the page tree's nodes on the way to them say wrongly of their pages; None for the excerpt, logged,
-    when qpdf cannot read the pages on their own. A file of our print files' shape is read an object at a
-    time (`pdf_lazy`); any other is opened whole by qpdf for this alone and closed at once: qpdf keeps
+    when qpdf cannot read the pages on their own. A big file of our print files' shape is read an object
+    at a time (`_lazily`); any other is opened whole by qpdf for this alone and closed at once: qpdf keeps
     every object it parses, and the cross-reference table, until then."""
     cut = _cut_lazily(path, pages)
     if cut is not None:
@@ -101,11 +108,13 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
 
 def _cut_lazily(path: Path, pages: range) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
     """`_cut_excerpt`'s answer, the file read an object at a time; None where qpdf is to read it: a file
-    `LazyPdf` does not read (`_lazily`), or pages not all in the file (qpdf says why)."""
-    def cut(pdf: LazyPdf, tree: _PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
+    not read so (`_lazily`), or pages not all in the file (qpdf says why)."""
+    def cut(pdf, tree: _PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
+        from .pdf_lazy import LazyExcerptObjects
+
         if not _within(pages, tree.count):
             return None
-        return excerpt(pdf, map(tree.page, pages)), tree.count, tree.disagreements
+        return excerpt(LazyExcerptObjects(pdf), map(tree.page, pages)), tree.count, tree.disagreements
 
     return _lazily(path, cut)
 
@@ -113,16 +122,22 @@ def _cut_lazily(path: Path, pages: range) -> tuple[bytes, int, dict[tuple[int, i
 def lazy_page_count(path: Path) -> tuple[int, dict[tuple[int, int], str]] | None:
     """The file's page count by its page tree's /Count, and what the root and its kids say wrongly of
     their pages (as `PdfPages` says on opening the file), read an object at a time; None for a file
-    `LazyPdf` does not read (`_lazily`)."""
+    not read so (`_lazily`)."""
     return _lazily(path, lambda pdf, tree: (tree.count, tree.disagreements))
 
 
 def _lazily(path: Path, read):
-    """`read`(the file open in `LazyPdf`, its page tree); None for a file of another shape than ours, or
-    one in which pypdf, told to be strict, finds something to repair: qpdf is to read those."""
+    """`read`(the file open in `pdf_lazy.LazyPdf`, its page tree), for a file of our print files' shape with
+    at least `LAZY_FROM_OBJECTS` objects; None for any other, or one in which pypdf, told to be strict,
+    finds something to repair: qpdf is to read those."""
+    objects = object_count(path)
+    if objects is None or objects < LAZY_FROM_OBJECTS:
+        return None
+    from .pdf_lazy import LazyPdf, resolved  # pypdf: imported only when a file is read with it
+
     try:
         with LazyPdf(path) as pdf:
-            return read(pdf, _PageTree(pdf.root["/Pages"]))
+            return read(pdf, _PageTree(pdf.root["/Pages"], resolved))
     except NotLazilyReadable as exc:
         logger.debug("%s is read by qpdf: %s", path.name, exc)
     except Exception as exc:  # damage qpdf may repair, or report as it always has
@@ -536,8 +551,9 @@ class _PageTree:
     some 14 KB: so of a node's kids only the pages are kept parsed, and a node is parsed again when
     the walk goes down into it (`LazyPdf` keeps the last few)."""
 
-    def __init__(self, root) -> None:
+    def __init__(self, root, resolve=lambda obj: obj) -> None:
         self._root = root
+        self._resolve = resolve  # pypdf's object for a reference (pikepdf's come resolved)
         self._path: list[_Kids] = []  # the kids of each node from the root down to the last page's parent
         self.disagreements: dict[tuple[int, int], str] = {}
         self.count = self._kids(root, 0).count
@@ -562,6 +578,7 @@ class _PageTree:
         """`node`'s kids: each page as its dictionary, each node as its parent has it (a pypdf reference)."""
         kids, starts, nodes = [], [], []
         at = first
+        resolved = self._resolve
         parsed = resolved(node)
         for kid in resolved(parsed.get("/Kids", ())):
             page = resolved(kid)

@@ -1,17 +1,18 @@
 """A few pages of a big PDF, written out as a small PDF of their own.
 
-Takes a PDF open in pikepdf, or in `pdf_lazy.LazyPdf`, and some of its pages; gives the bytes
-of a PDF holding just those pages, in that order, and the objects they use. It is for readers
-whose memory would otherwise grow with the file: PDFium parses every page before the one it is
-asked for (it fills its page list in order, about 1.8 KB a page) and qpdf holds the whole
-cross-reference table. Given the excerpt, what they hold depends on the pages they check, not on
-the size of the file or on where in it the pages are.
+Takes a PDF open in pikepdf, or the objects of one read otherwise (`ExcerptObjects`: a file read
+an object at a time, `pdf_lazy`), and some of its pages; gives the bytes of a PDF holding just
+those pages, in that order, and the objects they use. It is for readers whose memory would
+otherwise grow with the file: PDFium parses every page before the one it is asked for (it fills
+its page list in order, about 1.8 KB a page) and qpdf holds the whole cross-reference table.
+Given the excerpt, what they hold depends on the pages they check, not on the size of the file
+or on where in it the pages are.
 
 qpdf's own page copying (``copy_foreign``) is no use here: it asks of every object it copies
 whether it is a page, and to answer, qpdf lists every page of the file (about 4 KB a page).
 So the objects are written here, each as it was read, numbered afresh from 1 (qpdf takes
-an object number far beyond a small file's size for damage): its text is qpdf's, or made from
-what pypdf parsed, with the references renumbered; a stream's data is copied still encoded. The
+an object number far beyond a small file's size for damage): its text (qpdf's, or the other
+reader's) with the references renumbered; a stream's data is copied still encoded. The
 attributes the pages inherit from the page tree are set on the pages themselves, so each page
 looks as it does in the file. Another page a copied object points to (a link's target, an
 annotation's page) is left out, and the reference reads as null, as the PDF standard says of a
@@ -24,44 +25,39 @@ import io
 import re
 from collections import deque
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Protocol
 
 import pikepdf
-from pypdf.generic import (
-    ArrayObject,
-    BooleanObject,
-    ByteStringObject,
-    DictionaryObject,
-    FloatObject,
-    IndirectObject,
-    NameObject,
-    NullObject,
-    NumberObject,
-    StreamObject,
-    TextStringObject,
-)
 
-from .pdf_lazy import LazyPdf, resolved
+__all__ = ["INHERITABLE", "ExcerptObjects", "excerpt", "inherited"]
 
-__all__ = ["excerpt", "inherited"]
-
-_Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary (less /Length) and its data
+Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary (less /Length) and its data
 ObjGen = tuple[int, int]
 
 INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")  # ISO 32000-1, 7.7.3.4
-_CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
-_PAGE_TYPES = ("/Page", "/Pages")
+CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
 # a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
 _REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
-# printable ASCII but delimiters and #: a name written as it reads
-_PLAIN_NAME = re.compile(r"/[^\x00-\x20\x7f-\U0010ffff#()<>\[\]{}/%]*\Z")
 
 
-def excerpt(pdf: pikepdf.Pdf | LazyPdf, pages: Iterable) -> bytes:
-    """The PDF of `pages` (indirect page objects of `pdf`, as its library gives them) alone. Raises
-    on an object the library cannot read, or (read with pypdf) could not write back as it was."""
-    objects = _QpdfObjects(pdf) if isinstance(pdf, pikepdf.Pdf) else _PypdfObjects(pdf)
+class ExcerptObjects(Protocol):
+    """Where an excerpt's objects come from, as text in PDF syntax: references as "12 0 R", strings
+    in brackets with every bracket inside escaped, or in hex."""
+
+    def page(self, page) -> tuple[ObjGen, bytes]:
+        """The page's object, and its dictionary less /Parent with what it inherits set on it, ending in ``>>``."""
+
+    def catalog_entries(self) -> bytes:
+        """The catalog's `CATALOG_KEYS`, each with a space before it."""
+
+    def body(self, objgen: ObjGen) -> Body | None:
+        """An object's text, or a stream's dictionary less /Length and its data; None for a page or a page tree node."""
+
+
+def excerpt(pdf: pikepdf.Pdf | ExcerptObjects, pages: Iterable) -> bytes:
+    """The PDF of `pages` (indirect page objects of `pdf`, as its reader gives them) alone. Raises
+    on an object the reader cannot read, or could not write as it was."""
+    objects = _QpdfObjects(pdf) if isinstance(pdf, pikepdf.Pdf) else pdf
     texts: dict[ObjGen, bytes] = {}
     count = 0
     for page in pages:
@@ -84,22 +80,9 @@ def excerpt(pdf: pikepdf.Pdf | LazyPdf, pages: Iterable) -> bytes:
     return _write(bodies, catalog)
 
 
-class _Objects(Protocol):
-    """Where an excerpt's objects come from, as text with references in PDF syntax ("12 0 R")."""
-
-    def page(self, page) -> tuple[ObjGen, bytes]:
-        """The page's object, and its dictionary less /Parent with what it inherits set on it, ending in ``>>``."""
-
-    def catalog_entries(self) -> bytes:
-        """The catalog's `_CATALOG_KEYS`, each with a space before it."""
-
-    def body(self, objgen: ObjGen) -> _Body | None:
-        """An object's text, or a stream's dictionary less /Length and its data; None for a page or a page tree node."""
-
-
-def _objects(objects: _Objects, pages: set[ObjGen], texts: Iterable[bytes]) -> dict[ObjGen, _Body]:
+def _objects(objects: ExcerptObjects, pages: set[ObjGen], texts: Iterable[bytes]) -> dict[ObjGen, Body]:
     """Every object the texts refer to, and those they refer to, in the order met; other pages left out."""
-    bodies: dict[ObjGen, _Body] = {}
+    bodies: dict[ObjGen, Body] = {}
     seen = set(pages)
     todo: deque[ObjGen] = deque()
 
@@ -128,7 +111,7 @@ def _objects(objects: _Objects, pages: set[ObjGen], texts: Iterable[bytes]) -> d
     return bodies
 
 
-def _renumbered(body: _Body, numbers: dict[ObjGen, int]) -> bytes:
+def _renumbered(body: Body, numbers: dict[ObjGen, int]) -> bytes:
     """The object's text with its references renumbered; one to an object left out reads as null."""
     def number(match: re.Match) -> bytes:
         if match[1] is None:
@@ -141,15 +124,13 @@ def _renumbered(body: _Body, numbers: dict[ObjGen, int]) -> bytes:
     return _REFERENCE.sub(number, body)
 
 
-def inherited(page, key: str):
-    """A page attribute that may be set on the page or on any /Pages node above it (pikepdf's or pypdf's;
-    pypdf's as written: a reference stays one)."""
+def inherited(page: pikepdf.Dictionary, key: str):
+    """A page attribute that may be set on the page or on any /Pages node above it."""
     node, depth = page, 0
-    while isinstance(node, (pikepdf.Dictionary, DictionaryObject)) and depth < 64:
-        value = node.get(key)
-        if value is not None and not isinstance(value, NullObject):  # qpdf too takes a null for no entry
-            return value
-        node, depth = resolved(node.get("/Parent")), depth + 1
+    while isinstance(node, pikepdf.Dictionary) and depth < 64:
+        if key in node:
+            return node[key]
+        node, depth = node.get("/Parent"), depth + 1
     return None
 
 
@@ -172,9 +153,9 @@ class _QpdfObjects:
     def catalog_entries(self) -> bytes:
         root = self._pdf.Root
         return b"".join(b" " + _unparse(pikepdf.Name(key)) + b" " + _unparse(root[key])
-                        for key in _CATALOG_KEYS if key in root)
+                        for key in CATALOG_KEYS if key in root)
 
-    def body(self, objgen: ObjGen) -> _Body | None:
+    def body(self, objgen: ObjGen) -> Body | None:
         obj = self._pdf.get_object(objgen)
         if isinstance(obj, pikepdf.Dictionary) and obj.get("/Type") in (pikepdf.Name.Page, pikepdf.Name.Pages):
             return None
@@ -194,95 +175,6 @@ def _unparse(value) -> bytes:
     if isinstance(value, pikepdf.Object):
         return value.unparse()  # an indirect object as a reference, a direct one in full
     return pikepdf.Array([value]).unparse()[2:-2]
-
-
-# -- objects as pypdf reads them --------------------------------------------------------------
-
-
-class _PypdfObjects:
-    def __init__(self, pdf: LazyPdf) -> None:
-        self._pdf = pdf
-        self._inherited: dict[ObjGen, dict[str, object]] = {}  # by parent: what the pages under it inherit
-
-    def page(self, page: DictionaryObject) -> tuple[ObjGen, bytes]:
-        items = {key: value for key, value in page.items() if key != "/Parent"}
-        if not all(key in items for key in INHERITABLE):
-            items = {**self._inherited_by(page), **items}
-        reference = page.indirect_reference
-        objgen = (0, 0) if reference is None else (reference.idnum, reference.generation)
-        return objgen, _pypdf_dictionary_text(items)
-
-    def _inherited_by(self, page: DictionaryObject) -> dict[str, object]:
-        """What `page` would inherit, looked up once for all the pages with its parent (an excerpt's pages
-        share a few dozen parents)."""
-        parent = page.get("/Parent")
-        if not isinstance(parent, IndirectObject):
-            return {key: value for key in INHERITABLE if (value := inherited(page, key)) is not None}
-        key = (parent.idnum, parent.generation)
-        if key not in self._inherited:
-            self._inherited[key] = {name: value for name in INHERITABLE
-                                    if (value := inherited(parent.get_object(), name)) is not None}
-        return self._inherited[key]
-
-    def catalog_entries(self) -> bytes:
-        root = self._pdf.root
-        return b"".join(b" " + _name_text(key) + b" " + _pypdf_text(root.raw_get(key))
-                        for key in _CATALOG_KEYS if key in root)
-
-    def body(self, objgen: ObjGen) -> _Body | None:
-        obj = self._pdf.get_object(IndirectObject(*objgen, self._pdf))
-        if isinstance(obj, StreamObject):
-            return _pypdf_dictionary_text(obj, leave_out="/Length"), obj._data  # as read: still encoded
-        if isinstance(obj, DictionaryObject) and resolved(obj.get("/Type")) in _PAGE_TYPES:
-            return None
-        return _pypdf_text(obj)
-
-
-def _pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
-    """A dictionary less its null entries, as qpdf leaves them out (and less `leave_out`)."""
-    return b"<< " + b"".join(_name_text(key) + b" " + _pypdf_text(value) + b" "
-                             for key, value in items.items()
-                             if key != leave_out and not isinstance(value, NullObject)) + b">>"
-
-
-def _pypdf_text(value) -> bytes:
-    """PDF syntax for a value pypdf parsed, with nothing lost: a number as read (pypdf would round a real
-    to 8 digits), a string's bytes in hex (however pypdf decoded them)."""
-    write = _WRITERS.get(type(value))
-    if write is None:
-        write = next((w for kind, w in _WRITERS.items() if isinstance(value, kind)), _cannot_write)
-    return write(value)
-
-
-def _cannot_write(value) -> bytes:
-    raise ValueError(f"cannot write a {type(value).__name__} back")
-
-
-def _name_text(name: str) -> bytes:
-    if _PLAIN_NAME.match(name):
-        return name.encode("ascii")
-    if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
-        raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
-    return NameObject(name).renumber()
-
-
-def _real_text(value: float) -> bytes:
-    text = repr(float(value))  # the shortest that reads back as the same number
-    return (format(Decimal(text), "f") if "e" in text else text).encode("ascii")
-
-
-_WRITERS = {  # by type, most often met first; a subclass is found by isinstance
-    IndirectObject: lambda value: b"%d %d R" % (value.idnum, value.generation),
-    NameObject: _name_text,
-    NumberObject: lambda value: b"%d" % value,
-    FloatObject: _real_text,
-    ArrayObject: lambda value: b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]",
-    DictionaryObject: _pypdf_dictionary_text,  # a direct one: a stream is always indirect
-    TextStringObject: lambda value: b"<" + value.original_bytes.hex().encode("ascii") + b">",
-    ByteStringObject: lambda value: b"<" + value.hex().encode("ascii") + b">",
-    BooleanObject: lambda value: b"true" if value.value else b"false",
-    NullObject: lambda value: b"null",
-}
 
 
 def _write(bodies: list[bytes], root: int) -> bytes:

@@ -3,55 +3,63 @@
 Takes the path of a PDF; gives its objects, parsed by pypdf's own object parser, one at a
 time as they are asked for, and nothing else: what it holds depends on the objects asked for,
 not on the size of the file. qpdf and PDFium read the whole cross-reference table when they
-open a file (about 0.4 KB a page of a print file), which is what made a preflight worker grow
-with the file it checks a few pages of.
+open a file, which is what made a preflight worker grow with the file it checks a few pages of.
 
-`pdfstream.StreamingPdfWriter` writes one classic cross-reference table (``xref``, ``0 N``,
-then N entries of exactly 20 bytes), a trailer with /Size and /Root and no /Prev, no
-/XRefStm, no /Encrypt, and no object streams. Object N's entry is then at a known place, so
-its offset is read by seeking there, not by reading the table. Another writer's file of that
-shape (qpdf writes one when it need not write object streams) is read so too; a file of any other
+`pdfstream.StreamingPdfWriter` writes one classic cross-reference table, whose entry for object
+N is found without reading the rest (`xref_table`), and a trailer with /Size and /Root and no
+/Prev, no /XRefStm, no /Encrypt; no object streams. Another writer's file of that shape (qpdf
+writes one when it need not write object streams) is read so too; a file of any other shape
 (several sections, an incremental update, a cross-reference stream, an encrypted or damaged
-file) raises `NotLazilyReadable`, and so does an object that is not where
-its entry says, or that pypdf, told to be strict, would have to repair: the caller reads the
-file with qpdf instead, which repairs what it can as it always has. A reference to an object the
-table does not have (a free entry, a number beyond /Size) raises too, rather than reading as the
-null the standard makes of it: our writer never writes one, so it says the file is not ours.
+file) raises `NotLazilyReadable`, and so does an object that is not where its entry says, or
+that pypdf, told to be strict, would have to repair: the caller reads the file with qpdf instead,
+which repairs what it can as it always has. A reference to an object the table does not have (a
+free entry, a number beyond /Size) raises too, rather than reading as the null the standard makes
+of it: our writer never writes one, so it says the file is not ours.
 
 Nothing is kept but the trailer and the last few page tree nodes read (`_NODES_KEPT`): walking
 down the tree, and up it again for the attributes a page inherits, reads the same few nodes over
-and over.
+and over. `LazyExcerptObjects` gives `pdf_excerpt` the objects an excerpt of some pages needs,
+as text written from what pypdf parsed, with nothing lost.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections import OrderedDict
+from decimal import Decimal
 from pathlib import Path
 
 from pypdf._utils import read_non_whitespace
-from pypdf.generic import DictionaryObject, IndirectObject, PdfObject, read_object
+from pypdf.generic import (
+    ArrayObject,
+    BooleanObject,
+    ByteStringObject,
+    DictionaryObject,
+    FloatObject,
+    IndirectObject,
+    NameObject,
+    NullObject,
+    NumberObject,
+    PdfObject,
+    StreamObject,
+    TextStringObject,
+    read_object,
+)
 
-__all__ = ["LazyPdf", "NotLazilyReadable", "resolved"]
+from .pdf_excerpt import CATALOG_KEYS, INHERITABLE, Body, ObjGen
+from .xref_table import NotLazilyReadable, XrefTable
 
-_ENTRY_BYTES = 20  # ISO 32000-1, 7.5.4: "nnnnnnnnnn ggggg n" and a two-byte end of line
-_ENTRY = re.compile(rb"(\d{10}) (\d{5}) n(?: \r| \n|\r\n)")
-_TAIL_BYTES = 1024  # the end of the file, where "startxref" must be
-_STARTXREF = re.compile(rb"startxref\s+(\d+)\s+%%EOF\s*\Z")
-_TABLE = re.compile(rb"xref(?:\r\n|\r|\n)0 (\d+) ?(?:\r\n|\r|\n)")
-_TRAILER = re.compile(rb"\s*trailer\s*")
+__all__ = ["LazyExcerptObjects", "LazyPdf", "NotLazilyReadable", "resolved"]
+
 _HEADER = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*")
 # Most objects of a print file are smaller: parsed from memory, pypdf's parser is a sixth faster than
 # from the file (the parser reads a byte at a time and steps back).
 _CHUNK_BYTES = 4096
 _NODES_KEPT = 8  # page tree nodes: those above the pages being read, where their inherited attributes are
 _FOREIGN_TRAILER_KEYS = ("/Prev", "/XRefStm", "/Encrypt")
-
-
-class NotLazilyReadable(Exception):
-    """The file is not of the shape `LazyPdf` reads, or an object of it is not where its table says."""
+# printable ASCII but delimiters and #: a name written as it reads
+_PLAIN_NAME = re.compile(r"/[^\x00-\x20\x7f-\U0010ffff#()<>\[\]{}/%]*\Z")
 
 
 class LazyPdf:
@@ -65,7 +73,7 @@ class LazyPdf:
         self._file = open(path, "rb")  # noqa: SIM115 -- closed by close()
         self._nodes: OrderedDict[tuple[int, int], DictionaryObject] = OrderedDict()
         try:
-            self._entries, self._size = self._find_table()
+            self._table = XrefTable(self._file)
             self.trailer = self._read_trailer()
         except Exception:
             self._file.close()
@@ -105,47 +113,20 @@ class LazyPdf:
                 self._nodes.popitem(last=False)
         return obj
 
-    def _find_table(self) -> tuple[int, int]:
-        """Where the table's first entry is, and its number of entries: there must be one section, from 0."""
-        end = self._file.seek(0, os.SEEK_END)
-        self._file.seek(max(end - _TAIL_BYTES, 0))
-        found = _STARTXREF.search(self._file.read())
-        if found is None:
-            raise NotLazilyReadable("the file does not end in startxref and %%EOF")
-        start = int(found[1])
-        self._file.seek(start)
-        table = _TABLE.match(self._file.read(64))
-        if table is None:
-            raise NotLazilyReadable("startxref does not point to a classic table whose one section starts at 0")
-        return start + table.end(), int(table[1])
-
     def _read_trailer(self) -> DictionaryObject:
-        self._file.seek(self._entries + _ENTRY_BYTES * self._size)
-        word = _TRAILER.match(self._file.read(64))
-        if word is None:  # a second section, or entries not 20 bytes long
-            raise NotLazilyReadable("the table is not one section of 20-byte entries followed by its trailer")
-        self._file.seek(self._entries + _ENTRY_BYTES * self._size + word.end())
+        self._file.seek(self._table.trailer_start())
         trailer = read_object(self._file, self)
         if not isinstance(trailer, DictionaryObject):
             raise NotLazilyReadable("the trailer is not a dictionary")
         found = [key for key in _FOREIGN_TRAILER_KEYS if key in trailer]
         if found:
             raise NotLazilyReadable(f"the trailer has {', '.join(found)}")
-        if trailer.get("/Size") != self._size or not isinstance(trailer.get("/Root"), IndirectObject):
+        if trailer.get("/Size") != self._table.size or not isinstance(trailer.get("/Root"), IndirectObject):
             raise NotLazilyReadable("the trailer's /Size is not the table's, or it has no /Root reference")
         return trailer
 
-    def _offset(self, number: int, generation: int) -> int:
-        if not 0 < number < self._size:
-            raise NotLazilyReadable(f"object {number} {generation} R is not in the table")
-        self._file.seek(self._entries + _ENTRY_BYTES * number)
-        entry = _ENTRY.fullmatch(self._file.read(_ENTRY_BYTES))
-        if entry is None or int(entry[2]) != generation:
-            raise NotLazilyReadable(f"object {number} {generation} R has no entry in use in the table")
-        return int(entry[1])
-
     def _read(self, number: int, generation: int) -> PdfObject:
-        offset = self._offset(number, generation)
+        offset = self._table.offset(number, generation)
         self._file.seek(offset)
         chunk = self._file.read(_CHUNK_BYTES)
         header = _HEADER.match(chunk)
@@ -167,6 +148,110 @@ class LazyPdf:
             raise NotLazilyReadable(f"the object at byte {start} does not end in endobj")
         return obj
 
+
 def resolved(value):
     """The object a pypdf reference points to; any other value as it is (pikepdf's come resolved)."""
     return value.get_object() if isinstance(value, IndirectObject) else value
+
+
+# -- an excerpt's objects -------------------------------------------------------------------
+
+
+class LazyExcerptObjects:
+    """The objects of `pdf` an excerpt of some of its pages needs (`pdf_excerpt.ExcerptObjects`)."""
+
+    def __init__(self, pdf: LazyPdf) -> None:
+        self._pdf = pdf
+        self._inherited: dict[ObjGen, dict[str, object]] = {}  # by parent: what the pages under it inherit
+
+    def page(self, page: DictionaryObject) -> tuple[ObjGen, bytes]:
+        items = {key: value for key, value in page.items() if key != "/Parent"}
+        if not all(key in items for key in INHERITABLE):
+            items = {**self._inherited_by(page), **items}
+        reference = page.indirect_reference
+        objgen = (0, 0) if reference is None else (reference.idnum, reference.generation)
+        return objgen, _pypdf_dictionary_text(items)
+
+    def _inherited_by(self, page: DictionaryObject) -> dict[str, object]:
+        """What `page` would inherit, looked up once for all the pages with its parent (an excerpt's pages
+        share a few dozen parents)."""
+        parent = page.get("/Parent")
+        if not isinstance(parent, IndirectObject):
+            return {key: value for key in INHERITABLE if (value := _inherited(page, key)) is not None}
+        key = (parent.idnum, parent.generation)
+        if key not in self._inherited:
+            self._inherited[key] = {name: value for name in INHERITABLE
+                                    if (value := _inherited(parent.get_object(), name)) is not None}
+        return self._inherited[key]
+
+    def catalog_entries(self) -> bytes:
+        root = self._pdf.root
+        return b"".join(b" " + _name_text(key) + b" " + _pypdf_text(root.raw_get(key))
+                        for key in CATALOG_KEYS if key in root)
+
+    def body(self, objgen: ObjGen) -> Body | None:
+        obj = self._pdf.get_object(IndirectObject(*objgen, self._pdf))
+        if isinstance(obj, StreamObject):
+            return _pypdf_dictionary_text(obj, leave_out="/Length"), obj._data  # as read: still encoded
+        if isinstance(obj, DictionaryObject) and resolved(obj.get("/Type")) in ("/Page", "/Pages"):
+            return None
+        return _pypdf_text(obj)
+
+
+def _inherited(page: DictionaryObject, key: str):
+    """A page attribute set on the page or on a /Pages node above it, as written there (a reference stays
+    one); a null is no attribute, as qpdf takes it."""
+    node, depth = page, 0
+    while isinstance(node, DictionaryObject) and depth < 64:
+        value = node.get(key)
+        if value is not None and not isinstance(value, NullObject):
+            return value
+        node, depth = resolved(node.get("/Parent")), depth + 1
+    return None
+
+
+def _pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
+    """A dictionary less its null entries, as qpdf leaves them out (and less `leave_out`)."""
+    return b"<< " + b"".join(_name_text(key) + b" " + _pypdf_text(value) + b" "
+                             for key, value in items.items()
+                             if key != leave_out and not isinstance(value, NullObject)) + b">>"
+
+
+def _pypdf_text(value) -> bytes:
+    """PDF syntax for a value pypdf parsed, with nothing lost: a number as read (pypdf would round a real
+    to 8 digits), a string's bytes in hex (however pypdf decoded them)."""
+    write = _WRITERS.get(type(value))
+    if write is None:
+        write = next((w for kind, w in _WRITERS.items() if isinstance(value, kind)), _cannot_write)
+    return write(value)
+
+
+def _cannot_write(value) -> bytes:
+    raise ValueError(f"cannot write a {type(value).__name__} back")
+
+
+def _name_text(name: str) -> bytes:
+    if _PLAIN_NAME.match(name):
+        return name.encode("ascii")
+    if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
+        raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
+    return NameObject(name).renumber()
+
+
+def _real_text(value: float) -> bytes:
+    text = repr(float(value))  # the shortest that reads back as the same number
+    return (format(Decimal(text), "f") if "e" in text else text).encode("ascii")
+
+
+_WRITERS = {  # by type, most often met first; a subclass is found by isinstance
+    IndirectObject: lambda value: b"%d %d R" % (value.idnum, value.generation),
+    NameObject: _name_text,
+    NumberObject: lambda value: b"%d" % value,
+    FloatObject: _real_text,
+    ArrayObject: lambda value: b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]",
+    DictionaryObject: _pypdf_dictionary_text,  # a direct one: a stream is always indirect
+    TextStringObject: lambda value: b"<" + value.original_bytes.hex().encode("ascii") + b">",
+    ByteStringObject: lambda value: b"<" + value.hex().encode("ascii") + b">",
+    BooleanObject: lambda value: b"true" if value.value else b"false",
+    NullObject: lambda value: b"null",
+}
