@@ -21,6 +21,7 @@ from pkb_letters.config import (
     sandbox_connection,
 )
 from pkb_letters.pipeline import JobSummary, run_job
+from pkb_letters.printing import PrintOptions
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,16 @@ class DemoJob:
         self.issued = server.issued()[before:]
         self.out_dir = out_dir
         self.api = api
+
+
+@pytest.fixture(scope="session")
+def printed_demo_job(sandbox, tmp_path_factory) -> Path:
+    """The demo job's folder, run with the default print options (duplex, marks, output intent); copy
+    what a test changes."""
+    out = tmp_path_factory.mktemp("printed-demo") / "job"
+    with no_weasyprint_warnings():
+        run_job(demo_settings(out, "fhir"), connection_to(sandbox), print_options=PrintOptions())
+    return out
 
 
 @pytest.fixture(scope="session", params=["fhir", "rest"])

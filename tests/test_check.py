@@ -26,12 +26,9 @@ from pkb_letters.printing import PrintOptions
 MM = 72 / 25.4
 
 
-@pytest.fixture(scope="module")
-def good(sandbox, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("check") / "job"
-    with no_weasyprint_warnings():
-        run_job(demo_settings(out, "fhir"), connection_to(sandbox), print_options=PrintOptions())
-    return out
+@pytest.fixture
+def good(printed_demo_job) -> Path:
+    return printed_demo_job
 
 
 def copy_job(good: Path, tmp_path: Path) -> tuple[Path, Path]:

@@ -21,7 +21,6 @@ from pathlib import Path
 import pikepdf
 import pypdfium2
 import pytest
-from conftest import connection_to, demo_settings, no_weasyprint_warnings
 from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, FloatObject, NameObject, NumberObject
 from test_pdfstream import blank_pages, width
@@ -32,8 +31,6 @@ from pkb_letters.envelope import Rect
 from pkb_letters.marks import MarkKind
 from pkb_letters.page_facts import MM_PER_POINT, PdfPages
 from pkb_letters.pdf_lazy import LazyPdf, NotLazilyReadable
-from pkb_letters.pipeline import run_job
-from pkb_letters.printing import PrintOptions
 from pkb_letters.sandbox.synthetic import write_synthetic_print_job
 
 NO_MARKS = marks.DEFAULT_LAYOUTS[MarkKind.NONE]
@@ -44,13 +41,10 @@ def _every_file_of_our_shape_read_lazily(monkeypatch):
     monkeypatch.setattr(page_facts, "LAZY_FROM_OBJECTS", 0)
 
 
-@pytest.fixture(scope="module")
-def good(sandbox, tmp_path_factory) -> Path:
+@pytest.fixture
+def good(printed_demo_job) -> Path:
     """A real job's print file (fonts, shared layout forms, QR codes, marks, an output intent) and manifest."""
-    out = tmp_path_factory.mktemp("lazy") / "job"
-    with no_weasyprint_warnings():
-        run_job(demo_settings(out, "fhir"), connection_to(sandbox), print_options=PrintOptions())
-    return out
+    return printed_demo_job
 
 
 @contextmanager
