@@ -30,7 +30,6 @@ from collections import OrderedDict
 from decimal import Decimal
 from pathlib import Path
 
-from pypdf._utils import read_non_whitespace
 from pypdf.generic import (
     ArrayObject,
     BooleanObject,
@@ -56,6 +55,8 @@ _HEADER = re.compile(rb"(\d+)\s+(\d+)\s+obj\s*")
 # Most objects of a print file are smaller: parsed from memory, pypdf's parser is a sixth faster than
 # from the file (the parser reads a byte at a time and steps back).
 _CHUNK_BYTES = 4096
+_WHITESPACE = b"\x00\t\n\x0c\r "  # ISO 32000-1, 7.2.2
+_AFTER_OBJECT_BYTES = 64  # enough for the line ends between an object and its endobj
 _NODES_KEPT = 8  # page tree nodes: those above the pages being read, where their inherited attributes are
 _FOREIGN_TRAILER_KEYS = ("/Prev", "/XRefStm", "/Encrypt")
 # printable ASCII but delimiters and #: a name written as it reads
@@ -144,7 +145,7 @@ class LazyPdf:
     def _parse(self, stream, start: int) -> PdfObject:
         stream.seek(start)
         obj = read_object(stream, self)
-        if read_non_whitespace(stream) + stream.read(5) != b"endobj":
+        if not stream.read(_AFTER_OBJECT_BYTES).lstrip(_WHITESPACE).startswith(b"endobj"):
             raise NotLazilyReadable(f"the object at byte {start} does not end in endobj")
         return obj
 
