@@ -58,13 +58,9 @@ def excerpt(pdf: pikepdf.Pdf | ExcerptObjects, pages: Iterable) -> bytes:
     """The PDF of `pages` (indirect page objects of `pdf`, as its reader gives them) alone. Raises
     on an object the reader cannot read, or could not write as it was."""
     objects = _QpdfObjects(pdf) if isinstance(pdf, pikepdf.Pdf) else pdf
-    texts: dict[ObjGen, bytes] = {}
-    count = 0
-    for page in pages:
-        objgen, text = objects.page(page)
-        texts[objgen] = text
-        count += 1
-    if (0, 0) in texts or len(texts) != count:
+    read = [objects.page(page) for page in pages]
+    texts = dict(read)
+    if (0, 0) in texts or len(texts) != len(read):
         raise ValueError("a page is not an indirect object, or is in the page tree twice")
     catalog_entries = objects.catalog_entries()
     used = _objects(objects, set(texts), [*texts.values(), catalog_entries])
