@@ -15,13 +15,18 @@ def three_linked_pages() -> pikepdf.Pdf:
     for n in range(3):
         pdf.add_blank_page(page_size=(500 + n, 842))
         pdf.pages[-1].Contents = pdf.make_stream(f"0 0 0 1 k 10 10 {n + 1}0 10 re f".encode())
+    add_note_and_link(pdf, "see 1 0 R (and 4 0 R)")
+    return pdf
+
+
+def add_note_and_link(pdf: pikepdf.Pdf, note_text: str) -> None:
+    """On the second page: a note saying `note_text`, pointing back at its page, and a link to the first page."""
     second = pdf.pages[1]
     note = pikepdf.Dictionary(Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Text, Rect=[0, 0, 10, 10],
-                              Contents=pikepdf.String("see 1 0 R (and 4 0 R)"), P=second.obj)
+                              Contents=pikepdf.String(note_text), P=second.obj)
     link = pikepdf.Dictionary(Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Link, Rect=[0, 20, 10, 30],
                               Dest=[pdf.pages[0].obj, pikepdf.Name.Fit])
     second.Annots = pdf.make_indirect([pdf.make_indirect(note), pdf.make_indirect(link)])
-    return pdf
 
 
 def test_an_excerpt_holds_its_pages_and_what_they_use_and_no_other_page():

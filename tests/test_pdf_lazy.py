@@ -23,6 +23,7 @@ import pypdfium2
 import pytest
 from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, FloatObject, NameObject, NumberObject
+from test_pdf_excerpt import add_note_and_link
 from test_pdfstream import blank_pages, width
 
 from pkb_letters import check, marks, page_facts, pdfstream
@@ -163,12 +164,7 @@ def test_annotations_links_inherited_attributes_and_layers_come_along_alike(tmp_
         pages.Rotate = 90
         pages.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font),
                                              Properties=pikepdf.Dictionary(Draft=hidden))
-        second = pdf.pages[1]
-        note = pikepdf.Dictionary(Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Text, Rect=[0, 0, 10, 10],
-                                  Contents=pikepdf.String("see 1 0 R (and 4 0 R) \u00e9"), P=second.obj)
-        link = pikepdf.Dictionary(Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Link, Rect=[0, 20, 10, 30],
-                                  Dest=[pdf.pages[0].obj, pikepdf.Name.Fit])
-        second.Annots = pdf.make_indirect([pdf.make_indirect(note), pdf.make_indirect(link)])
+        add_note_and_link(pdf, "see 1 0 R (and 4 0 R) \u00e9")
         pdf.save(path)
     (data, _, _), (expected, _, _) = both_cuts(path, range(2, 4))
     assert_read_alike(data, expected)
