@@ -154,8 +154,9 @@ def run_bounded(
         try:
             while True:
                 while len(pending) < 2 * workers:
-                    item = next(iterator, _END)
-                    if item is _END:
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
                         break
                     pending[pool.submit(guarded, item)] = item
                 if not pending:
@@ -186,5 +187,3 @@ def _record_in_flight(pending: dict[Future, T], record: Callable[[T, R | PkbApiE
         except PkbApiError:
             pass  # the first error is the one to report
 
-
-_END = object()

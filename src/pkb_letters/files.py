@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -26,7 +26,7 @@ def make_private_dir(path: Path) -> None:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: str = "wb", **open_kwargs: object) -> Iterator[IO]:
+def atomic_writer(path: Path, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO]:
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     try:

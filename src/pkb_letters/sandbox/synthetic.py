@@ -39,7 +39,7 @@ class SyntheticJob:
 
 def nhs_numbers(count: int, first: int = 400_000_000) -> list[str]:
     """`count` valid NHS numbers starting 4, in order (numbers whose check digit would be 10 are skipped)."""
-    numbers = []
+    numbers: list[str] = []
     stem = first
     while len(numbers) < count:
         digits = f"{stem:09d}"
