@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 class JobFile:
     name: str
     path: Path
-    bytes: int
+    size: int
     sha256: str
 
     @property
@@ -87,7 +87,7 @@ class Job:
         return self.id + DONE_SUFFIX
 
     def done(self) -> bytes:
-        files = [{"name": f.name, "bytes": f.bytes, "sha256": f.sha256} for f in self.files]
+        files = [{"name": f.name, "bytes": f.size, "sha256": f.sha256} for f in self.files]
         listing = {"job": self.id, "files": files}
         return (json.dumps(listing, indent=2) + "\n").encode()
 
@@ -116,7 +116,7 @@ def read_job(out_dir: Path) -> Job:
         if entry["name"] in NEVER_SENT:
             raise InvariantError(f"{MANIFEST_JSON} lists {entry['name']}, which never goes to the mail house")
         file = _local_file(out_dir, entry["name"])
-        if (file.bytes, file.sha256) != (entry["bytes"], entry["sha256"]):
+        if (file.size, file.sha256) != (entry["bytes"], entry["sha256"]):
             raise InvariantError(f"{file.path} is not the file {MANIFEST_JSON} describes: it changed after the run")
         files.append(file)
     return Job(job_id, tuple(files))
@@ -143,7 +143,9 @@ class DropFolder(Protocol):
     """One job's folder inside a drop folder; every name is relative to it."""
 
     where: str  # the drop folder, for messages and the journal; never holds a password
-    host_key: str | None  # the verified SFTP host key, "ssh-ed25519 SHA256:…"
+
+    @property
+    def host_key(self) -> str | None: ...  # the verified SFTP host key, "ssh-ed25519 SHA256:…"
 
     def names(self) -> set[str]: ...  # empty while the job folder does not exist
     def create(self) -> None: ...  # the job folder, if it is missing
@@ -452,13 +454,13 @@ def _parsed_json(data: bytes) -> object:
 def _send(folder: DropFolder, file: JobFile, present: set[str]) -> DeliveredFile:
     if (
         file.name in present and file.sidecar_name in present
-        and folder.size(file.name) == file.bytes and folder.read(file.sidecar_name) == file.sidecar
+        and folder.size(file.name) == file.size and folder.read(file.sidecar_name) == file.sidecar
     ):
         logger.info("%s: %s already in place", folder.where, file.name)
         return _delivered(file, ALREADY_THERE)
-    _put(folder, file.name, _blocks(file.path), file.bytes, file.sha256)
+    _put(folder, file.name, _blocks(file.path), file.size, file.sha256)
     _put_bytes(folder, file.sidecar_name, file.sidecar)
-    logger.info("%s: sent %s (%d bytes)", folder.where, file.name, file.bytes)
+    logger.info("%s: sent %s (%d bytes)", folder.where, file.name, file.size)
     return _delivered(file, SENT)
 
 
@@ -502,7 +504,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
 
 
 def _delivered(file: JobFile, action: str) -> DeliveredFile:
-    return DeliveredFile(file.name, file.bytes, file.sha256, action)
+    return DeliveredFile(file.name, file.size, file.sha256, action)
 
 
 # -- a job folder and its journal ---------------------------------------------------------------

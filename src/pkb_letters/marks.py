@@ -74,7 +74,8 @@ def layout_from_table(kind: str | None, table: Mapping[str, Any] | None = None) 
     if unknown:
         raise ConfigError(f"unknown [marks] settings: {', '.join(sorted(unknown))}")
     try:
-        return dataclasses.replace(DEFAULT_LAYOUTS[chosen], **{k: float(v) for k, v in table.items()})
+        millimetres: dict[str, Any] = {k: float(v) for k, v in table.items()}
+        return dataclasses.replace(DEFAULT_LAYOUTS[chosen], **millimetres)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[marks] values are millimetres: {exc}") from None
 

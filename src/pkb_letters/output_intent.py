@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pypdf.generic import DictionaryObject, NameObject, TextStringObject
+from pypdf.generic import DictionaryObject, NameObject, StreamObject, TextStringObject
 
 DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "pkb-letters-fogra39.icc"
 ICC_REGISTRY = "http://www.color.org"
@@ -58,6 +58,8 @@ def restore(intent: DictionaryObject, profile: bytes) -> None:
     and, for a registered condition, that condition's name; a print room's own profile keeps
     the name WeasyPrint gave it, its description."""
     stream = intent["/DestOutputProfile"].get_object()
+    if not isinstance(stream, StreamObject):
+        raise ValueError("the output intent's /DestOutputProfile is not a stream")
     if stream.get("/Filter") is not None and stream["/Filter"] != "/FlateDecode":
         raise ValueError(f"the output intent's profile is encoded with {stream['/Filter']}")
     stream.set_data(profile)  # pypdf compresses again for a FlateDecode stream

@@ -37,7 +37,7 @@ import pypdfium2
 from . import marks, pipeline
 from .check import Code, Report, check_files
 from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
-from .errors import ConfigError
+from .errors import ConfigError, InvariantError
 from .files import make_private_dir, write_atomic
 from .intake import IntakeResult, read_patient_list
 from .journal import JOURNAL_NAME, PieceRecord
@@ -243,6 +243,8 @@ def _write_pdfs(
         first += count
     with tempfile.TemporaryDirectory(dir=request.out_dir) as folder:  # inside the owner-only folder
         work = Path(folder)
+        if rendered.pdf is None:
+            raise InvariantError("the sample letters were laid out but their chunk has no PDF")
         write_atomic(work / "chunk.pdf", rendered.pdf)
         files, placed = write_print_files([work / "chunk.pdf"], pieces, finishing, work)
         (print_file,) = files
@@ -357,7 +359,8 @@ def _results(found: _Candidates, letters: Sequence[Letter], placed: Sequence[Pla
         pages = tuple(range(piece.first_page, piece.first_page + _printed_pages(piece, duplex)))
         passed = (Check(LIST_CHECK, True), Check(FIT_CHECK, True), Check(TEMPLATE_CHECK, True))
         yield SampleResult(label, row, name, address, pages, passed + _print_checks(report, pages),
-                           blank_pages=pages[piece.piece.page_count :], reference=patient.customer_ref)
+                           blank_pages=pages[piece.piece.page_count :],
+                           reference=letters_by_row[row].patient.customer_ref)
 
 
 def _failed_checks(exclusion: Exclusion) -> tuple[Check, ...]:

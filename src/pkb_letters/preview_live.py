@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 from watchfiles import watch as watch_changes
 
@@ -74,7 +75,7 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = cast(tuple[str, int], self._server.server_address[:2])  # AF_INET: never bytes
         return f"http://{host}:{port}/{INDEX_HTML}"
 
     def close(self) -> None:
