@@ -79,8 +79,8 @@ def _rejection(street, town, county, postcode) -> AddressRejected:
          Reason.ADDRESS_BAD_POSTCODE, ["'NE1 1XC'", "Post code column"]),
         (["12 Grey Street"], "NEWCASTLE", "", "XX1 1AA",
          Reason.ADDRESS_BAD_POSTCODE, ["'XX1 1AA'", "Post code column"]),
-        (["12 Grey Street"], "NEWCASTLE", "", "   ",
-         Reason.ADDRESS_BAD_POSTCODE, ["(empty)", "Post code column"]),
+        (["12 Grey Street"], "NEWCASTLE", "", "   ",  # no postcode anywhere: the last line is named
+         Reason.ADDRESS_BAD_POSTCODE, ["last line 'NEWCASTLE'", "Post code column is empty"]),
         ([], "", "", "NE1 7RU",
          Reason.ADDRESS_TOO_FEW_LINES, ["2 lines", "at least 3", "Address1"]),
         (["", " , ", "."], "", "", "NE1 7RU",  # nothing left once cleaned
@@ -226,10 +226,12 @@ def test_address_abroad_is_refused_unless_the_job_posts_abroad(street, town, pos
 
 
 @pytest.mark.parametrize("international", [False, True])
-def test_an_unknown_name_in_the_country_column_is_named(international):
-    rejected = _rejection_abroad(["5 Hauptstraße"], "Berlin", "10115", "Deutschland", international)
+@pytest.mark.parametrize("postcode", ["10115", "NE1 7RU"])
+def test_an_unknown_name_in_the_country_column_is_named_not_the_postcode(international, postcode):
+    rejected = _rejection_abroad(["5 Hauptstraße"], "Berlin", postcode, "Atlantis", international)
     assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
-    assert "'Deutschland'" in rejected.detail and "not a country name we know" in rejected.detail
+    assert "Country column ('Atlantis') is not a country we recognise" in rejected.detail
+    assert "post code" not in rejected.detail
 
 
 def _rejection_abroad(street, town, postcode, country, international) -> AddressRejected:
@@ -259,11 +261,14 @@ def test_address_abroad_ends_with_the_country_and_has_a_postage_zone(street, tow
     assert (address.lines, address.postcode, address.postage) == (lines, "", postage)
 
 
-@pytest.mark.parametrize("last_line", ["Atlantis", "Newcastle", "DE"])
-def test_abroad_the_last_line_must_be_a_known_country(last_line):
-    rejected = _rejection_abroad(["1 Some Street", last_line], "", "", "", international=True)
+@pytest.mark.parametrize("last_line", ["Atlantis", "Newcastle", "DE", "NE1 1XC"])
+@pytest.mark.parametrize("international", [False, True])
+def test_a_last_line_neither_postcode_nor_country_is_named_as_the_problem(last_line, international):
+    rejected = _rejection_abroad(["1 Some Street", last_line], "", "", "", international=international)
     assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
-    assert "name the country on the last line" in rejected.detail
+    assert f"last line {last_line!r} is not a UK postcode or a country we recognise" in rejected.detail
+    assert "post code" not in rejected.detail  # the empty Post code column is not blamed
+    assert ("name the country on the last line" in rejected.detail) is international
 
 
 def test_a_uk_address_is_posted_in_the_uk_when_international_post_is_on():
@@ -276,3 +281,138 @@ def test_too_many_lines_abroad_counts_the_country_line():
     assert len(normalise_address(street, "Paris", "", "", "France", international=True).lines) == 6
     rejected = _rejection_abroad([*street, "5"], "Paris", "", "France", international=True)
     assert rejected.reason is Reason.ADDRESS_TOO_MANY_LINES
+
+
+# --- real-world addresses a UK list carries (issue 19) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("street", "town", "postcode", "country", "expected"),
+    [
+        # postcode on an address line, the island on the last line
+        (["Les Vardes", "St Peter Port", "GY1 1AA", "Guernsey"], "", "", "",
+         ("Les Vardes", "St Peter Port", "GUERNSEY", "GY1 1AA")),
+        (["12 La Rue", "St Helier", "je2 3ab", "Jersey"], "", "", "",
+         ("12 La Rue", "St Helier", "JERSEY", "JE2 3AB")),
+        (["3 Prospect Hill", "Douglas", "IM1 1AA", "Isle of Man"], "", "", "",
+         ("3 Prospect Hill", "Douglas", "ISLE OF MAN", "IM1 1AA")),
+        (["La Vallette", "GY9 3AA", "Alderney", "Channel Islands"], "", "", "",
+         ("La Vallette", "ALDERNEY", "GY9 3AA")),
+        # the island written both as the town and after the postcode is printed once
+        (["Les Vardes"], "Guernsey", "GY1 1AA", "",
+         ("Les Vardes", "GUERNSEY", "GY1 1AA")),
+        (["Les Vardes", "GY1 1AA", "Guernsey"], "Guernsey", "", "",
+         ("Les Vardes", "GUERNSEY", "GY1 1AA")),
+        # the island in the Country column, the postcode in its column
+        (["12 La Rue"], "St Helier", "JE2 3AB", "Jersey",
+         ("12 La Rue", "ST HELIER", "JERSEY", "JE2 3AB")),
+        # a full block: the island is left off (the postcode routes the letter), not the letter refused
+        (["1", "2", "3", "4", "5", "IM1 1AA", "Isle of Man"], "", "", "",
+         ("1", "2", "3", "4", "5", "IM1 1AA")),
+        (["1", "2", "3", "4", "IM1 1AA", "Isle of Man"], "", "", "",  # one line fewer: it fits
+         ("1", "2", "3", "4", "ISLE OF MAN", "IM1 1AA")),
+    ],
+)
+def test_a_crown_dependency_is_uk_post_with_the_island_above_the_postcode(street, town, postcode, country, expected):
+    address = normalise_address(street, town, "", postcode, country)
+    assert (address.lines, address.postcode, address.postage) == (expected, expected[-1], "uk")
+
+
+@pytest.mark.parametrize(
+    ("street", "island"),
+    [(["12 La Rue", "St Helier", "GY1 1AA", "Jersey"], "'Jersey'"), (["1 Grey St", "NE1 7RU", "Isle of Man"], "'Isle")],
+)
+def test_an_island_with_another_places_postcode_is_refused(street, island):
+    rejected = _rejection(street, "", "", "")
+    assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
+    assert f"the address names {island}" in rejected.detail and "correct the postcode or the island" in rejected.detail
+
+
+@pytest.mark.parametrize("uk", [
+    "GBR", "N. Ireland", "N Ireland", "Northern Ireland", "United Kingdom", "UK", "U.K.", "Great Britain",
+    "England", "Wales", "Scotland", "Cymru",
+])
+@pytest.mark.parametrize("where", ["line", "country column"])
+def test_a_uk_name_after_the_postcode_is_not_printed(uk, where):
+    street = ["12 Grey Street", "Belfast", "BT1 1AA"]
+    if where == "line":
+        address = normalise_address([*street, uk], "", "", "")
+    else:
+        address = normalise_address(street, "", "", "", uk)
+    assert (address.lines, address.postcode, address.postage) == (tuple(street), "BT1 1AA", "uk")
+
+
+@pytest.mark.parametrize("uk", ["GBR", "England", "Guernsey"])
+def test_a_uk_name_with_no_postcode_says_the_postcode_is_missing(uk):
+    rejected = _rejection(["12 Grey Street", "Newcastle", uk], "", "", "")
+    assert rejected.reason is Reason.ADDRESS_BAD_POSTCODE
+    assert f"ends {uk!r}, in the UK, but has no postcode" in rejected.detail
+
+
+@pytest.mark.parametrize(
+    ("street", "postcode", "expected"),
+    [
+        # Notify's cases: a line saying only "BFPO" beside the numbered line is not printed twice
+        (["BFPO", "BF1 1AA", "BFPO 123"], "", ("BF1 1AA", "BFPO 123")),
+        (["BFPO", "BFPO 123", "BF1 1AA"], "", ("BF1 1AA", "BFPO 123")),
+        (["Unit 1", "BFPO", "BFPO 123"], "", ("Unit 1", "BFPO 123")),
+        (["Unit 1", "bfpo", "bf11aa", "bfpo123"], "", ("Unit 1", "BF1 1AA", "BFPO 123")),
+        # "care of" on the BFPO line
+        (["Unit 1", "BFPO C/O 123"], "", ("Unit 1", "BFPO 123")),
+        (["Unit 1", "BFPO c/o 123"], "BF1 1AA", ("Unit 1", "BF1 1AA", "BFPO 123")),
+        (["Unit 1", "BFPOC/O123"], "", ("Unit 1", "BFPO 123")),
+    ],
+)
+def test_bfpo_lines_as_lists_write_them(street, postcode, expected):
+    address = normalise_address(street, "", "", postcode)
+    assert (address.lines, address.postage) == (expected, "uk")
+
+
+def test_a_bare_bfpo_line_without_a_number_is_an_ordinary_line():
+    """As Notify: without a number there is no BFPO routing, so the line is the customer's to keep."""
+    address = normalise_address(["Unit 1", "BFPO"], "", "", "BF1 1AA")
+    assert address.lines == ("Unit 1", "BFPO", "BF1 1AA")
+
+
+@pytest.mark.parametrize(
+    ("street", "town", "county", "line"),
+    [
+        (["!!!", "12 Grey Street"], "NEWCASTLE", "", 1),
+        (["12 Grey Street", "???"], "NEWCASTLE", "", 2),
+        (["12 Grey Street", "-"], "NEWCASTLE", "", 2),
+        (["12 Grey Street"], "***", "", 2),
+        (["12 Grey Street"], "NEWCASTLE", "?", 3),
+        (["12 Grey Street\n!!!"], "NEWCASTLE", "", 2),
+    ],
+)
+def test_a_line_with_no_letter_or_digit_is_refused(street, town, county, line):
+    rejected = _rejection(street, town, county, "NE1 7RU")
+    assert rejected.reason is Reason.ADDRESS_INVALID_CHARACTER
+    assert f"address line {line} (" in rejected.detail and "has no letter or digit" in rejected.detail
+
+
+@pytest.mark.parametrize("street", [["1"], ["Tŷ Gwyn"], ["Дом 5"], ["#5 - 7"]])
+def test_one_letter_or_digit_in_any_script_is_enough(street):
+    assert normalise_address(street, "NEWCASTLE", "", "NE1 7RU").lines[0] == street[0]
+
+
+@pytest.mark.parametrize(
+    ("street", "country", "lines", "postage"),
+    [
+        (["Main Street 1", "22100 Mariehamn", "Åland Islands"], "",
+         ("Main Street 1", "22100 Mariehamn", "ÅLAND ISLANDS"), "rest-of-world"),
+        (["Vei 1", "9170 Longyearbyen"], "Svalbard", ("Vei 1", "9170 Longyearbyen", "SVALBARD"), "rest-of-world"),
+        (["5 Hauptstraße", "10115 Berlin", "Deutschland"], "", ("5 Hauptstraße", "10115 Berlin", "DEUTSCHLAND"),
+         "europe"),
+        (["Calle Mayor 5", "38001 Santa Cruz", "Tenerife"], "", ("Calle Mayor 5", "38001 Santa Cruz", "TENERIFE"),
+         "europe"),
+        (["1 Main Street", "Dublin 2"], "ROI", ("1 Main Street", "Dublin 2", "ROI"), "europe"),
+        (["1 Main Street", "Dublin 2", "Rep of Ireland"], "", ("1 Main Street", "Dublin 2", "REP OF IRELAND"),
+         "europe"),
+        (["1 Ross Road", "Stanley", "FIQQ 1ZZ", "Falklands"], "", ("1 Ross Road", "Stanley", "FIQQ 1ZZ", "FALKLANDS"),
+         "rest-of-world"),
+    ],
+)
+def test_countries_a_uk_list_writes_are_posted_abroad_in_their_zone(street, country, lines, postage):
+    address = normalise_address(street, "", "", "", country, international=True)
+    assert (address.lines, address.postcode, address.postage) == (lines, "", postage)

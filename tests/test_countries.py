@@ -42,6 +42,73 @@ def test_country_names_and_zones(written, code, postage):
     assert (country.code, country.postage) == (code, postage)
 
 
-@pytest.mark.parametrize("written", ["", "Newcastle", "Atlantis", "DE", "FRA", "PER", "NE1 7RU", "Deutschland"])
+@pytest.mark.parametrize("written", ["", "Newcastle", "Atlantis", "DE", "FRA", "PER", "NE1 7RU", "!!!", "Leeds"])
 def test_not_a_country(written):
     assert find_country(written) is None
+
+
+@pytest.mark.parametrize(
+    ("written", "code", "postage"),
+    [
+        # what UK lists write for Ireland (GOV.UK Notify's synonyms)
+        ("ROI", "IE", EUROPE),
+        ("Rep of Ireland", "IE", EUROPE),
+        ("Rep. of Ireland", "IE", EUROPE),
+        ("Irish Republic", "IE", EUROPE),
+        ("Southern Ireland", "IE", EUROPE),
+        ("Éire", "IE", EUROPE),
+        # a country's own name for itself, from CLDR through Babel
+        ("Deutschland", "DE", EUROPE),
+        ("DEUTSCHLAND", "DE", EUROPE),
+        ("España", "ES", EUROPE),
+        ("Espana", "ES", EUROPE),
+        ("Österreich", "AT", EUROPE),
+        ("Nederland", "NL", EUROPE),
+        ("Sverige", "SE", EUROPE),
+        ("Polska", "PL", EUROPE),
+        ("Schweiz", "CH", EUROPE),
+        ("Suisse", "CH", EUROPE),
+        ("Россия", "RU", EUROPE),
+        # Welsh names, as a list from NHS Wales may carry them
+        ("Yr Almaen", "DE", EUROPE),
+        ("Sbaen", "ES", EUROPE),
+        # the Canary Islands are posted as Spain, in Europe
+        ("Tenerife", "ES", EUROPE),
+        ("Gran Canaria", "ES", EUROPE),
+        ("Lanzarote", "ES", EUROPE),
+        ("Fuerteventura", "ES", EUROPE),
+        ("La Palma", "ES", EUROPE),
+        ("La Gomera", "ES", EUROPE),
+        ("El Hierro", "ES", EUROPE),
+        ("Canaries", "ES", EUROPE),
+        ("Majorca", "ES", EUROPE),  # and the Balearics likewise
+        ("Ibiza", "ES", EUROPE),
+        # the Falklands, in English as people write it
+        ("Falklands", "FK", REST_OF_WORLD),
+        ("The Falklands", "FK", REST_OF_WORLD),
+        ("Falkland Islands", "FK", REST_OF_WORLD),
+        # UK names after a postcode
+        ("GBR", "GB", UK),
+        ("N. Ireland", "GB", UK),
+        ("N Ireland", "GB", UK),
+        ("Great Britain", "GB", UK),
+        ("Scotland", "GB", UK),
+        ("England", "GB", UK),
+        ("Guernsey", "GG", UK),
+        ("Alderney", "GG", UK),
+    ],
+)
+def test_names_a_uk_list_carries(written, code, postage):
+    country = find_country(written)
+    found = (country.code, country.postage) if country else (None, None)
+    assert found == (code, postage)
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [("Åland Islands", "AX"), ("Aland", "AX"), ("Svalbard and Jan Mayen", "SJ"), ("Svalbard", "SJ")],
+)
+def test_aland_and_svalbard_are_rest_of_world_as_royal_mail_prices_them(written, code):
+    """Royal Mail's Europe list (as GOV.UK Notify keeps it) names Finland and Norway, not these."""
+    country = find_country(written)
+    assert (country.code, country.postage) == (code, REST_OF_WORLD)

@@ -385,6 +385,13 @@ def test_a_name_line_starting_with_a_forbidden_character_is_refused(tmp_path, ti
     assert exclusion.reason is Reason.ADDRESS_INVALID_CHARACTER and "name line" in exclusion.detail
 
 
+def test_a_name_line_with_no_letter_or_digit_is_refused(tmp_path):
+    path = write(tmp_path, table(HEADER, ["!!!", "???", *READ[2:]]))
+    exclusion = only_exclusion(intake(path, data_rows=1))
+    assert exclusion.reason is Reason.ADDRESS_INVALID_CHARACTER
+    assert "name line" in exclusion.detail and "no letter or digit" in exclusion.detail
+
+
 # --- deceased in any row ---------------------------------------------------------------------------
 
 
@@ -429,3 +436,57 @@ def test_postage_class_column_is_read_and_a_bad_class_is_a_row_exception(tmp_pat
     (problem,) = result.exclusions
     assert problem.reason == Reason.INVALID_POSTAGE_CLASS and problem.input_row == 3
     assert "'Special Delivery'" in problem.detail and "first, second or economy" in problem.detail
+
+
+# --- real-world addresses (issue 19): each row one letter or one reasoned exclusion ------------------
+
+ADDRESS_HEADER = ["First name", "Last name", "NHS number", "Address1", "Address2", "Address3", "Address4", "Country"]
+
+
+@pytest.mark.parametrize(
+    ("address", "lines", "postage"),
+    [
+        (["Les Vardes", "St Peter Port", "GY1 1AA", "Guernsey", ""],
+         ("Les Vardes", "St Peter Port", "GUERNSEY", "GY1 1AA"), "uk"),
+        (["12 La Rue", "St Helier", "JE2 3AB", "Jersey", ""], ("12 La Rue", "St Helier", "JERSEY", "JE2 3AB"), "uk"),
+        (["3 Prospect Hill", "Douglas", "IM1 1AA", "Isle of Man", ""],
+         ("3 Prospect Hill", "Douglas", "ISLE OF MAN", "IM1 1AA"), "uk"),
+        (["12 Grey Street", "Newcastle", "NE1 7RU", "GBR", ""], ("12 Grey Street", "Newcastle", "NE1 7RU"), "uk"),
+        (["5 High Street", "Belfast", "BT1 1AA", "N. Ireland", ""], ("5 High Street", "Belfast", "BT1 1AA"), "uk"),
+        (["BFPO", "BF1 1AA", "BFPO 123", "", ""], ("BF1 1AA", "BFPO 123"), "uk"),
+        (["Unit 1", "BFPO C/O 123", "", "", ""], ("Unit 1", "BFPO 123"), "uk"),
+        (["5 Hauptstraße", "10115 Berlin", "", "", "Deutschland"], ("5 Hauptstraße", "10115 Berlin", "DEUTSCHLAND"),
+         "europe"),
+        (["Calle Mayor 5", "38001 Santa Cruz", "Tenerife", "", ""], ("Calle Mayor 5", "38001 Santa Cruz", "TENERIFE"),
+         "europe"),
+        (["1 Main Street", "Dublin 2", "", "", "ROI"], ("1 Main Street", "Dublin 2", "ROI"), "europe"),
+        (["Torggatan 1", "22100 Mariehamn", "Åland Islands", "", ""],
+         ("Torggatan 1", "22100 Mariehamn", "ÅLAND ISLANDS"), "rest-of-world"),
+        (["1 Ross Road", "Stanley", "FIQQ 1ZZ", "Falklands", ""], ("1 Ross Road", "Stanley", "FIQQ 1ZZ", "FALKLANDS"),
+         "rest-of-world"),
+    ],
+)
+def test_real_world_addresses_become_letters(tmp_path, address, lines, postage):
+    path = write(tmp_path, table(ADDRESS_HEADER, ["Mx", "One", "5760678914", *address]))
+    patient = read_patient_list(path, international=True).patients[0]
+    assert (patient.address_lines, patient.postage) == (lines, postage)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason", "says"),
+    [
+        (["!!!", "12 Grey Street", "Newcastle", "NE1 7RU", ""], Reason.ADDRESS_INVALID_CHARACTER,
+         "address line 1 ('!!!') has no letter or digit"),
+        (["1 Some Street", "Atlantis", "", "", ""], Reason.ADDRESS_BAD_POSTCODE,
+         "last line 'Atlantis' is not a UK postcode or a country we recognise"),
+        (["1 Some Street", "Newcastle", "", "", "Atlantis"], Reason.ADDRESS_BAD_POSTCODE,
+         "the Country column ('Atlantis') is not a country we recognise"),
+    ],
+)
+@pytest.mark.parametrize("international", [False, True])
+def test_real_world_addresses_refused_say_what_is_wrong(tmp_path, address, reason, says, international):
+    path = write(tmp_path, table(ADDRESS_HEADER, ["Mx", "One", "5760678914", *address]))
+    result = read_patient_list(path, international=international)
+    exclusion = only_exclusion(result)
+    assert (exclusion.input_row, exclusion.reason) == (2, reason)
+    assert says in exclusion.detail

@@ -3,7 +3,8 @@
 Takes the address cells of one row and gives the lines to print (without the
 addressee) ending in a normalised postcode (or, for BFPO, the postcode then
 `BFPO n`; abroad, the country), or raises `AddressRejected`. The rules are
-Royal Mail's, as GOV.UK Notify applies them to the letters it prints.
+Royal Mail's, as GOV.UK Notify applies them to the letters it prints; where we
+differ from Notify the function that does it says why.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .countries import UK, find_country
+from .countries import UK, Country, find_country
 from .records import Reason
 
 MIN_LINES = 3  # counted with the addressee line, as GOV.UK Notify counts them
@@ -29,7 +30,10 @@ _POSTCODE = re.compile(rf"^(?:{_AREA_PATTERN})[0-9][0-9A-Z]?[0-9][ABD-HJLNP-UW-Z
 _TRAILING_PUNCTUATION = re.compile(r"[\s,.]+$")
 # A line may not start with these: mail sorting software and spreadsheet formulas misread them.
 INVALID_FIRST_CHARACTERS = '@()=[]"\\/,<>~'
-_BFPO = re.compile(r"^BFPO\s*(?:NO\.?\s*)?(\d{1,4})$", re.IGNORECASE)
+_BFPO = re.compile(r"^BFPO\s*(?:(?:NO\.?|C/O)\s*)?(\d{1,4})$", re.IGNORECASE)
+_BARE_BFPO = re.compile(r"^BFPO$", re.IGNORECASE)
+# The postcode area of each Crown Dependency: a letter to the island must carry one of its postcodes.
+_ISLAND_POSTCODE_AREAS = {"GG": "GY", "JE": "JE", "IM": "IM"}
 _NO_FIXED_ABODE = re.compile(r"\bno\s+fixed\s+(?:abode|address)\b", re.IGNORECASE)
 # The ONS "postcode" NHS systems record for a patient of no fixed abode.
 _NO_FIXED_ABODE_POSTCODE = "ZZ993VZ"
@@ -74,15 +78,18 @@ def normalise_address(
     postcode, country = _clean(postcode), _clean(country)
     _check_fixed_abode([*lines, postcode])
     _check_first_characters(lines)
+    _check_letter_or_digit(lines)
     bfpo, lines = _take_bfpo(lines)
-    lines = _without_trailing_uk(lines)
     named = find_country(country) if country else None
     if named and named.is_uk:
-        country = ""  # "United Kingdom" is not written on inland mail
+        lines, country = [*lines, country], ""  # read as a last line: "United Kingdom" dropped, an island kept
+    lines, uk_names = _without_trailing_uk(lines)
     if bfpo is not None:
         address = _bfpo_address(lines, postcode, country, bfpo)
     else:
-        address = _uk_address(lines, postcode, country) or _address_abroad(lines, postcode, country, international)
+        address = _uk_address(lines, postcode, country, uk_names) or _address_abroad(
+            lines, postcode, country, international, uk_names
+        )
     _check_line_count(address.lines)
     return address
 
@@ -121,26 +128,79 @@ def _check_first_characters(lines: list[str]) -> None:
             )
 
 
+def _check_letter_or_digit(lines: list[str]) -> None:
+    """Every line, not only the first two as Notify checks: a line of symbols alone ("!!!", "???", "-")
+    tells the post office nothing, and is most often what is left of a value an export lost (an
+    encoding that could not hold it writes "???"), so a person must look at the row."""
+    for number, line in enumerate(lines, 1):
+        if not has_letter_or_digit(line):
+            raise AddressRejected(
+                Reason.ADDRESS_INVALID_CHARACTER,
+                f"address line {number} ({_excerpt(line)}) has no letter or digit: correct the line "
+                "(an export may have lost its text), or empty the cell",
+            )
+
+
+def has_letter_or_digit(line: str) -> bool:
+    """True when the line has a letter or digit in any script."""
+    return any(character.isalnum() for character in line)
+
+
 def _take_bfpo(lines: list[str]) -> tuple[int | None, list[str]]:
+    """The BFPO number and the other lines. A line reading only "BFPO" beside the numbered line
+    is the same routing said twice: it is not printed (as Notify does)."""
     numbers = [match.group(1) for line in lines if (match := _BFPO.match(line))]
     if not numbers:
         return None, lines
-    return int(numbers[0]), [line for line in lines if not _BFPO.match(line)]
+    return int(numbers[0]), [line for line in lines if not (_BFPO.match(line) or _BARE_BFPO.match(line))]
 
 
-def _without_trailing_uk(lines: list[str]) -> list[str]:
-    while lines and (country := find_country(lines[-1])) and country.code == "GB":
+def _without_trailing_uk(lines: list[str]) -> tuple[list[str], list[str]]:
+    """The lines without the UK names ("England", "GBR", "Guernsey"...) written after the postcode,
+    and those names, in the order written."""
+    taken: list[str] = []
+    while lines and (country := find_country(lines[-1])) and country.is_uk:
+        taken.insert(0, lines[-1])
         lines = lines[:-1]
-    return lines
+    return lines, taken
 
 
-def _uk_address(lines: list[str], postcode: str, country: str) -> PostalAddress | None:
+def _uk_address(lines: list[str], postcode: str, country: str, uk_names: list[str]) -> PostalAddress | None:
     if country:
         return None  # the Country column names a country abroad
     lines, code = _postcode_and_rest(lines, postcode)
     if code is None:
         return None
+    island = _island(uk_names)
+    if island:
+        lines = _with_island(lines, *island, code)
     return PostalAddress((*lines, code), code)
+
+
+def _island(uk_names: list[str]) -> tuple[str, Country] | None:
+    """The Crown Dependency among the UK names written after the postcode, if any."""
+    for name in uk_names:
+        country = find_country(name)
+        if country and country.code in _ISLAND_POSTCODE_AREAS:
+            return name, country
+    return None
+
+
+def _with_island(lines: list[str], name: str, island: Country, code: str) -> list[str]:
+    """Lines with the island as the post town above the postcode, as Royal Mail's address file
+    writes it (GUERNSEY, JERSEY, ISLE OF MAN). Notify drops the island instead; we keep it where it
+    fits, and drop it only when the block would be too tall, since the postcode alone routes the letter."""
+    area = _ISLAND_POSTCODE_AREAS[island.code]
+    if not re.match(rf"{area}[0-9]", code):
+        raise AddressRejected(
+            Reason.ADDRESS_BAD_POSTCODE,
+            f"the address names {_excerpt(name)} but post code {code!r} is not one of its postcodes "
+            f"(they start {area}): correct the postcode or the island",
+        )
+    already = bool(lines) and find_country(lines[-1]) == island
+    if already or len(lines) + 3 > MAX_LINES:  # + the island, the postcode and the addressee
+        return lines
+    return [*lines, name.upper()]
 
 
 def _postcode_and_rest(lines: list[str], postcode: str) -> tuple[list[str], str | None]:
@@ -171,17 +231,19 @@ def _bfpo_address(lines: list[str], postcode: str, country: str, number: int) ->
     return PostalAddress((*lines, *end), code or "")
 
 
-def _address_abroad(lines: list[str], postcode: str, country: str, international: bool) -> PostalAddress:
+def _address_abroad(
+    lines: list[str], postcode: str, country: str, international: bool, uk_names: list[str]
+) -> PostalAddress:
     name = country or (lines[-1] if lines else "")
     named = find_country(name) if name else None
     if country and named is None:
         raise AddressRejected(
             Reason.ADDRESS_BAD_POSTCODE,
-            f"the Country column ({_excerpt(country)}) is not a country name we know, and post code "
-            f"{postcode or '(empty)'!r} is not a valid UK postcode: correct one of them",
+            f"the Country column ({_excerpt(country)}) is not a country we recognise: correct it, "
+            "or empty it for a UK address",
         )
-    if named is None or named.is_uk:
-        raise _bad_postcode(postcode, international)
+    if named is None:
+        raise _no_postcode(lines, postcode, international, uk_names)
     if not international:
         raise AddressRejected(
             Reason.ADDRESS_INTERNATIONAL,
@@ -193,6 +255,26 @@ def _address_abroad(lines: list[str], postcode: str, country: str, international
     if postcode:
         body = [*body, postcode]
     return PostalAddress((*body, name.upper()), "", named.postage)
+
+
+def _no_postcode(lines: list[str], postcode: str, international: bool, uk_names: list[str]) -> AddressRejected:
+    """Why a UK address has no postcode, naming what is wrong: the Post code column if it holds
+    something, else the last line (a last line that is no postcode and no country is not the
+    postcode's fault)."""
+    if postcode or not lines:
+        return _bad_postcode(postcode, international)
+    if uk_names:
+        return AddressRejected(
+            Reason.ADDRESS_BAD_POSTCODE,
+            f"the address ends {_excerpt(uk_names[-1])}, in the UK, but has no postcode: "
+            "fill in the Post code column",
+        )
+    also = ", or for a letter abroad name the country on the last line" if international else ""
+    return AddressRejected(
+        Reason.ADDRESS_BAD_POSTCODE,
+        f"last line {_excerpt(lines[-1])} is not a UK postcode or a country we recognise, and the Post code "
+        f"column is empty: correct the last line or fill in the Post code column{also}",
+    )
 
 
 def _bad_postcode(postcode: str, international: bool) -> AddressRejected:

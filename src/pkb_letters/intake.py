@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from . import nhs_number
-from .address import INVALID_FIRST_CHARACTERS, AddressRejected, invalid_first_character, normalise_address
+from .address import (
+    INVALID_FIRST_CHARACTERS,
+    AddressRejected,
+    has_letter_or_digit,
+    invalid_first_character,
+    normalise_address,
+)
 from .errors import InputFileError
 from .records import Exclusion, PatientRow, Reason
 
@@ -488,6 +494,11 @@ def _check_name_line(name_line: str) -> None:
             Reason.ADDRESS_INVALID_CHARACTER,
             f"the name line of the address starts with {character!r}; no line may start with any of "
             f"{INVALID_FIRST_CHARACTERS}: remove the character from the Title or First name",
+        )
+    if not has_letter_or_digit(name_line):
+        raise _RowProblem(
+            Reason.ADDRESS_INVALID_CHARACTER,
+            "the name line of the address has no letter or digit: correct the Title, First name and Last name",
         )
 
 
