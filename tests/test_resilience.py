@@ -192,7 +192,8 @@ def test_rest_code_requests_are_written_down_a_group_at_a_time_and_every_answer_
                 recorded.extend(item.patient.input_row for item, _ in results)
                 journal.codes.record_issued([(item.patient.input_row, pair) for item, pair in results], [])
 
-            tokens.issue_rest(eligible, client, journal, record, lambda n: None, validity_days=30, workers=workers)
+            tokens.issue_rest(eligible, client, journal.codes, record, lambda n: None, validity_days=30,
+                              workers=workers)
     assert sorted(recorded) == sorted(e.patient.input_row for e in eligible)  # each answer kept, once
     requests = math.ceil(len(eligible) / workers)  # one commit per group of requests, not one per patient
     assert len(commits) <= requests + len(eligible)
