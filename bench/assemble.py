@@ -32,8 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from pkb_letters import pipeline  # noqa: E402
-from pkb_letters.journal import JOURNAL_NAME, Journal, Stage  # noqa: E402
+from pkb_letters.job.journal import JOURNAL_NAME, Journal  # noqa: E402
 from pkb_letters.printing import PrintOptions  # noqa: E402
+from pkb_letters.records import Stage  # noqa: E402
 
 
 def save_chunks(letters: int, keep: Path) -> None:
@@ -48,7 +49,7 @@ def save_chunks(letters: int, keep: Path) -> None:
         for path in chunk_paths:
             shutil.copy(path, chunks / path.name)
         with sqlite3.connect(keep / JOURNAL_NAME) as copy:
-            journal._db.backup(copy)
+            journal.db.connection.backup(copy)
         (keep / "job.json").write_text(json.dumps({"job_id": job_id}))
         return real(journal, chunk_paths, job_id, out_dir, options, advance)
 
@@ -63,7 +64,7 @@ def assemble_once(keep: Path, out_dir: Path) -> tuple[float, int, int]:
     job_id = json.loads((keep / "job.json").read_text())["job_id"]
     shutil.copy(keep / JOURNAL_NAME, out_dir / JOURNAL_NAME)
     with Journal.in_dir(out_dir) as journal:
-        letters = journal.count_at(Stage.PLACED)
+        letters = journal.rows.count_at(Stage.PLACED)
         started, cpu = time.perf_counter(), time.process_time()
         files = pipeline._finish_print_files(journal, chunk_paths, job_id, out_dir, PrintOptions())
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

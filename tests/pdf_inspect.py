@@ -19,6 +19,11 @@ class Word:
     bottom: float
 
 
+def pages_read(facts) -> int:
+    """How many pages a `page_facts` reader handed the libraries: all the file's, or its excerpt's."""
+    return len(facts._document)
+
+
 def page_words(pdf_path: Path) -> list[list[Word]]:
     with pdfplumber.open(pdf_path) as pdf:
         return [

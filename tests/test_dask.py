@@ -39,7 +39,7 @@ from pkb_letters.config import (
 from pkb_letters.dask_executor import DaskExecutor
 from pkb_letters.envelope import C5
 from pkb_letters.errors import ConfigError, RenderClusterError, UnsafeTemplateError
-from pkb_letters.journal import Journal
+from pkb_letters.job.journal import Journal
 from pkb_letters.pipeline import run_job
 from pkb_letters.records import CodePair, PatientRow
 from pkb_letters.render import ChunkTask, RenderSpec
@@ -218,7 +218,7 @@ def test_losing_the_scheduler_stops_the_job_clearly_and_a_rerun_finishes_it(code
     thread.join(10)
     assert 0 < placed_letters(out_dir) < PATIENTS
     with Journal.in_dir(out_dir) as journal:  # `status` tells the operator why the job stopped
-        assert "lost the Dask scheduler" in journal.events("stopped")[-1]["detail"]
+        assert "lost the Dask scheduler" in journal.events.of_kind("stopped")[-1]["detail"]
     summary = run_job(coded.settings(out_dir, share_layout=False), coded.connection)  # resumes from the last chunk
     assert summary.resumed and summary.letters == PATIENTS
     assert_same_output(out_dir, local_full_run)

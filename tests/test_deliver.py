@@ -22,7 +22,7 @@ from sftp_server import CuttingProxy, SftpEvent, SshServer, known_hosts_line, ma
 from pkb_letters.cli import main
 from pkb_letters.deliver import SftpDestination, SshOptions, deliver_job, parse_destination
 from pkb_letters.errors import ConfigError, DeliveryConflict, DeliveryError, HostKeyError, InvariantError
-from pkb_letters.journal import Journal
+from pkb_letters.job.journal import Journal
 from pkb_letters.records import DeliveryOutcome
 
 SENT = ("manifest.json", "manifest.csv", "letters.pdf")
@@ -145,7 +145,7 @@ def test_sftp_delivery_puts_every_file_beside_its_sidecar_and_the_trigger_last(s
 def test_delivery_is_recorded_in_the_journal(sshd, job_dir, drop):
     deliver_job(job_dir, to(sshd, drop), ssh(sshd))
     with Journal.in_dir(job_dir) as journal:
-        [record] = journal.deliveries()
+        [record] = journal.deliveries.attempts()
     assert record.destination == f"sftp://{sshd.user}@127.0.0.1:{sshd.port}{drop}"
     assert record.outcome == DeliveryOutcome.DELIVERED
     assert record.started <= record.finished
@@ -217,7 +217,7 @@ def test_an_upload_cut_mid_file_resumes_without_duplicates_or_part_files(sshd, j
         ["letters.pdf.part", "letters.pdf.sha256.part", f"{job_id(job_dir)}.done.part"])
     assert_done_renamed_into_place_last(events, folder, job_id(job_dir))
     with Journal.in_dir(job_dir) as journal:
-        outcomes = [d.outcome for d in journal.deliveries()]
+        outcomes = [d.outcome for d in journal.deliveries.attempts()]
     assert outcomes == [DeliveryOutcome.FAILED, DeliveryOutcome.DELIVERED]
 
 
@@ -258,7 +258,7 @@ def test_an_unknown_host_key_is_refused_showing_its_fingerprint(sshd, job_dir, d
     assert os.listdir(drop) == []
     assert not no_known_hosts.exists()  # the key was not written down for next time either
     with Journal.in_dir(job_dir) as journal:
-        [record] = journal.deliveries()
+        [record] = journal.deliveries.attempts()
     assert record.outcome == DeliveryOutcome.FAILED and sshd.host_fingerprint in record.detail
     assert record.host_key is None
 

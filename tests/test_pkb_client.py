@@ -9,10 +9,10 @@ import pytest
 from conftest import SANDBOX_JSON, connection_to
 
 from pkb_letters.errors import InvariantError, PkbAuthError
-from pkb_letters.journal import Journal, Stage
+from pkb_letters.job.journal import Journal
 from pkb_letters.pipeline import _check_every_row_accounted
 from pkb_letters.pkb import PkbClient
-from pkb_letters.records import Exclusion, PatientRow, Reason
+from pkb_letters.records import Exclusion, PatientRow, Reason, Stage
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 
 READ_RICHARDS = "5760678914"
@@ -60,7 +60,6 @@ def _patient(row: int) -> PatientRow:
 
 def test_a_row_that_is_neither_letter_nor_exception_fails_the_job(tmp_path):
     with Journal.in_dir(tmp_path) as journal:
-        journal.add_patients([_patient(2)])
-        journal.add_exclusions([Exclusion(3, "", "9999999999", Reason.DECEASED, "x")])
+        journal.rows.record_intake_rows([_patient(2), Exclusion(3, "", "9999999999", Reason.DECEASED, "x")])
         with pytest.raises(InvariantError, match=r"input rows \(2\) != letters \(0\) \+ exceptions \(1\)"):
-            _check_every_row_accounted(journal, journal.row_count(), 0, journal.count_at(Stage.EXCLUDED))
+            _check_every_row_accounted(journal, journal.rows.row_count(), 0, journal.rows.count_at(Stage.EXCLUDED))

@@ -28,7 +28,7 @@ from pkb_letters import tokens
 from pkb_letters.batching import SINGLE_ATTEMPTS, WHOLE_BATCH_ATTEMPTS
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, sandbox_connection
 from pkb_letters.errors import ConfigError, PkbUnavailable
-from pkb_letters.journal import Journal
+from pkb_letters.job.journal import Journal
 from pkb_letters.pipeline import run_job
 from pkb_letters.pkb import PkbClient
 from pkb_letters.retry import RetryPolicy
@@ -59,7 +59,7 @@ def sandbox_for(synthetic, faults: Faults | None = None, **kwargs) -> SandboxSer
 
 def journal_rows(out_dir: Path) -> dict[str, sqlite3.Row]:
     with Journal.in_dir(out_dir) as journal:
-        rows = journal._db.execute("SELECT * FROM rows").fetchall()
+        rows = journal.db.execute("SELECT * FROM rows").fetchall()
     return {r["nhs_number"]: r for r in rows}
 
 
@@ -183,16 +183,17 @@ def test_rest_code_requests_are_written_down_a_group_at_a_time_and_every_answer_
     with sandbox_for(synthetic, Faults(latency_ms=10)) as server:
         run_job(settings_for(synthetic, out_dir, "rest"), sandbox_connection(server), stop_after="resolve")
         with Journal.in_dir(out_dir) as journal, PkbClient(sandbox_connection(server), retry=FAST_RETRIES) as client:
-            eligible = list(journal.iter_eligible())
+            eligible = list(journal.rows.iter_eligible())
             commits: list[str] = []
-            journal._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+            journal.db.connection.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
             recorded: list[int] = []
 
             def record(results):
                 recorded.extend(item.patient.input_row for item, _ in results)
-                journal.record_issued([(item.patient.input_row, pair) for item, pair in results], [])
+                journal.codes.record_issued([(item.patient.input_row, pair) for item, pair in results], [])
 
-            tokens.issue_rest(eligible, client, journal, record, lambda n: None, validity_days=30, workers=workers)
+            tokens.issue_rest(eligible, client, journal.codes, record, lambda n: None, validity_days=30,
+                              workers=workers)
     assert sorted(recorded) == sorted(e.patient.input_row for e in eligible)  # each answer kept, once
     requests = math.ceil(len(eligible) / workers)  # one commit per group of requests, not one per patient
     assert len(commits) <= requests + len(eligible)
@@ -233,7 +234,7 @@ def test_codes_expiring_before_printing_are_reissued_and_the_manifest_shows_the_
         assert entry["codes_expire"] == issued[nhs_number][-1].expiry.date().isoformat()
         assert entry["codes_expire"] >= first_expiry[nhs_number].isoformat()
     with Journal.in_dir(out_dir) as journal:
-        reasons = [e["detail"] for e in journal.events("reissue")]
+        reasons = [e["detail"] for e in journal.events.of_kind("reissue")]
     assert len(reasons) == PATIENTS
     assert all("within 21 days of printing" in r for r in reasons), reasons[0]
 

@@ -8,6 +8,7 @@ render, assemble and finish stay the same when the job has four times the letter
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gc
 import json
@@ -17,23 +18,16 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 from traced import traced_peak
 
-from pkb_letters import journal as journal_module
 from pkb_letters import marks, pipeline, printfile
 from pkb_letters.batching import batched
 from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM
-from pkb_letters.journal import Journal, PieceRecord
-from pkb_letters.mailsort import in_print_order, postcode_key, postcode_order_key
-from pkb_letters.manifest import (
-    MANIFEST_CSV,
-    MANIFEST_JSON,
-    letter_entry,
-    stream_manifest,
-    write_manifest_csv,
-    write_manifest_json,
-)
+from pkb_letters.job import sql as journal_sql
+from pkb_letters.job.journal import Journal
+from pkb_letters.mailsort import postcode_key, postcode_order_key
+from pkb_letters.manifest import LETTER_FIELDS, MANIFEST_CSV, MANIFEST_JSON, letter_entry, stream_manifest
 from pkb_letters.marks import POINTS_PER_MM
 from pkb_letters.printing import PrintOptions
-from pkb_letters.records import CodePair, Letter, PatientRow, PlacedLetter
+from pkb_letters.records import CodePair, Letter, PatientRow, PieceRecord, PlacedLetter
 
 POSTCODES = [
     "NE1 7RU", "NE10 1AA", "NE2 4HH", "ne2 4hh", "N1 9GU", "N10 1AA", "NE1 7RA", "NE1A 1AA", "NE1 7R",
@@ -58,27 +52,36 @@ def _codes(row: int) -> CodePair:
     return CodePair(f"INV{row:05d}", f"ACC{row:05d}", dt.date(2030, 1, 1))
 
 
+def _patients(rows: int) -> list[PatientRow]:
+    return [_patient(row, POSTCODES[row % len(POSTCODES)]) for row in range(2, rows + 2)]
+
+
 def _coded_journal(path: Path, rows: int) -> Journal:
     journal = Journal.in_dir(path)
-    journal.add_patients(_patient(row, POSTCODES[row % len(POSTCODES)]) for row in range(2, rows + 2))
-    journal.record_issued([(row, _codes(row)) for row in range(2, rows + 2)], [])
+    journal.rows.record_intake_rows(_patients(rows))
+    journal.codes.record_issued([(row, _codes(row)) for row in range(2, rows + 2)], [])
     return journal
+
+
+def _in_print_order(patients: list[PatientRow], order: str) -> list[PatientRow]:
+    """The print order held whole, as a stable sort gives it: ties keep input order."""
+    return sorted(patients, key=lambda p: postcode_key(p.postcode)) if order == "postcode" else list(patients)
 
 
 @pytest.mark.parametrize("order", ["input", "postcode"])
 def test_coded_rows_come_in_print_order_a_page_at_a_time_while_the_journal_is_written(tmp_path, monkeypatch, order):
-    monkeypatch.setattr(journal_module, "PAGE_ROWS", 4)
+    monkeypatch.setattr(journal_sql, "PAGE_ROWS", 4)
     with _coded_journal(tmp_path, 50) as journal:
-        expected = [patient.input_row for patient, _ in in_print_order(journal.coded(), order)]
+        expected = [patient.input_row for patient in _in_print_order(_patients(50), order)]
         given = []
-        for sequence, (patient, codes) in enumerate(journal.coded_in_print_order(order), 1):
+        for sequence, (patient, codes) in enumerate(journal.placements.coded_in_print_order(order), 1):
             given.append(patient.input_row)
             assert codes == _codes(patient.input_row)
             # placed as they are read, as the render stage does: each page starts after the last row given
             letter = Letter(sequence, f"P{sequence}", patient, codes)
-            journal.record_placements([PlacedLetter(letter, "letters.pdf", sequence, 1)], chunk=sequence)
+            journal.placements.record_placements([PlacedLetter(letter, "letters.pdf", sequence, 1)], chunk=sequence)
         assert given == expected
-        assert [p.letter.patient.input_row for p in journal.placed()] == expected
+        assert [p.letter.patient.input_row for p in journal.placements.placed()] == expected
 
 
 def test_the_streamed_manifest_is_byte_for_byte_the_whole_one(tmp_path):
@@ -93,12 +96,23 @@ def test_the_streamed_manifest_is_byte_for_byte_the_whole_one(tmp_path):
         whole, streamed = tmp_path / "whole", tmp_path / "streamed"
         for folder in (whole, streamed):
             folder.mkdir(exist_ok=True)
-        write_manifest_json(whole, {"job": {**job, "letters": len(letters)}, "letters": letters})
-        write_manifest_csv(whole, letters)
+        _write_whole_manifests(whole, {"job": {**job, "letters": len(letters)}, "letters": letters})
         stream_manifest(streamed, {**job, "letters": len(letters)}, iter(letters))
         for name in (MANIFEST_JSON, MANIFEST_CSV):
             assert (streamed / name).read_bytes() == (whole / name).read_bytes(), (name, len(letters))
         assert json.loads((streamed / MANIFEST_JSON).read_text(encoding="utf-8"))["letters"] == letters
+
+
+def _write_whole_manifests(out_dir: Path, manifest: dict) -> None:
+    """The manifests written from the whole job held at once, by json and csv alone."""
+    with (out_dir / MANIFEST_JSON).open("w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    with (out_dir / MANIFEST_CSV).open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, LETTER_FIELDS)
+        writer.writeheader()
+        for entry in manifest["letters"]:
+            writer.writerow({**entry, **{key: " | ".join(entry.get(key, [])) for key in ("address_lines", "marks")}})
 
 
 # -- the main process's memory across render, assemble and finish --------------------------------------------
@@ -123,7 +137,7 @@ def _lay_out(journal: Journal, work: Path) -> list[Path]:
     """What the render stage does in this process: chunks of coded letters in print order, each chunk's
     PDF written, then its letters placed; here the PDF is blank pages."""
     paths, next_page, sequence = [], 1, 1
-    for index, chunk in enumerate(batched(journal.coded_in_print_order("postcode"), CHUNK), 1):
+    for index, chunk in enumerate(batched(journal.placements.coded_in_print_order("postcode"), CHUNK), 1):
         letters = [Letter(sequence + n, f"P{sequence + n}", patient, codes) for n, (patient, codes) in enumerate(chunk)]
         sequence += len(letters)
         counts = [_page_count(patient.input_row) for patient, _ in chunk]
@@ -154,7 +168,7 @@ def _stage_peaks(folder: Path, letters: int) -> dict[str, int]:
 
 
 def test_the_main_process_holds_no_more_for_four_times_the_letters(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal_module, "PAGE_ROWS", PAGE)
+    monkeypatch.setattr(journal_sql, "PAGE_ROWS", PAGE)
     monkeypatch.setattr(printfile, "RECORD_BATCH", PAGE)
     # A pypdf reader is a reference cycle: one done with waits for Python's cycle collector, which
     # runs when it likes. Collecting as each chunk is opened measures what assembling holds.

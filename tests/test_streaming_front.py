@@ -23,14 +23,15 @@ from conftest import FIXTURES, connection_to, no_weasyprint_warnings
 from traced import traced_peak
 
 from pkb_letters import intake, pipeline, render, resolve, tokens
-from pkb_letters import journal as journal_module
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection
 from pkb_letters.errors import InputFileError
-from pkb_letters.journal import Journal, Stage
+from pkb_letters.job import sql as journal_sql
+from pkb_letters.job.journal import Journal
 from pkb_letters.pipeline import run_job
 from pkb_letters.pkb import PkbClient
 from pkb_letters.printing import PrintOptions
 from pkb_letters.progress import NoProgress
+from pkb_letters.records import Stage
 from pkb_letters.render import LetterTemplate
 from pkb_letters.sandbox.synthetic import CLIENT_ID, CLIENT_SECRET, ORGANISATION_ID, SyntheticJob, write_synthetic_job
 
@@ -46,7 +47,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "pkb-letters"
 @pytest.fixture(autouse=True)
 def _small_pages(monkeypatch):
     monkeypatch.setattr(intake, "_BLOCK", 4096)  # bytes of the file read at a time
-    monkeypatch.setattr(journal_module, "PAGE_ROWS", PAGE)
+    monkeypatch.setattr(journal_sql, "PAGE_ROWS", PAGE)
     monkeypatch.setattr(render, "FIT_BATCH", PAGE)
     monkeypatch.setattr(resolve, "STATUS_QUERY_LIMIT", PKB_BATCH)
     monkeypatch.setattr(tokens, "GENERATE_TOKENS_LIMIT", PKB_BATCH)
@@ -125,7 +126,7 @@ def test_intake_holds_no_more_for_four_times_the_rows(lists, tmp_path):
         settings = _settings(synthetic, out_dir)
         with Journal.in_dir(out_dir) as journal:
             traced, _ = traced_peak(lambda: _read(journal, settings))
-            assert journal.count_at(Stage.READ) == len(synthetic.nhs_numbers)
+            assert journal.rows.count_at(Stage.READ) == len(synthetic.nhs_numbers)
         return traced
 
     _assert_flat(peak, lists, tmp_path)
@@ -146,7 +147,7 @@ def test_the_address_fit_holds_no_more_for_four_times_the_rows(lists, tmp_path, 
             _read(journal, settings)
             fitted = []
             traced, _ = traced_peak(lambda: pipeline._check_addresses(journal, renderer, 1, fitted.append))
-            assert sum(fitted) == len(synthetic.nhs_numbers) == journal.count_at(Stage.READ)  # every address fits
+            assert sum(fitted) == len(synthetic.nhs_numbers) == journal.rows.count_at(Stage.READ)  # every address fits
         return traced
 
     with no_weasyprint_warnings():
@@ -161,7 +162,7 @@ def test_resolve_holds_no_more_for_four_times_the_patients(lists, pkb, tmp_path,
         with Journal.in_dir(out_dir) as journal, _client(pkb, settings) as client:
             _read(journal, settings)
             traced, _ = traced_peak(lambda: pipeline._resolve(journal, client, settings, NoProgress()))
-            assert journal.count_at(Stage.ELIGIBLE) == len(synthetic.nhs_numbers)
+            assert journal.rows.count_at(Stage.ELIGIBLE) == len(synthetic.nhs_numbers)
         return traced
 
     _assert_flat(peak, lists, tmp_path)
@@ -177,7 +178,7 @@ def test_codes_hold_no_more_for_four_times_the_patients(lists, pkb, tmp_path, ap
             _read(journal, settings)
             pipeline._resolve(journal, client, settings, NoProgress())
             traced, _ = traced_peak(lambda: pipeline._issue(journal, client, settings, NoProgress()))
-            assert journal.count_at(Stage.CODED) == len(synthetic.nhs_numbers)
+            assert journal.rows.count_at(Stage.CODED) == len(synthetic.nhs_numbers)
         return traced
 
     _assert_flat(peak, lists, tmp_path)
@@ -235,7 +236,7 @@ EXPECTED = {
 
 @pytest.fixture
 def _tiny_pages(monkeypatch):
-    for module, name in ((journal_module, "PAGE_ROWS"), (render, "FIT_BATCH"),
+    for module, name in ((journal_sql, "PAGE_ROWS"), (render, "FIT_BATCH"),
                          (resolve, "STATUS_QUERY_LIMIT"), (tokens, "GENERATE_TOKENS_LIMIT")):
         monkeypatch.setattr(module, name, 3)
 
@@ -250,7 +251,7 @@ def test_a_messy_list_ends_row_by_row_as_before(sandbox, tmp_path, api):
                            concurrency=2)
     summary = run_job(settings, connection_to(sandbox), stop_after="codes")
     with Journal.in_dir(tmp_path / "job") as journal:
-        rows = journal._db.execute("SELECT input_row, stage, reason, detail FROM rows ORDER BY input_row").fetchall()
+        rows = journal.db.execute("SELECT input_row, stage, reason, detail FROM rows ORDER BY input_row").fetchall()
     got = {r["input_row"]: (r["stage"], r["reason"], r["detail"]) for r in rows}
     assert sorted(got) == sorted(EXPECTED)
     for row, (stage, reason, phrase) in EXPECTED.items():

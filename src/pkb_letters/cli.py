@@ -13,7 +13,7 @@ import click
 from . import config
 from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
 from .errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
-from .journal import JOURNAL_NAME, Journal
+from .job.journal import JOURNAL_NAME, Journal
 from .log import LOG_FORMATS, configure_logging
 from .marks import MarkKind
 from .pipeline import STOP_POINTS, JobSummary, run_job
@@ -392,7 +392,7 @@ def deliver_command(job_dir: Path, destination: str, identity: Path | None, know
         ssh = SshOptions(identity, known_hosts, config.sftp_password(config.environment()))
         delivery = deliver_job(job_dir, parse_destination(destination), ssh, redeliver)
         with Journal.in_dir(job_dir) as journal:
-            job_id, history = journal.settings()["id"], journal.deliveries()
+            job_id, history = journal.job.id, journal.deliveries.attempts()
     _print_delivery(job_id, delivery, history)
 
 

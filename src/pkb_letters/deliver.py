@@ -41,7 +41,7 @@ import paramiko
 from .config import SFTP_PASSWORD_ENV
 from .errors import ConfigError, DeliveryConflict, DeliveryError, HostKeyError, InvariantError
 from .files import PRIVATE_DIR, PRIVATE_FILE, sha256_of
-from .journal import JOURNAL_NAME, Journal
+from .job.journal import JOURNAL_NAME, Journal
 from .manifest import EXCEPTIONS_CSV, MANIFEST_CSV, MANIFEST_JSON
 from .records import DeliveredFile, Delivery, DeliveryOutcome
 
@@ -519,10 +519,10 @@ def deliver_job(
         raise ConfigError(f"{out_dir} has no job journal ({JOURNAL_NAME}); is it a finished job folder?")
     where = str(destination) if isinstance(destination, SftpDestination) else local_where(destination)
     with Journal.in_dir(out_dir) as journal:
-        if journal.settings().get("id") != job.id:
+        if journal.job.id != job.id:
             raise InvariantError(f"{MANIFEST_JSON} is for job {job.id} but the journal in {out_dir} is not")
         delivered_before = any(
-            d.destination == where and d.outcome != DeliveryOutcome.FAILED for d in journal.deliveries()
+            d.destination == where and d.outcome != DeliveryOutcome.FAILED for d in journal.deliveries.attempts()
         )
         started, host_key = _now(), None
         try:
@@ -531,10 +531,10 @@ def deliver_job(
                 host_key = folder.host_key
                 outcome, files = deliver(job, folder, delivered_before and not redeliver)
         except DeliveryError as exc:
-            journal.record_delivery(Delivery(started, _now(), where, DeliveryOutcome.FAILED, host_key, (), str(exc)))
+            journal.deliveries.record(Delivery(started, _now(), where, DeliveryOutcome.FAILED, host_key, (), str(exc)))
             raise
         delivery = Delivery(started, _now(), where, outcome, host_key, files)
-        journal.record_delivery(delivery)
+        journal.deliveries.record(delivery)
         return delivery
 
 

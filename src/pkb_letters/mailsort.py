@@ -7,12 +7,7 @@ unit, so letters for one delivery office sit together in the print file.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TypeVar
 
-from .records import PatientRow
-
-T = TypeVar("T")
 _OUTWARD = re.compile(r"^([A-Z]{1,2})(\d{1,2})([A-Z]?)$")
 
 
@@ -40,9 +35,3 @@ def postcode_order_key(postcode: str) -> bytes:
             encoded += text.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01") + b"\x00"
     return bytes(encoded)
 
-
-def in_print_order(items: Sequence[tuple[PatientRow, T]], order: str) -> list[tuple[PatientRow, T]]:
-    """Ties keep input order (the sort is stable), so the manifest's input_row stays meaningful."""
-    if order == "postcode":
-        return sorted(items, key=lambda item: postcode_key(item[0].postcode))
-    return list(items)

@@ -17,8 +17,7 @@ from typing import Any
 import ijson
 
 from .files import atomic_writer
-from .journal import PieceRecord
-from .records import Exclusion, PlacedLetter
+from .records import Exclusion, PieceRecord, PlacedLetter
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
@@ -35,7 +34,7 @@ def letter_entry(
     placed: PlacedLetter, piece: PieceRecord | None = None, reissued: str | None = None
 ) -> dict[str, Any]:
     """One envelope: the mail run data file's record. `marks` is the payload printed on each sheet;
-    `codes_reissued` says why this patient's pair is a second one (see `journal.Reissue`), or is empty."""
+    `codes_reissued` says why this patient's pair is a second one (see `records.Reissue`), or is empty."""
     letter = placed.letter
     entry = {
         "sequence": letter.sequence,
@@ -79,28 +78,14 @@ def manifest_job(job: dict[str, Any], letters: int, files: Sequence[Any], with_s
     return {**job, "letters": letters, **totals, "files": [asdict(f) for f in files]}
 
 
-def write_manifest_json(out_dir: Path, manifest: dict[str, Any]) -> None:
-    with atomic_writer(out_dir / MANIFEST_JSON, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-
-
-def write_manifest_csv(out_dir: Path, letters: Iterable[dict[str, Any]]) -> None:
-    with atomic_writer(out_dir / MANIFEST_CSV, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, LETTER_FIELDS)
-        writer.writeheader()
-        for entry in letters:
-            writer.writerow(_csv_row(entry))
-
-
 def _csv_row(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, **{key: " | ".join(entry.get(key, [])) for key in ("address_lines", "marks")}}
 
 
 def stream_manifest(out_dir: Path, job: dict[str, Any], letters: Iterable[dict[str, Any]]) -> None:
-    """`manifest.json` and `manifest.csv` written a letter at a time, byte for byte what
-    `write_manifest_json` and `write_manifest_csv` write for `{"job": job, "letters": [...]}`
-    held whole. `manifest.json` is in place first, as when they are written one after the other."""
+    """`manifest.json` and `manifest.csv` written a letter at a time, byte for byte what `json.dump`
+    (indent 2) and a `csv.DictWriter` write for `{"job": job, "letters": [...]}` held whole.
+    `manifest.json` is in place first, as when they are written one after the other."""
     with (
         atomic_writer(out_dir / MANIFEST_CSV, "w", encoding="utf-8", newline="") as csv_handle,
         atomic_writer(out_dir / MANIFEST_JSON, "w", encoding="utf-8") as json_handle,

@@ -304,11 +304,6 @@ class PdfPages:
         count and readers that walk the /Kids (as qpdf, PDFium and most printers do) find different pages."""
         return {**self._cut_disagreements, **self._tree.disagreements}
 
-    @property
-    def pages_read(self) -> int:
-        """How many pages the document the libraries read has: all the file's, or the excerpt's."""
-        return len(self._document)
-
     def _page_object(self, number: int) -> pikepdf.Dictionary:
         if number not in self._pages:
             raise IndexError(f"page {number} is not among the {self._count} pages of the file, "

@@ -1,4 +1,4 @@
-"""The job: intake → resolve → tokens → render → assemble → manifest, over one journal.
+"""The job: intake → fit → resolve → codes → render → assemble → manifest, over one journal.
 
 `run_job` takes settings and a PKB connection and gives a `JobSummary`; each
 stage's decisions are written to the journal as they are made, and every
@@ -32,19 +32,20 @@ from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .intake import PatientList, open_patient_list
-from .journal import JOURNAL_NAME, Journal, PieceRecord, Reissue, Stage
+from .job.journal import JOURNAL_NAME, Journal
+from .job.state import Fingerprint, JobIdentity
 from .manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from .pkb import PkbClient
-from .printfile import Finishing, Piece, PlacedPiece, PrintFile, pieces_from_placements, stream_print_files
+from .printfile import Finishing, Piece, PlacedPiece, pieces_from_placements, stream_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
-from .records import CodePair, Exclusion, Letter, PlacedLetter
+from .records import CodePair, Exclusion, Letter, PieceRecord, PlacedLetter, PrintFile, Reissue, Stage, Step
 from .render import ChunkRenderer, LetterTemplate, RenderSpec
 from .validate import fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
-STOP_POINTS = ("resolve", "codes")
+STOP_POINTS = (Step.RESOLVE.value, Step.CODES.value)
 logger = logging.getLogger(__name__)
 
 
@@ -90,46 +91,47 @@ def run_job(
     previous = _archive_journal(journal_path) if restart and journal_path.exists() else None
     with Journal.in_dir(settings.out_dir) as journal:
         if resuming:
-            job = _job_record(journal.settings())
-            settings = _with_job_letter_date(settings, journal.settings())
-            logger.info("resuming job %s", job["id"], extra={"event": "resume", "job_id": job["id"]})
+            job = journal.job.identity()
+            settings = _with_job_letter_date(settings, job)
+            logger.info("resuming job %s", job.id, extra={"event": "resume", "job_id": job.id})
         else:
             job = _start(journal, settings, template, fingerprint, previous)
         try:
             return _run_stages(journal, job, settings, connection, template, options, progress, stop_after,
                                today, resuming, intake)
         except (PkbApiError, RenderClusterError) as exc:
-            journal.add_event("stopped", str(exc))
+            journal.events.add("stopped", str(exc))
             raise
 
 
 def _run_stages(
-    journal: Journal, job: dict[str, str], settings: JobSettings, connection: PkbConnection,
+    journal: Journal, job: JobIdentity, settings: JobSettings, connection: PkbConnection,
     template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
     today: Callable[[], dt.date], resumed: bool, intake: PatientList | None,
 ) -> JobSummary:
-    spec = render_spec(template, settings, options, job["id"])
+    spec = render_spec(template, settings, options, job.id)
     renderer = spec.renderer()
     journal.begin_run()
-    if not journal.is_done("intake"):
+    if not journal.job.is_done(Step.INTAKE):
         _record_intake(journal, intake or _read_list(settings))
-    if not journal.is_done("address-fit"):
-        with progress.stage("fit", journal.count_by_stage().get(Stage.READ, 0)) as advance:
+    if not journal.job.is_done(Step.FIT):
+        with progress.stage(Step.FIT, journal.rows.count_at(Stage.READ)) as advance:
             _check_addresses(journal, renderer, settings.workers, advance)
-        renderer.preflight(journal.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops here
-        journal.mark_done("address-fit")
+        renderer.preflight(journal.rows.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops
+        journal.job.mark_done(Step.FIT)
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:
         _resolve(journal, client, settings, progress)
-        if stop_after == "resolve":
+        if stop_after == Step.RESOLVE:
             return _partial_summary(journal, job, resumed)
         _issue(journal, client, settings, progress)
-        if stop_after == "codes":
+        if stop_after == Step.CODES:
             return _partial_summary(journal, job, resumed)
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress)
     files = _render_and_assemble(journal, spec, settings, progress, options)
-    summary = _finish(journal, settings.out_dir, {**job, "print": _print_summary(options)}, files, resumed)
+    summary = _finish(journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files,
+                      resumed)
     if options.preflight and files:
         _preflight(settings.out_dir, files, options, progress)
     return summary
@@ -168,19 +170,19 @@ def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions,
 # -- the job's identity and resuming ------------------------------------------------------------
 
 
-def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: PrintOptions) -> dict[str, str]:
+def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: PrintOptions) -> Fingerprint:
     """What must not change between a job's first run and a resume."""
     letter = {k: str(v) for k, v in dataclasses.asdict(settings.letter).items() if k != "date"}
-    return {
-        "input_sha256": sha256_of(settings.patients),
-        "template_sha256": _directory_digest(template.directory),
-        "api": settings.api,
-        "letter_settings": json.dumps(letter, sort_keys=True),
-        "print": json.dumps({**_print_summary(options), "postage_class": options.postage_class,
-                             "envelope_geometry": str(options.envelope), "marks_layout": str(options.marks)},
-                            sort_keys=True),
-        "rules": json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
-    }
+    return Fingerprint(
+        input_sha256=sha256_of(settings.patients),
+        template_sha256=_directory_digest(template.directory),
+        api=settings.api,
+        letter_settings=json.dumps(letter, sort_keys=True),
+        print=json.dumps({**_print_summary(options), "postage_class": options.postage_class,
+                          "envelope_geometry": str(options.envelope), "marks_layout": str(options.marks)},
+                         sort_keys=True),
+        rules=json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
+    )
 
 
 _FINGERPRINT_WORDS = {
@@ -193,13 +195,13 @@ _FINGERPRINT_WORDS = {
 }
 
 
-def _check_same_job(journal_path: Path, fingerprint: dict[str, str], restart: bool) -> None:
+def _check_same_job(journal_path: Path, fingerprint: Fingerprint, restart: bool) -> None:
     with Journal(journal_path) as journal:
-        recorded = journal.settings()
-    changed = [word for key, word in _FINGERPRINT_WORDS.items() if recorded.get(key) != fingerprint[key]]
+        recorded, job_id = journal.job.fingerprint(), journal.job.id
+    changed = [_FINGERPRINT_WORDS[name] for name in fingerprint.changed_from(recorded)]
     if changed and not restart:
         raise ConfigError(
-            f"{journal_path.parent} holds job {recorded.get('id', '?')}, made with a different "
+            f"{journal_path.parent} holds job {job_id or '?'}, made with a different "
             f"{', '.join(changed)}. Run again with the original settings to resume it, choose a new --out, "
             "or add --restart to replace that job (its code pairs are carried over, never requested again)"
         )
@@ -208,7 +210,7 @@ def _check_same_job(journal_path: Path, fingerprint: dict[str, str], restart: bo
 def _archive_journal(journal_path: Path) -> Path:
     """Keep the replaced job's journal beside the new one: its code pairs are live credentials."""
     with Journal(journal_path) as old:
-        old_id = old.settings().get("id", "unknown")  # closing folds the log back into this one file
+        old_id = old.job.id or "unknown"  # closing folds the log back into this one file
     archived = journal_path.with_name(f"replaced-{old_id}-{secrets.token_hex(2)}.sqlite")
     journal_path.rename(archived)
     work = journal_path.parent / WORK_DIR
@@ -228,34 +230,29 @@ def _directory_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def _job_record(stored: dict[str, str]) -> dict[str, str]:
-    return {key: stored[key] for key in ("id", "created", "template", "api")}
-
-
-def _with_job_letter_date(settings: JobSettings, stored: dict[str, str]) -> JobSettings:
+def _with_job_letter_date(settings: JobSettings, job: JobIdentity) -> JobSettings:
     """A resumed job keeps the letter date it started with, so all its letters carry one date."""
-    letter_date = dt.date.fromisoformat(stored["letter_date"])
-    return dataclasses.replace(settings, letter=dataclasses.replace(settings.letter, date=letter_date))
+    return dataclasses.replace(settings, letter=dataclasses.replace(settings.letter, date=job.letter_date))
 
 
 def _start(
-    journal: Journal, settings: JobSettings, template: LetterTemplate, fingerprint: dict[str, str],
+    journal: Journal, settings: JobSettings, template: LetterTemplate, fingerprint: Fingerprint,
     previous: Path | None,
-) -> dict[str, str]:
-    job = {
-        "id": f"PKB-{settings.letter.date:%Y%m%d}-{secrets.token_hex(3).upper()}",
-        "created": _now(),
-        "template": template.name,
-        "api": settings.api,
-    }
-    journal.set_settings({
-        **job, **fingerprint, "patients": str(settings.patients), "letter_date": settings.letter.date.isoformat(),
-    })
+) -> JobIdentity:
+    job = JobIdentity(
+        id=f"PKB-{settings.letter.date:%Y%m%d}-{secrets.token_hex(3).upper()}",
+        created=_now(),
+        template=template.name,
+        api=settings.api,
+        patients=str(settings.patients),
+        letter_date=settings.letter.date,
+        replaces=previous.name if previous is not None else None,
+    )
+    journal.job.start(job, fingerprint)
     if previous is not None:
         with Journal(previous) as old:
-            carried = journal.carry_codes_from(old)
-        journal.set_settings({"replaces": previous.name})
-        journal.add_event("restart", f"replaces the job in {previous.name}; {carried} code requests carried over")
+            carried = journal.codes.carry_codes_from(old.codes)
+        journal.events.add("restart", f"replaces the job in {previous.name}; {carried} code requests carried over")
     return job
 
 
@@ -266,7 +263,7 @@ def _read_list(settings: JobSettings) -> PatientList:
 
 def _record_intake(journal: Journal, patient_list: PatientList) -> None:
     with patient_list:
-        rows, excluded = journal.record_intake_rows(patient_list.rows())
+        rows, excluded = journal.record_intake(patient_list.rows())
     logger.info("intake: %d rows, %d excluded", rows, excluded)
 
 
@@ -274,68 +271,68 @@ def _check_addresses(
     journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]
 ) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
-    patients, count = journal.iter_patients_at(Stage.READ), journal.count_at(Stage.READ)
+    patients, count = journal.rows.iter_patients_at(Stage.READ), journal.rows.count_at(Stage.READ)
     misfits = 0
     for problems in fit_exclusions(renderer, patients, count, workers, advance):
         for problem in problems:
-            journal.exclude(problem.input_row, problem.reason, problem.detail)
+            journal.rows.exclude(problem.input_row, problem.reason, problem.detail)
         misfits += len(problems)
     logger.info("address fit: %d blocks would not print", misfits)
 
 
 def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
-    to_ask = journal.count_at(Stage.READ)
+    to_ask = journal.rows.count_at(Stage.READ)
     if not to_ask:
         return
-    patients = journal.iter_patients_at(Stage.READ)  # a page at a time, as they are asked about
-    with progress.stage("resolve", to_ask) as advance:
+    patients = journal.rows.iter_patients_at(Stage.READ)  # a page at a time, as they are asked about
+    with progress.stage(Step.RESOLVE, to_ask) as advance:
         if settings.api == "fhir":
-            resolve.resolve_fhir(patients, client, settings.letter.date, journal.record_decisions, advance)
+            resolve.resolve_fhir(patients, client, settings.letter.date, journal.rows.record_decisions, advance)
         else:
-            resolve.resolve_rest(patients, client, settings.letter.date, journal.record_decisions, advance,
+            resolve.resolve_rest(patients, client, settings.letter.date, journal.rows.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
                                  check_postcode=settings.rules.postcode_check)
-    logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.count_at(Stage.ELIGIBLE))
+    logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.rows.count_at(Stage.ELIGIBLE))
 
 
 def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
     _take_carried_codes(journal)
-    to_ask = journal.count_at(Stage.ELIGIBLE)
+    to_ask = journal.rows.count_at(Stage.ELIGIBLE)
     if not to_ask:
         return
-    eligible = journal.iter_eligible()  # a page at a time, as they are asked for
+    eligible = journal.rows.iter_eligible()  # a page at a time, as they are asked for
 
     def record(results: list[tokens.Issued]) -> None:
         pairs = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, CodePair)]
         refusals = [outcome for _, outcome in results if isinstance(outcome, Exclusion)]
-        journal.record_issued(pairs, refusals)
+        journal.codes.record_issued(pairs, refusals)
 
-    with progress.stage("codes", to_ask) as advance:
+    with progress.stage(Step.CODES, to_ask) as advance:
         if settings.api == "fhir":
-            tokens.issue_fhir(eligible, client, journal, record, advance)
+            tokens.issue_fhir(eligible, client, journal.codes, record, advance)
         else:
-            tokens.issue_rest(eligible, client, journal, record, advance,
+            tokens.issue_rest(eligible, client, journal.codes, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
                               failure_limit=settings.failure_limit)
-    logger.info("codes: %d asked, %d pairs held", to_ask, journal.count_at(Stage.CODED))
+    logger.info("codes: %d asked, %d pairs held", to_ask, journal.rows.count_at(Stage.CODED))
 
 
 def _take_carried_codes(journal: Journal) -> None:
     """After a restart: patients the replaced job already holds a pair for get that pair, not a new one."""
-    for input_row, nhs_number in journal.eligible_with_carried_codes():
-        codes, uncertain = journal.carried_codes(nhs_number)
+    for input_row, nhs_number in journal.codes.eligible_with_carried_codes():
+        codes, uncertain = journal.codes.carried_codes(nhs_number)
         if codes is not None:
-            journal.take_carried_codes(input_row, codes)
+            journal.codes.take_carried_codes(input_row, codes)
         elif uncertain:
-            journal.mark_lost_response_from_previous_job(input_row)
+            journal.codes.mark_lost_response_from_previous_job(input_row)
 
 
 def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date) -> int:
     """Pairs from an earlier run that would expire within the minimum validity are asked for again."""
     deadline = today + dt.timedelta(days=settings.min_validity_days)
-    expiring = journal.coded_expiring_before(deadline)
+    expiring = journal.codes.coded_expiring_before(deadline)
     for input_row, expires in expiring:
-        journal.send_back_for_reissue(
+        journal.codes.send_back_for_reissue(
             [input_row], Reissue.EXPIRING,
             f"the pair expires on {expires.isoformat()}, within {settings.min_validity_days} days of "
             f"printing on {today.isoformat()}",
@@ -359,35 +356,35 @@ def _render_and_assemble(
     """
     work = settings.out_dir / WORK_DIR
     if _print_files_intact(journal, settings.out_dir):
-        return _recorded_print_files(journal)
+        return journal.job.print_files()
     make_private_dir(work)
     _lay_out_again_from_missing_chunk(journal, work)
-    last_chunk, last_sequence, last_page = journal.render_position()
-    to_render = journal.count_at(Stage.CODED)
+    last_chunk, last_sequence, last_page = journal.placements.render_position()
+    to_render = journal.rows.count_at(Stage.CODED)
     # read from the journal a page at a time as chunks go out, in print order
-    chunks = batched(journal.coded_in_print_order(options.sort), settings.chunk_size)
+    chunks = batched(journal.placements.coded_in_print_order(options.sort), settings.chunk_size)
     next_page = last_page + 1
     executor = chunk_executor(settings.executor, spec, settings.workers, -(-to_render // settings.chunk_size))
     try:
-        with progress.stage("render", to_render) as advance:
+        with progress.stage(Step.RENDER, to_render) as advance:
             for outcome in render_in_order(executor, chunks, last_chunk + 1, last_sequence + 1):
                 for refusal in outcome.refused:
-                    journal.exclude(refusal.patient.input_row, refusal.reason, refusal.detail)
+                    journal.rows.exclude(refusal.patient.input_row, refusal.reason, refusal.detail)
                 if outcome.letters:
                     write_atomic(_chunk_path(work, outcome.task.index), outcome.pdf)
                     next_page = _place(journal, outcome.letters, outcome.page_counts, next_page, outcome.task.index)
                 advance(len(outcome.task.items))
     finally:
         executor.close()
-    chunks = journal.placed_chunks()
+    chunks = journal.placements.placed_chunks()
     logger.info("render: %d chunks, %d pages", len(chunks), next_page - 1)
     files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
-        with progress.stage("assemble", journal.count_at(Stage.PLACED)) as advance:
+        with progress.stage(Step.ASSEMBLE, journal.rows.count_at(Stage.PLACED)) as advance:
             files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], spec.job_id,
                                         settings.out_dir, options, advance)
-        journal.set_settings({"print_files": json.dumps([dataclasses.asdict(f) for f in files])})
-    journal.mark_done("assemble")
+            journal.job.record_print_files(files)
+    journal.job.mark_done(Step.ASSEMBLE)
     for path in work.iterdir():
         path.unlink()
     work.rmdir()
@@ -404,12 +401,12 @@ def _finish_print_files(
 
     def pieces() -> Iterator[Piece]:
         return pieces_from_placements(
-            journal.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
+            journal.placements.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
         )
 
     def record(placed: Sequence[PlacedPiece]) -> None:
-        journal.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
-        journal.record_pieces(
+        journal.placements.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
+        journal.placements.record_pieces(
             PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks)
             for p in placed
         )
@@ -425,24 +422,20 @@ def _chunk_path(work: Path, index: int) -> Path:
 
 
 def _print_files_intact(journal: Journal, out_dir: Path) -> bool:
-    if not journal.is_done("assemble"):
+    if not journal.job.is_done(Step.ASSEMBLE):
         return False
-    files = _recorded_print_files(journal)
+    files = journal.job.print_files()
     if all((out_dir / f.name).exists() and sha256_of(out_dir / f.name) == f.sha256 for f in files):
         return True
     logger.warning("a print file is missing or changed since it was made; laying the letters out again")
-    journal.undo_done("assemble")
+    journal.job.undo_done(Step.ASSEMBLE)
     return False
 
 
-def _recorded_print_files(journal: Journal) -> list[PrintFile]:
-    return [PrintFile(**f) for f in json.loads(journal.settings().get("print_files", "[]"))]
-
-
 def _lay_out_again_from_missing_chunk(journal: Journal, work: Path) -> None:
-    for chunk in journal.placed_chunks():
+    for chunk in journal.placements.placed_chunks():
         if not _chunk_path(work, chunk).exists():
-            undone = journal.unplace_from_chunk(chunk)
+            undone = journal.placements.unplace_from_chunk(chunk)
             logger.info("render: chunk %d is missing; %d letters will be laid out again", chunk, undone)
             return
 
@@ -454,24 +447,25 @@ def _place(
     for letter, pages in zip(letters, page_counts, strict=True):
         placed.append(PlacedLetter(letter, PRINT_FILE, first_page, pages))
         first_page += pages
-    journal.record_placements(placed, chunk)
+    journal.placements.record_placements(placed, chunk)
     return first_page
 
 
 def _finish(
-    journal: Journal, out_dir: Path, job: dict[str, str], files: list[PrintFile], resumed: bool
+    journal: Journal, out_dir: Path, job: dict[str, object], files: list[PrintFile], resumed: bool
 ) -> JobSummary:
     """The hand-off files, written a letter at a time from the journal, and the job's summary."""
-    letters = journal.count_at(Stage.PLACED)
-    exceptions = journal.count_at(Stage.EXCLUDED)
-    input_rows = journal.row_count()
+    letters = journal.rows.count_at(Stage.PLACED)
+    exceptions = journal.rows.count_at(Stage.EXCLUDED)
+    input_rows = journal.rows.row_count()
     _check_every_row_accounted(journal, input_rows, letters, exceptions)
     record = manifest_job({**job, "input_rows": input_rows, "exceptions": exceptions,
-                           "reissued": journal.count_reissues()}, letters, files, journal.has_pieces())
-    entries = (letter_entry(placed, piece, reissued) for placed, piece, reissued in journal.placed_for_manifest())
+                           "reissued": journal.codes.count_reissues()}, letters, files, journal.placements.has_pieces())
+    entries = (letter_entry(placed, piece, reissued)
+               for placed, piece, reissued in journal.placements.placed_for_manifest())
     stream_manifest(out_dir, record, entries)
-    write_exceptions_csv(out_dir, journal.iter_exclusions())
-    journal.mark_done("job")
+    write_exceptions_csv(out_dir, journal.rows.iter_exclusions())
+    journal.job.mark_done(Step.MANIFEST)
     summary = JobSummary(
         job_id=job["id"],
         out_dir=out_dir,
@@ -479,10 +473,10 @@ def _finish(
         letters=letters,
         exceptions=exceptions,
         pages=record["pages"],
-        by_reason=journal.count_by_reason(),
-        reissues=journal.count_reissues(Stage.PLACED),
+        by_reason=journal.rows.count_by_reason(),
+        reissues=journal.codes.count_reissues(Stage.PLACED),
         resumed=resumed,
-        by_stage=journal.count_by_stage(),
+        by_stage=journal.rows.count_by_stage(),
         sheets=record.get("sheets", 0),
         files=tuple(f.name for f in files),
     )
@@ -493,12 +487,12 @@ def _finish(
     return summary
 
 
-def _partial_summary(journal: Journal, job: dict[str, str], resumed: bool) -> JobSummary:
-    by_stage = journal.count_by_stage()
+def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool) -> JobSummary:
+    by_stage = journal.rows.count_by_stage()
     return JobSummary(
-        job_id=job["id"], out_dir=journal.path.parent, input_rows=journal.row_count(), letters=0,
-        exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.count_by_reason(),
-        reissues=_count(journal.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
+        job_id=job.id, out_dir=journal.path.parent, input_rows=journal.rows.row_count(), letters=0,
+        exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.rows.count_by_reason(),
+        reissues=_count(journal.codes.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
     )
 
 
@@ -513,7 +507,8 @@ def _now() -> str:
 def _check_every_row_accounted(
     journal: Journal, input_rows: int, letters: int, exceptions: int
 ) -> None:
-    stuck = {stage: n for stage, n in journal.count_by_stage().items() if stage not in (Stage.PLACED, Stage.EXCLUDED)}
+    by_stage = journal.rows.count_by_stage().items()
+    stuck = {stage: n for stage, n in by_stage if stage not in (Stage.PLACED, Stage.EXCLUDED)}
     if stuck or input_rows != letters + exceptions:
         raise InvariantError(
             f"input rows ({input_rows}) != letters ({letters}) + exceptions ({exceptions}); "

@@ -40,13 +40,13 @@ from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
 from .errors import ConfigError, InvariantError
 from .files import make_private_dir, write_atomic
 from .intake import IntakeResult, read_patient_list
-from .journal import JOURNAL_NAME, PieceRecord
+from .job.journal import JOURNAL_NAME
 from .log import mask_nhs_numbers
 from .manifest import build_manifest
 from .printfile import Finishing, Piece, PlacedPiece, PrintFile, write_print_files
 from .printing import PrintOptions
 from .proof import PageRole, proof, watermark
-from .records import CodePair, Exclusion, Letter, PatientRow, PlacedLetter, Reason
+from .records import CodePair, Exclusion, Letter, PatientRow, PieceRecord, PlacedLetter, Reason
 from .render import ChunkOutcome, ChunkTask, LetterTemplate, RenderSpec, render_chunk
 from .samples import SAMPLES, samples_csv
 from .validate import address_fit_exclusions

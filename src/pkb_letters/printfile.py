@@ -19,8 +19,7 @@ from itertools import islice
 from pathlib import Path
 
 import pikepdf
-from pypdf import PdfReader, PdfWriter
-from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject
+from pypdf import PdfReader
 
 from . import marks, output_intent, sheets
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
@@ -29,6 +28,7 @@ from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
 from .pdfcopy import ChunkCopier, SourcePage
 from .pdfstream import ObjectCopier, StreamingPdfWriter
+from .records import PrintFile
 
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
@@ -58,18 +58,6 @@ class PlacedPiece:
     first_page: int  # 1-based within `file`
     sheet_count: int
     marks: tuple[str, ...]  # the payload printed on each sheet's front
-
-
-@dataclass(frozen=True)
-class PrintFile:
-    name: str
-    letters: int
-    pages: int
-    sheets: int
-    bytes: int
-    sha256: str
-    postage_class: str | None = None  # set when the job is split by class
-    sheet_count: int | None = None  # set when split by sheets: every letter in the file has this many
 
 
 @dataclass(frozen=True)
@@ -250,18 +238,6 @@ def _print_metadata(template: PdfReader, writer: StreamingPdfWriter, profile: Pa
     info = {} if info is None else {key: copier.copy(info.get_object().raw_get(key)) for key in info.get_object()}
     copier.flush(writer)
     return catalog, info
-
-
-def stamp(writer: PdfWriter, page, operators: bytes) -> None:
-    """Draw `operators` over a page held by a pypdf writer, in default user space whatever state its
-    own content leaves (for editing a PDF in place; the print files are written by `_add_letter`)."""
-    before, after = DecodedStreamObject(), DecodedStreamObject()
-    before.set_data(b"q\n")
-    after.set_data(b"\nQ\n" + operators)
-    contents = page.get("/Contents")
-    existing = [] if contents is None else list(contents) if isinstance(contents, ArrayObject) else [contents]
-    # pypdf has no public call to add a bare object; _add_object is what its own helpers use
-    page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
 
 
 def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:

@@ -21,37 +21,18 @@ import datetime as dt
 import getpass
 import json
 import sqlite3
-from contextlib import closing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .errors import PurgeRefused
 from .files import atomic_writer, sha256_of
-from .journal import JOURNAL_NAME, Journal, Stage
+from .job.journal import JOURNAL_NAME, Journal
 from .manifest import MANIFEST_JSON
+from .records import DeletedFile, PurgeRecord
 
 PURGE_RECORD = "purge.json"
 WORK_DIR = "work"
-
-
-@dataclass(frozen=True)
-class DeletedFile:
-    name: str  # relative to the job folder
-    bytes: int
-    sha256: str
-    matches_manifest: bool | None  # None: the manifest does not list this file (e.g. a left-over chunk)
-
-
-@dataclass(frozen=True)
-class PurgeRecord:
-    job_id: str
-    purged_at: str
-    dispatched_on: str
-    purged_by: str
-    codes_erased: int  # rows whose code pair was erased
-    deleted_files: tuple[DeletedFile, ...]
-    kept: tuple[str, ...]
 
 
 def purge_job(job_dir: Path, dispatched_on: dt.date, today: dt.date | None = None) -> PurgeRecord:
@@ -64,7 +45,7 @@ def purge_job(job_dir: Path, dispatched_on: dt.date, today: dt.date | None = Non
     deleted = tuple(_describe(job_dir, path, listed) for path in to_delete)  # digests before anything goes
 
     with Journal.in_dir(job_dir) as journal:
-        erased = journal.erase_codes()
+        erased = journal.codes.erase_codes()
         for path in to_delete:
             path.unlink()
         if (job_dir / WORK_DIR).is_dir() and not any((job_dir / WORK_DIR).iterdir()):
@@ -79,7 +60,7 @@ def purge_job(job_dir: Path, dispatched_on: dt.date, today: dt.date | None = Non
             kept=tuple(sorted({p.name for p in job_dir.iterdir() if p.is_file()} | {PURGE_RECORD})),
         )
         _write_record(job_dir, record)
-        journal.set_settings({"purged_at": record.purged_at, "purge_record": json.dumps(asdict(record))})
+        journal.job.record_purge(record)
     return record
 
 
@@ -91,32 +72,28 @@ def confirm_finished_job(job_dir: Path) -> dict[str, Any]:
             f"{job_dir} is not a finished pkb-letters job (it needs both {JOURNAL_NAME} and {MANIFEST_JSON}); "
             "nothing was removed"
         )
-    settings, stuck = _read_journal(journal_path)
+    job_id, purged_at, stuck = _read_journal(journal_path)
     manifest = _read_manifest(manifest_path)
-    if settings.get("purged_at"):
-        raise PurgeRefused(f"job {settings.get('id')} in {job_dir} was already purged at {settings['purged_at']}")
-    if manifest.get("job", {}).get("id") != settings.get("id") or not settings.get("id"):
+    if purged_at:
+        raise PurgeRefused(f"job {job_id} in {job_dir} was already purged at {purged_at}")
+    if manifest.get("job", {}).get("id") != job_id or not job_id:
         raise PurgeRefused(
             f"{MANIFEST_JSON} (job {manifest.get('job', {}).get('id')!r}) and {JOURNAL_NAME} "
-            f"(job {settings.get('id')!r}) in {job_dir} are not the same job; nothing was removed"
+            f"(job {job_id!r}) in {job_dir} are not the same job; nothing was removed"
         )
     if stuck:
-        raise PurgeRefused(f"job {settings['id']} did not finish ({stuck} rows mid-way); nothing was removed")
+        raise PurgeRefused(f"job {job_id} did not finish ({stuck} rows mid-way); nothing was removed")
     return manifest
 
 
-def _read_journal(path: Path) -> tuple[dict[str, str], int]:
-    """Its settings and how many rows are neither placed nor excluded; read-only, so a
-    file that is not our journal is left exactly as it was."""
+def _read_journal(path: Path) -> tuple[str | None, str | None, int]:
+    """The job's id, when it was purged, and how many rows are neither placed nor excluded; read-only,
+    so a file that is not our journal is left exactly as it was."""
     try:
-        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            settings = dict(db.execute("SELECT key, value FROM settings").fetchall())
-            stuck = db.execute(
-                "SELECT COUNT(*) FROM rows WHERE stage NOT IN (?, ?)", (Stage.PLACED, Stage.EXCLUDED)
-            ).fetchone()[0]
+        with Journal(path, read_only=True) as journal:
+            return journal.job.id, journal.job.purged_at, journal.rows.count_unfinished()
     except sqlite3.Error as exc:
         raise PurgeRefused(f"{path} is not a pkb-letters job journal ({exc}); nothing was removed") from exc
-    return settings, stuck
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""Plain data records that flow between the stages.
+"""Plain data records that flow between the stages, and the words the job uses for them.
 
 intake gives `PatientRow`s and `Exclusion`s; resolve decides who is eligible;
-tokens attaches a `CodePair`; render and assemble place each `Letter` in a PDF.
+tokens attaches a `CodePair`; render and assemble place each `Letter` in a PDF, and
+assemble says where its envelope landed (`PieceRecord`) in which `PrintFile`.
 Every record is frozen: a stage returns new records, it never edits old ones.
+
+`Step` names the job's stages as the progress bars show them (the journal marks the
+finished ones with the same words); `Stage` is where one input row has got to.
 """
 
 from __future__ import annotations
@@ -10,6 +14,37 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+
+
+class Step(StrEnum):
+    """A stage of the job, by the name the progress bars show (intake has none, it is quick)."""
+
+    INTAKE = "intake"
+    FIT = "fit"
+    RESOLVE = "resolve"
+    CODES = "codes"
+    RENDER = "render"
+    ASSEMBLE = "assemble"
+    CHECK = "check"
+    MANIFEST = "manifest"
+    DELIVER = "deliver"
+
+
+class Stage(StrEnum):
+    """Where one input row has got to: ``read → eligible → coded → placed``, or ``excluded``."""
+
+    READ = "read"
+    ELIGIBLE = "eligible"
+    CODED = "coded"
+    PLACED = "placed"
+    EXCLUDED = "excluded"
+
+
+class Reissue(StrEnum):
+    """Why a patient was asked for a second code pair: the only two reasons there are."""
+
+    LOST_RESPONSE = "lost-response"  # a request's answer never arrived; PKB may have issued a pair
+    EXPIRING = "expiring"  # the pair would expire within --min-validity-days of printing
 
 
 class Reason(StrEnum):
@@ -112,6 +147,32 @@ class PlacedLetter:
     page_count: int
 
 
+@dataclass(frozen=True)
+class PieceRecord:
+    """Where one envelope's sheets landed in the print files, and the marks printed on them."""
+
+    sequence: int
+    file: str
+    first_page: int
+    sheet_count: int
+    postage_class: str
+    marks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PrintFile:
+    """One finished print file, as the manifest lists it."""
+
+    name: str
+    letters: int
+    pages: int
+    sheets: int
+    bytes: int
+    sha256: str
+    postage_class: str | None = None  # set when the job is split by class
+    sheet_count: int | None = None  # set when split by sheets: every letter in the file has this many
+
+
 class DeliveryOutcome(StrEnum):
     """How one `pkb-letters deliver` attempt ended."""
 
@@ -139,3 +200,24 @@ class Delivery:
     host_key: str | None  # the SFTP server's verified key, "ssh-ed25519 SHA256:…"
     files: tuple[DeliveredFile, ...]
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeletedFile:
+    name: str  # relative to the job folder
+    bytes: int
+    sha256: str
+    matches_manifest: bool | None  # None: the manifest does not list this file (e.g. a left-over chunk)
+
+
+@dataclass(frozen=True)
+class PurgeRecord:
+    """What `purge` removed from a dispatched job, and when; kept in purge.json and the journal."""
+
+    job_id: str
+    purged_at: str
+    dispatched_on: str
+    purged_by: str
+    codes_erased: int  # rows whose code pair was erased
+    deleted_files: tuple[DeletedFile, ...]
+    kept: tuple[str, ...]

@@ -17,11 +17,6 @@ def padding(pages: int, duplex: bool) -> int:
     return pages % 2 if duplex else 0
 
 
-def printed_pages(pages: int, duplex: bool) -> int:
-    """The letter's pages in the print file, blank backs included."""
-    return pages + padding(pages, duplex)
-
-
 def fronts(pages: int, duplex: bool) -> list[int]:
     """The letter's pages that are the front of a sheet: where the sheet's control mark goes."""
     return list(range(0, pages, 2 if duplex else 1))

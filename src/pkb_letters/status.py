@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .journal import JOURNAL_NAME, Journal, Stage
-from .records import Delivery
+from .job.journal import JOURNAL_NAME, Journal
+from .records import Delivery, Stage
 
 
 @dataclass(frozen=True)
@@ -88,20 +88,20 @@ def job_status(out_dir: Path) -> JobStatus:
     if not path.exists():
         raise ConfigError(f"{out_dir} holds no job (no {JOURNAL_NAME}); give the --out folder of a run")
     with Journal(path) as journal:
-        settings = journal.settings()
-        stops = journal.events("stopped")
-        reissue_counts = Counter(journal.reissues().values())
+        job = journal.job.identity()
+        stops = journal.events.of_kind("stopped")
+        reissue_counts = Counter(journal.codes.reissues().values())
         return JobStatus(
-            job_id=settings.get("id", "?"),
+            job_id=job.id if job else "?",
             out_dir=out_dir,
-            api=settings.get("api", "?"),
-            created=settings.get("created", "?"),
+            api=job.api if job else "?",
+            created=job.created if job else "?",
             last_progress=journal.last_update(),
-            by_stage=journal.count_by_stage(),
-            by_reason=journal.count_by_reason(),
+            by_stage=journal.rows.count_by_stage(),
+            by_reason=journal.rows.count_by_reason(),
             reissues=dict(sorted(reissue_counts.items())),
-            awaiting_answer=len(journal.requested_without_answer()),
+            awaiting_answer=len(journal.codes.requested_without_answer()),
             last_stop=f"{stops[-1]['time']}: {stops[-1]['detail']}" if stops else None,
-            finished=journal.is_done("job"),
-            deliveries=tuple(journal.deliveries()),
+            finished=journal.job.finished,
+            deliveries=tuple(journal.deliveries.attempts()),
         )

@@ -23,7 +23,7 @@ from .errors import ConfigError, TemplateError
 from .executor import fit_batches
 from .files import PRIVATE_DIR
 from .intake import read_patient_list
-from .journal import JOURNAL_NAME
+from .job.journal import JOURNAL_NAME
 from .manifest import EXCEPTIONS_CSV, write_exceptions_csv
 from .records import Exclusion, PatientRow, Reason
 from .render import ChunkRenderer, LetterTemplate, Misfit
