@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import config
+from . import config, packaged
 from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
 from .errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
 from .job.journal import JOURNAL_NAME, Journal
@@ -23,8 +23,7 @@ from .progress import NoProgress, Progress, TerminalProgress
 from .records import Delivery, DeliveryOutcome
 from .validate import ValidationReport, validate_list, write_report
 
-REPO_DIR = config.PACKAGE_DIR.parent.parent
-DEFAULT_SANDBOX_DATA = REPO_DIR / "fixtures" / "sandbox.json"
+DEFAULT_SANDBOX_DATA = packaged.SANDBOX_DATA
 
 
 @click.group()
@@ -127,6 +126,22 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
             summary = run_job(settings, connection, _terminal_progress(), print_options=print_options, restart=restart,
                               stop_after=stop_after)
         _print_summary(summary)
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the demo job's letters.pdf, manifests, exceptions.csv and journal.")
+@click.option("--api", type=click.Choice(config.APIS), default="fhir", show_default=True,
+              help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.")
+@click.pass_context
+def demo(ctx: click.Context, out_dir: Path, api: str) -> None:
+    """Run the demo job that ships with pkb-letters: its 15-patient list, one row per outcome, with
+    its letter settings, on the embedded PKB sandbox. Needs no checkout and no PKB account.
+
+    The same as `run PATIENTS --sandbox --config JOB` with the shipped list and job file.
+    """
+    ctx.invoke(run, patients=packaged.DEMO_PATIENTS, out_dir=out_dir, sandbox=True, api=api,
+               job_file=packaged.DEMO_JOB_FILE)
 
 
 @main.command()

@@ -18,11 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .packaged import DEFAULT_TEMPLATE
 from .retry import RetryPolicy
 from .tls import pkb_ssl_context
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_TEMPLATE = PACKAGE_DIR.parent.parent / "templates" / "invitation"
 PRODUCTION_JOIN_URL = "https://joinpkb.com/"
 SANDBOX_JOIN_URL = "https://sandbox.patientsknowbest.com/join/"
 APIS = ("fhir", "rest")

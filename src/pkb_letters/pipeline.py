@@ -31,6 +31,7 @@ from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
+from .font_subsetting import note_slow_subsetting
 from .intake import PatientList, open_patient_list
 from .job.journal import JOURNAL_NAME, Journal
 from .job.state import Fingerprint, JobIdentity
@@ -80,6 +81,7 @@ def run_job(
     progress = progress or NoProgress()
     options = print_options or PrintOptions(envelope=envelope)
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
+    note_slow_subsetting()
     fingerprint = job_fingerprint(settings, template, options)
     journal_path = settings.out_dir / JOURNAL_NAME
     resuming = journal_path.exists() and not restart

@@ -39,6 +39,7 @@ from .check import Code, Report, check_files
 from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
 from .errors import ConfigError, InvariantError
 from .files import make_private_dir, write_atomic
+from .font_subsetting import note_slow_subsetting
 from .intake import IntakeResult, read_patient_list
 from .job.journal import JOURNAL_NAME
 from .log import mask_nhs_numbers
@@ -135,6 +136,7 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     """Render, check and write every output; raises TemplateError, InputFileError or ConfigError."""
     check_out_dir(request)
     template = LetterTemplate(request.template_dir)
+    note_slow_subsetting()
     found = _candidates(request)
     job_id = preview_job_id(request.letter.date)
     spec = _spec(template, request, job_id)

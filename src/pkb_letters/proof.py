@@ -26,7 +26,10 @@ from weasyprint.text.fonts import FontConfiguration
 
 from .config import DEFAULT_TEMPLATE
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, EnvelopeProfile, Rect
+from .font_subsetting import quiet_fallback_warnings
 from .template_fetcher import TemplateFolderFetcher
+
+quiet_fallback_warnings()  # the proof writes PDFs with WeasyPrint too
 
 WATERMARK_TEXT = "SAMPLE – NOT FOR POSTING"
 _FONT_DIR = DEFAULT_TEMPLATE / "fonts"

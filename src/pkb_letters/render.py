@@ -32,6 +32,7 @@ from . import stamp
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
+from .font_subsetting import quiet_fallback_warnings
 from .records import CodePair, Letter, PatientRow, Reason
 from .shared_layout import (
     CLASS_ATTRIBUTE,
@@ -56,6 +57,8 @@ MM_PER_PX = 25.4 / 96
 _MAX_LAYOUT_PASSES = 3
 
 logger = logging.getLogger(__name__)
+# on import, so in every render worker too: without libharfbuzz-subset0 WeasyPrint warns per chunk and font
+quiet_fallback_warnings()
 
 
 @dataclass(frozen=True)

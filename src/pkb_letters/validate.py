@@ -22,6 +22,7 @@ from .envelope import C5, EnvelopeProfile
 from .errors import ConfigError, TemplateError
 from .executor import fit_batches
 from .files import PRIVATE_DIR
+from .font_subsetting import note_slow_subsetting
 from .intake import read_patient_list
 from .job.journal import JOURNAL_NAME
 from .manifest import EXCEPTIONS_CSV, write_exceptions_csv
@@ -53,6 +54,7 @@ def validate_list(
     """Intake and address checks alone. Raises InputFileError or TemplateError as a run would."""
     rules = rules or RuleSettings()
     template = LetterTemplate(template_dir)
+    note_slow_subsetting()
     intake = read_patient_list(patients, international=rules.international_post)
     renderer = ChunkRenderer(template, letter or LetterSettings(), envelope)
     misfits = address_fit_exclusions(renderer, intake.patients, workers)
