@@ -117,6 +117,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 template_dir=template_dir,
                 letter=letter,
                 rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
+                unreadable_expiry=str(job.get("codes", {}).get("unreadable_expiry", "stop")),
                 min_validity_days=min_validity_days,
                 concurrency=concurrency,
                 requests_per_second=rate_limit,
@@ -338,7 +339,7 @@ def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
         yield
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
-        resumable = isinstance(exc, PkbApiError | RenderClusterError)
+        resumable = isinstance(exc, PkbApiError | RenderClusterError) and getattr(exc, "resumable", True)
         if resumable and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
             click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
                        f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
@@ -352,6 +353,8 @@ def _print_summary(summary: JobSummary) -> None:
              f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on")
         for stage, count in summary.by_stage.items():
             echo(f"  {stage:<12} {count:>7}")
+        for warning in summary.warnings:
+            echo(f"  warning: {warning}")
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
@@ -365,6 +368,8 @@ def _print_summary(summary: JobSummary) -> None:
         for why, count in summary.reissues.items():
             echo(f"    {why:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+    for warning in summary.warnings:
+        echo(f"  warning: {warning}")
 
 
 # -- deliver ------------------------------------------------------------------------------------

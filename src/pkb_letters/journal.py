@@ -5,7 +5,8 @@ letters placed, rows excluded) and gives it back to the next stage and to the
 output writers. The PDF and manifests are derived from it, never the reverse.
 
 Each input row has exactly one record, whose `stage` moves forward:
-``read → eligible → coded → placed``, or to ``excluded`` with a reason code.
+``read → eligible → coded → placed``, or to ``excluded`` with a reason code. A pair PKB issued
+whose expiry could not be read waits at ``held`` (never asked for again) until it can be.
 
 Code requests are written down *before* they are sent (`codes_requested`) and cleared when
 the answer is recorded, so after a crash the journal knows which patients PKB may have
@@ -35,6 +36,7 @@ from .records import (
     DeliveryOutcome,
     Eligible,
     Exclusion,
+    HeldPair,
     Letter,
     PatientRow,
     PlacedLetter,
@@ -95,9 +97,10 @@ CREATE TABLE IF NOT EXISTS pieces (
 );
 """
 
-# Added on opening, so journals written before streaming gain them too: the print order's sort
-# key (filled in when first asked for) and the indexes the streaming readers page through.
-_STREAMING_COLUMNS = {"print_key": "BLOB"}
+# Added on opening, so older journals gain them too: the print order's sort key (filled in when
+# first asked for), and the `expiry` part of a held pair's answer (see `Stage.HELD`).
+_STREAMING_COLUMNS = {"print_key": "BLOB", "codes_expiry_part": "TEXT"}
+_CARRIED_COLUMNS = {"codes_expiry_part": "TEXT"}
 _STREAMING_INDEXES = """
 CREATE INDEX IF NOT EXISTS rows_print_order ON rows (stage, print_key, input_row);
 CREATE INDEX IF NOT EXISTS rows_sequence ON rows (stage, sequence);
@@ -133,6 +136,7 @@ class Stage(StrEnum):
     CODED = "coded"
     PLACED = "placed"
     EXCLUDED = "excluded"
+    HELD = "held"  # PKB issued a pair whose expiry could not be read: kept, never asked for again
 
 
 class Journal:
@@ -156,10 +160,14 @@ class Journal:
 
     def _add_streaming_schema(self) -> None:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
+        carried = {row[1] for row in self._db.execute("PRAGMA table_info(carried_codes)")}
         with self._db:
             for name, kind in _STREAMING_COLUMNS.items():
                 if name not in columns:
                     self._db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+            for name, kind in _CARRIED_COLUMNS.items():
+                if name not in carried:
+                    self._db.execute(f"ALTER TABLE carried_codes ADD COLUMN {name} {kind}")
         self._db.executescript(_STREAMING_INDEXES)
         self._db.create_function("print_order_key", 1, _print_order_key, deterministic=True)
 
@@ -332,10 +340,15 @@ class Journal:
     def record_codes(self, input_row: int, codes: CodePair) -> None:
         self.record_issued([(input_row, codes)], [])
 
-    def record_issued(self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion]) -> None:
-        """A code request's answer: pairs to print, and patients PKB gave no pair to."""
+    def record_issued(
+        self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion],
+        held: Iterable[tuple[int, HeldPair]] = (),
+    ) -> None:
+        """A code request's answer: pairs to print, pairs whose expiry could not be read (held, so they
+        are neither lost nor asked for again), and patients PKB gave no pair to."""
         now = _now()
         with self._db:
+            self._hold(held, now)
             self._db.executemany(
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
                 " codes_issued = ?, codes_run = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
@@ -350,6 +363,32 @@ class Journal:
                 " WHERE input_row = ?",
                 ((Stage.EXCLUDED, e.reason, e.detail, now, e.input_row) for e in refusals),
             )
+
+    def _hold(self, held: Iterable[tuple[int, HeldPair]], now: str) -> None:
+        for input_row, pair in held:
+            self._db.execute(
+                "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = NULL,"
+                " codes_expiry_part = ?, detail = ?, codes_issued = ?, codes_run = ?, codes_requested = NULL,"
+                " updated = ? WHERE input_row = ?",
+                (Stage.HELD, pair.invitation_code, pair.access_code, pair.expiry_part, pair.problem, now, self.run,
+                 now, input_row),
+            )
+            self._add_event("held", f"PKB issued a pair whose expiry could not be read: {pair.problem}", input_row)
+
+    def held(self) -> list[tuple[int, HeldPair]]:
+        """Rows holding a pair whose expiry could not be read, in input order."""
+        rows = self._db.execute("SELECT * FROM rows WHERE stage = ? ORDER BY input_row", (Stage.HELD,))
+        return [(r["input_row"], _held_pair(r)) for r in rows]
+
+    def release_held(self, input_row: int, expires: dt.date) -> None:
+        """A held pair's expiry is now read: the pair goes on to be printed like any other."""
+        with self._db:
+            self._db.execute(
+                "UPDATE rows SET stage = ?, codes_expire = ?, detail = NULL, updated = ?"
+                " WHERE input_row = ? AND stage = ?",
+                (Stage.CODED, expires.isoformat(), _now(), input_row, Stage.HELD),
+            )
+            self._add_event("released", f"the held pair's expiry was read: {expires.isoformat()}", input_row)
 
     def send_back_for_reissue(self, input_rows: Iterable[int], why: Reissue, detail: str) -> None:
         """Coded rows whose pair must not be printed go back to `eligible` to be asked again."""
@@ -431,28 +470,41 @@ class Journal:
     def carry_codes_from(self, previous: Journal) -> int:
         """Remember the previous job's pairs (and unanswered requests), by NHS number."""
         rows = previous._db.execute(
-            "SELECT nhs_number, invitation_code, access_code, codes_expire, codes_issued, codes_requested"
-            " FROM rows WHERE invitation_code IS NOT NULL OR codes_requested IS NOT NULL"
+            "SELECT nhs_number, invitation_code, access_code, codes_expire, codes_issued, codes_requested,"
+            " codes_expiry_part FROM rows WHERE invitation_code IS NOT NULL OR codes_requested IS NOT NULL"
         ).fetchall()
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO carried_codes VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO carried_codes (nhs_number, invitation_code, access_code, codes_expire,"
+                " codes_issued, uncertain, codes_expiry_part) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (r["nhs_number"], r["invitation_code"], r["access_code"], r["codes_expire"], r["codes_issued"],
-                     int(r["invitation_code"] is None))
+                     int(r["invitation_code"] is None),
+                     # a held pair's problem travels with its expiry part (re-read when it is taken)
+                     r["codes_expiry_part"] if r["codes_expire"] is None and r["invitation_code"] else None)
                     for r in rows
                 ),
             )
         return len(rows)
 
-    def carried_codes(self, nhs_number: str) -> tuple[CodePair | None, bool]:
-        """A pair issued for this NHS number in the job this one replaced, and whether one may be unseen."""
+    def carried_codes(self, nhs_number: str) -> tuple[CodePair | HeldPair | None, bool]:
+        """A pair issued for this NHS number in the job this one replaced (held, when its expiry could not
+        be read), and whether one may be unseen."""
         row = self._db.execute("SELECT * FROM carried_codes WHERE nhs_number = ?", (nhs_number,)).fetchone()
         if row is None:
             return None, False
         if row["uncertain"]:
             return None, True
+        if row["codes_expire"] is None:
+            return HeldPair(row["invitation_code"], row["access_code"], row["codes_expiry_part"] or "null",
+                            "carried over from the job this one replaced, expiry not read"), False
         return _codes(row), False
+
+    def hold_carried(self, input_row: int, pair: HeldPair) -> None:
+        """After a restart: the replaced job held this patient's pair; this job holds it too."""
+        with self._db:
+            self._hold([(input_row, pair)], _now())
+            self._add_event("carried", "held code pair carried over from the job this one replaced", input_row)
 
     def eligible_with_carried_codes(self) -> Iterator[tuple[int, str]]:
         """(input row, NHS number) of eligible rows whose number the replaced job asked codes for, a page
@@ -690,6 +742,10 @@ def _exclusion(row: sqlite3.Row) -> Exclusion:
 def _print_order_key(patient: str) -> bytes:
     # from the stored patient, not SQLite's json_extract, which would cut a postcode at a NUL
     return postcode_order_key(json.loads(patient)["postcode"])
+
+
+def _held_pair(row: sqlite3.Row) -> HeldPair:
+    return HeldPair(row["invitation_code"], row["access_code"], row["codes_expiry_part"] or "null", row["detail"] or "")
 
 
 def _codes(row: sqlite3.Row) -> CodePair:

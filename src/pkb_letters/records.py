@@ -36,6 +36,7 @@ class Reason(StrEnum):
     UNDER_16 = "under-16"
     DEMOGRAPHICS_MISMATCH = "demographics-mismatch"
     PKB_REFUSED = "pkb-refused"
+    EXPIRY_UNREADABLE = "expiry-unreadable"
     TEMPLATE_ERROR = "template-error"
     INVALID_POSTAGE_CLASS = "invalid-postage-class"
 
@@ -82,6 +83,22 @@ class CodePair:
 
     def __repr__(self) -> str:  # keeps codes out of tracebacks and debug logs
         return f"CodePair(<redacted>, expires={self.expires.isoformat()})"
+
+
+@dataclass(frozen=True)
+class HeldPair:
+    """A pair PKB issued whose expiry could not be read: live, but not printable until it is.
+
+    `expiry_part` is the answer's `expiry` part as JSON (it holds no code), kept so that a
+    version of pkb-letters that reads it can print the pair; `problem` says what was wrong."""
+
+    invitation_code: str
+    access_code: str
+    expiry_part: str
+    problem: str
+
+    def __repr__(self) -> str:  # keeps codes out of tracebacks and debug logs
+        return f"HeldPair(<redacted>, problem={self.problem!r})"
 
 
 @dataclass(frozen=True)
