@@ -260,3 +260,12 @@ def test_byNationalId_refused_for_every_patient_from_the_start_stops_the_job(tmp
         with pytest.raises(PkbAuthError, match="first 10 patients"):
             run_job(demo_settings(tmp_path, "rest"), connection_to(server), stop_after="codes")
         assert server.issued() == []
+
+
+def test_status_says_what_a_rerun_does_with_held_pairs(tmp_path):
+    from pkb_letters.status import job_status
+
+    with sandbox(Faults(expiry_key="")) as server, pytest.raises(ExpiryUnreadable):
+        run_job(demo_settings(tmp_path, "fhir"), connection_to(server), stop_after="codes")
+    report = job_status(tmp_path).report()
+    assert "8 held pairs" in report and "never asked again" in report
