@@ -269,3 +269,15 @@ def test_status_says_what_a_rerun_does_with_held_pairs(tmp_path):
         run_job(demo_settings(tmp_path, "fhir"), connection_to(server), stop_after="codes")
     report = job_status(tmp_path).report()
     assert "8 held pairs" in report and "never asked again" in report
+
+
+def test_only_the_rest_route_may_go_without_a_fhir_base(tmp_path):
+    from pkb_letters.config import pkb_connection
+    from pkb_letters.errors import ConfigError
+
+    table = {"token_url": "https://pkb.example/oauth/token", "rest_base": "https://pkb.example/json",
+             "client_id": "c", "org_id": "a14acc9a-a14b-4fb8-8558-539d93a038d3"}
+    env = {"PKB_CLIENT_SECRET": "s"}
+    assert pkb_connection({"pkb": table}, env, tmp_path, api="rest").fhir_base == ""
+    with pytest.raises(ConfigError, match="PKB_FHIR_BASE"):
+        pkb_connection({"pkb": table}, env, tmp_path, api="fhir")

@@ -106,7 +106,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
             marks=marks, sort=sort, postage_class=postage_class, split_by=split_by or None,
             max_letters_per_file=max_letters_per_file,
         )
-        with _connection(job, job_dir, sandbox, sandbox_data) as (connection, join_url, organisation):
+        with _connection(job, job_dir, sandbox, sandbox_data, api) as (connection, join_url, organisation):
             letter = config.letter_settings(job, join_url)
             if "organisation" not in job.get("letter", {}) and organisation:
                 letter = dataclasses.replace(letter, organisation=organisation)
@@ -302,9 +302,9 @@ def purge(job_dir: Path, dispatched_on) -> None:
 
 
 @contextmanager
-def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> Iterator[tuple]:
+def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api: str = "fhir") -> Iterator[tuple]:
     if not sandbox:
-        yield config.pkb_connection(job, config.environment(), job_dir), config.PRODUCTION_JOIN_URL, None
+        yield config.pkb_connection(job, config.environment(), job_dir, api), config.PRODUCTION_JOIN_URL, None
         return
     from .sandbox import SandboxServer
 

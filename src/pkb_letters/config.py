@@ -133,13 +133,13 @@ def load_job_file(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"job file {path} is not valid TOML: {exc}") from exc
 
 
-def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> PkbConnection:
+def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path, api: str = "fhir") -> PkbConnection:
     """The PKB connection from the job file's [pkb] table, overridden by PKB_* variables."""
     table = job.get("pkb", {})
     values = {key: env.get(var) or table.get(key) or "" for key, var in _ENV_KEYS.items()}
-    # A REST-only job may have no FHIR base: it then cannot confirm who has registered, and says so.
+    # A REST job may have no FHIR base: it then cannot confirm who has registered, and says so.
     missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items()
-               if not value and key != "fhir_base"]
+               if not value and not (key == "fhir_base" and api == "rest")]
     if missing:
         raise ConfigError("PKB connection incomplete; set " + ", ".join(missing))
     _refuse_insecure_transport(table, values)
