@@ -55,7 +55,8 @@ ELIGIBLE = {
     "7822798839": "3667318",
     "6123456709": "3611137",  # eligible on PKB; its name is too wide for the envelope window
 }
-# What $generate-invitation-tokens should say for every patients.csv row (None: tokens issued).
+# What $generate-invitation-tokens should say for every patients.csv row (None: tokens issued), in the
+# opt-in `refusal_diagnostics` variant; by default (as PKB documents) a refused patient is left out.
 INTENDED = {
     **{nhs: None for nhs in ELIGIBLE},
     DECEASED: "Deceased",
@@ -219,12 +220,14 @@ def test_csv_agrees_with_sandbox_records(data):
         assert (patient.dob.isoformat() if patient.dob else "") == row["DoB"]
 
 
-def test_every_csv_row_gets_its_intended_outcome(server, client):
+def test_every_csv_row_gets_its_intended_outcome(server, client, data):
     numbers = [row["NHS number"] for row in read_csv_rows()]
     answer = tokens_by_value(post_fhir(client, server, TOKENS, identifiers(numbers)))
-    outcome = {n: answer[n].get("diagnostics") for n in numbers}
-    assert outcome == INTENDED
+    assert set(answer) == set(ELIGIBLE)  # "patientTokens will not be returned where patient is …"
     assert {p.nhs_number: p.pkb_id for p in server.issued()} == ELIGIBLE
+    with SandboxServer(data, faults=Faults(refusal_diagnostics=True)) as variant:
+        answer = tokens_by_value(post_fhir(client, variant, TOKENS, identifiers(numbers)))
+    assert {n: answer[n].get("diagnostics") for n in numbers} == INTENDED
 
 
 # --- loading sandbox data --------------------------------------------------------------------
@@ -352,7 +355,7 @@ def test_by_national_id_found(server, client):
     assert response.status_code == 200
     assert response.json() == {
         "id": "3594342", "firstName": "Read", "lastName": "Richards", "dob": "2000-09-15",
-        "dateDeceased": None, "postalCode": "NE1 7RU", "registered": False,
+        "dateDeceased": None, "postalCode": "NE1 7RU",
         "nationalIds": [{"value": "5760678914", "name": "NHS number", "countryCodes": ["GB"]}],
     }
 
@@ -482,7 +485,7 @@ def test_status_query_every_case(server, client):
         {"deceased": False, "registered": True, "dateOfBirth": "1979-08-05"},
         {"deceased": False, "registered": False},
         {"deceased": False, "registered": False, "dateOfBirth": "2019-05-14"},
-        {"diagnostics": "No access"},
+        {"deceased": False, "registered": False, "diagnostics": "No access"},  # flags shown, per "Status query"
         {"diagnostics": "Not found"},
     ]
     assert server.issued() == []
@@ -527,22 +530,16 @@ def test_generate_tokens_only_for_eligible_patients(server, client):
     after = dt.datetime.now(dt.UTC)
     assert response.status_code == 200
     body = response.json()
-    assert [p["name"] for p in body["parameter"]] == ["patientTokens"] * len(numbers)
     got = [parts(p) for p in body["parameter"]]
-    assert [g["patientIdentifier"]["value"] for g in got] == numbers
-    assert [g.get("diagnostics") for g in got] == [
-        None, "Deceased", None, "Already registered", "No date of birth", "Under 16",
-        "No access", "Not found"]
-    issued_parts = [g for g in got if "diagnostics" not in g]
+    assert [p["name"] for p in body["parameter"]] == ["patientTokens"] * 2  # the refused are left out
+    assert [g["patientIdentifier"]["value"] for g in got] == [READ_RICHARDS, "7569602005"]
+    issued_parts = got
     for g in issued_parts:
         assert set(g) == {"patientIdentifier", "code", "token", "expiry"}
         assert CODE.fullmatch(g["code"]) and CODE.fullmatch(g["token"])
         expiry = utc(g["expiry"])
         assert before.replace(microsecond=0) + dt.timedelta(days=30) <= expiry
         assert expiry <= after + dt.timedelta(days=30)
-    for g in got:
-        if "diagnostics" in g:
-            assert set(g) == {"patientIdentifier", "diagnostics"}
     issued = server.issued()
     assert [(p.route, p.pkb_id, p.nhs_number, p.invitation_code, p.access_code, p.expiry)
             for p in issued] == [
@@ -564,9 +561,56 @@ def test_generate_tokens_over_500_is_refused(server, client):
 
 
 def test_generate_tokens_500_is_accepted(server, client):
-    response = post_fhir(client, server, TOKENS, identifiers([NOT_FOUND] * 500))
+    response = post_fhir(client, server, TOKENS, identifiers([READ_RICHARDS] * 499 + [NOT_FOUND]))
     assert response.status_code == 200
-    assert len(response.json()["parameter"]) == 500
+    assert len(response.json()["parameter"]) == 499
+
+
+def test_refusal_diagnostics_variant_names_the_cause(data, client):
+    numbers = [READ_RICHARDS, DECEASED, NOT_FOUND]
+    with SandboxServer(data, faults=Faults(refusal_diagnostics=True)) as srv:
+        got = [parts(p) for p in post_fhir(client, srv, TOKENS, identifiers(numbers)).json()["parameter"]]
+    assert [g.get("diagnostics") for g in got] == [None, "Deceased", "Not found"]
+    assert set(got[1]) == set(got[2]) == {"patientIdentifier", "diagnostics"}
+
+
+@pytest.mark.parametrize(("faults", "key", "pattern"), [
+    (Faults(), "valueDateTime", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"),
+    # PKB's "Generate invitation tokens" example answer: "valueDatetime": "2021-01-01T09:29:23.356+00:00"
+    (Faults(expiry_key="valueDatetime"), "valueDatetime", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"),
+    (Faults(expiry_key="valueInstant"), "valueInstant", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"),
+    (Faults(expiry_key="valueString", expiry_text="in ten weeks"), "valueString", r"in ten weeks"),
+])
+def test_expiry_variants_are_served_as_named(data, client, faults, key, pattern):
+    with SandboxServer(data, faults=faults) as srv:
+        body = post_fhir(client, srv, TOKENS, identifiers([READ_RICHARDS])).json()
+        [pair] = srv.issued()
+    [expiry] = [p for p in body["parameter"][0]["part"] if p["name"] == "expiry"]
+    assert set(expiry) == {"name", key}
+    assert re.fullmatch(pattern, expiry[key])
+    if key != "valueString":
+        assert dt.datetime.fromisoformat(expiry[key].replace("Z", "+00:00")) == pair.expiry
+
+
+def test_expiry_part_can_be_left_out(data, client):
+    with SandboxServer(data, faults=Faults(expiry_key="")) as srv:
+        got = tokens_by_value(post_fhir(client, srv, TOKENS, identifiers([READ_RICHARDS])))
+        assert len(srv.issued()) == 1
+    assert set(got[READ_RICHARDS]) == {"patientIdentifier", "code", "token"}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_by_national_id_can_be_denied_for_one_patient(data, client, status):
+    with SandboxServer(data, faults=Faults(deny_lookup={READ_RICHARDS: status})) as srv:
+        headers = bearer(client, srv)
+        denied = client.get(f"{srv.rest_base}/v2-beta/users/byNationalId/{READ_RICHARDS}/NHS_NUMBER", headers=headers)
+        shown = client.get(f"{srv.rest_base}/v2-beta/users/byNationalId/7569602005/NHS_NUMBER", headers=headers)
+    assert (denied.status_code, shown.status_code) == (status, 200)
+
+
+def test_deny_lookup_takes_only_401_and_403():
+    with pytest.raises(ValueError, match="401 or 403"):
+        Faults(deny_lookup={READ_RICHARDS: 500})
 
 
 def test_generate_tokens_for_chi_patient_records_the_chi_value(server, client):
@@ -587,8 +631,11 @@ def test_generate_tokens_for_chi_patient_records_the_chi_value(server, client):
 def test_under_16_is_measured_against_today(data, today, number, expected):
     with SandboxServer(data, today=today) as srv, httpx.Client() as c:
         answer = tokens_by_value(post_fhir(c, srv, TOKENS, identifiers([number])))
-        assert answer[number].get("diagnostics") == expected
+        assert (number in answer) == (expected is None)  # an under-16 is left out of the answer
         assert len(srv.issued()) == (1 if expected is None else 0)
+    with SandboxServer(data, today=today, faults=Faults(refusal_diagnostics=True)) as srv, httpx.Client() as c:
+        answer = tokens_by_value(post_fhir(c, srv, TOKENS, identifiers([number])))
+        assert answer[number].get("diagnostics") == expected
 
 
 # --- refused FHIR requests -------------------------------------------------------------------

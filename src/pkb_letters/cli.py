@@ -105,7 +105,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
             marks=marks, sort=sort, postage_class=postage_class, split_by=split_by or None,
             max_letters_per_file=max_letters_per_file,
         )
-        with _connection(job, job_dir, sandbox, sandbox_data) as (connection, join_url, organisation):
+        with _connection(job, job_dir, sandbox, sandbox_data, api) as (connection, join_url, organisation):
             letter = config.letter_settings(job, join_url)
             if "organisation" not in job.get("letter", {}) and organisation:
                 letter = dataclasses.replace(letter, organisation=organisation)
@@ -116,6 +116,7 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 template_dir=template_dir,
                 letter=letter,
                 rest_code_validity_days=int(job.get("codes", {}).get("rest_validity_days", 30)),
+                unreadable_expiry=str(job.get("codes", {}).get("unreadable_expiry", "stop")),
                 min_validity_days=min_validity_days,
                 concurrency=concurrency,
                 requests_per_second=rate_limit,
@@ -316,9 +317,9 @@ def purge(job_dir: Path, dispatched_on) -> None:
 
 
 @contextmanager
-def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path) -> Iterator[tuple]:
+def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api: str = "fhir") -> Iterator[tuple]:
     if not sandbox:
-        yield config.pkb_connection(job, config.environment(), job_dir), config.PRODUCTION_JOIN_URL, None
+        yield config.pkb_connection(job, config.environment(), job_dir, api), config.PRODUCTION_JOIN_URL, None
         return
     from .sandbox import SandboxServer
 
@@ -353,7 +354,7 @@ def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
         yield
     except PkbLettersError as exc:
         click.echo(f"Error: {exc}", err=True)
-        resumable = isinstance(exc, PkbApiError | RenderClusterError)
+        resumable = isinstance(exc, PkbApiError | RenderClusterError) and getattr(exc, "resumable", True)
         if resumable and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
             click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
                        f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
@@ -367,6 +368,8 @@ def _print_summary(summary: JobSummary) -> None:
              f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on")
         for stage, count in summary.by_stage.items():
             echo(f"  {stage:<12} {count:>7}")
+        for warning in summary.warnings:
+            echo(f"  warning: {warning}")
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
@@ -380,6 +383,8 @@ def _print_summary(summary: JobSummary) -> None:
         for why, count in summary.reissues.items():
             echo(f"    {why:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+    for warning in summary.warnings:
+        echo(f"  warning: {warning}")
 
 
 # -- deliver ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .tls import pkb_ssl_context
 PRODUCTION_JOIN_URL = "https://joinpkb.com/"
 SANDBOX_JOIN_URL = "https://sandbox.patientsknowbest.com/join/"
 APIS = ("fhir", "rest")
+UNREADABLE_EXPIRY = ("stop", "exclude")
 
 _ENV_KEYS = {
     "token_url": "PKB_TOKEN_URL",
@@ -76,6 +77,8 @@ class JobSettings:
     template_dir: Path = DEFAULT_TEMPLATE
     letter: LetterSettings = field(default_factory=LetterSettings)
     rest_code_validity_days: int = 30
+    # A pair PKB issued whose expiry cannot be read: "stop" (hold it, stop the job) or "exclude" (an exception).
+    unreadable_expiry: str = "stop"
     chunk_size: int = 100
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # render processes
     share_layout: bool = True  # off: every letter laid out in full (slower; for comparing, or a misbehaving template)
@@ -94,6 +97,9 @@ class JobSettings:
                 f"of {self.min_validity_days} days at printing; lower --min-validity-days or raise "
                 "[codes] rest_validity_days"
             )
+        if self.unreadable_expiry not in UNREADABLE_EXPIRY:
+            raise ConfigError(f"[codes] unreadable_expiry must be one of {', '.join(UNREADABLE_EXPIRY)}, "
+                              f"not {self.unreadable_expiry!r}")
         if self.chunk_size < 1:
             raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
         if self.concurrency < 1:
@@ -126,11 +132,13 @@ def load_job_file(path: Path | None) -> dict[str, Any]:
         raise ConfigError(f"job file {path} is not valid TOML: {exc}") from exc
 
 
-def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path) -> PkbConnection:
+def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path, api: str = "fhir") -> PkbConnection:
     """The PKB connection from the job file's [pkb] table, overridden by PKB_* variables."""
     table = job.get("pkb", {})
-    values = {key: env.get(var) or table.get(key) for key, var in _ENV_KEYS.items()}
-    missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items() if not value]
+    values = {key: env.get(var) or table.get(key) or "" for key, var in _ENV_KEYS.items()}
+    # A REST job may have no FHIR base: it then cannot confirm who has registered, and says so.
+    missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items()
+               if not value and not (key == "fhir_base" and api == "rest")]
     if missing:
         raise ConfigError("PKB connection incomplete; set " + ", ".join(missing))
     _refuse_insecure_transport(table, values)
@@ -153,6 +161,8 @@ def _refuse_insecure_transport(table: Mapping[str, Any], urls: Mapping[str, str 
                 "turned off; to trust a private CA, name its PEM bundle in [pkb] ca_bundle or PKB_CA_BUNDLE"
             )
     for key in ("token_url", "rest_base", "fhir_base"):
+        if not urls[key]:
+            continue
         parts = urlsplit(str(urls[key]))
         if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS):
             raise ConfigError(f"{_ENV_KEYS[key]} ([pkb] {key}) must be an https:// URL, not {urls[key]!r}")

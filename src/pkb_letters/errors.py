@@ -12,7 +12,8 @@ exception but an `Exclusion` record with a reason code (see `records`).
     ├── PkbApiError                 PKB answered in a way the job cannot continue from
     │   ├── PkbAuthError            PKB refused our credentials
     │   ├── PkbUnavailable          PKB kept failing (network, 429, 5xx): stop, resume later
-    │   └── PkbOutcomeUnknown       a code request may or may not have been carried out
+    │   ├── PkbOutcomeUnknown       a code request may or may not have been carried out
+    │   └── ExpiryUnreadable        PKB issued pairs whose expiry we cannot read: held, job stopped
     ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
     ├── InvariantError              a safety check on the job's own output failed
     ├── RenderClusterError          the Dask cluster rendering the chunks failed or went away: resume later
@@ -86,6 +87,14 @@ class PkbUnavailable(PkbApiError):
 
 class PkbOutcomeUnknown(PkbApiError):
     """A request that creates codes failed in a way that leaves unknown whether PKB created them."""
+
+
+class ExpiryUnreadable(PkbApiError):
+    """PKB issued code pairs whose expiry could not be read. The pairs are held in the journal
+    (never asked for again); a plain rerun cannot print them, so the message says what can."""
+
+    exit_code = 5
+    resumable = False  # the CLI's "run the same command again" hint would not help on its own
 
 
 class PkbAuthError(PkbApiError):

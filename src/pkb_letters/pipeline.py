@@ -28,7 +28,7 @@ from .batching import batched
 from .config import JobSettings, PkbConnection
 from .dask_executor import chunk_executor
 from .envelope import C5, EnvelopeProfile
-from .errors import ConfigError, InvariantError, PkbApiError, RenderClusterError
+from .errors import ConfigError, ExpiryUnreadable, InvariantError, PkbApiError, RenderClusterError
 from .executor import render_in_order
 from .files import make_private_dir, sha256_of, write_atomic
 from .font_subsetting import note_slow_subsetting
@@ -36,17 +36,34 @@ from .intake import PatientList, open_patient_list
 from .job.journal import JOURNAL_NAME, Journal
 from .job.state import Fingerprint, JobIdentity
 from .manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
-from .pkb import PkbClient
+from .pkb import PkbClient, expiry_from_part
 from .printfile import Finishing, Piece, PlacedPiece, pieces_from_placements, stream_print_files
 from .printing import PrintOptions
 from .progress import NoProgress, Progress
-from .records import CodePair, Exclusion, Letter, PieceRecord, PlacedLetter, PrintFile, Reissue, Stage, Step
+from .records import (
+    CodePair,
+    Exclusion,
+    HeldPair,
+    Letter,
+    PieceRecord,
+    PlacedLetter,
+    PrintFile,
+    Reason,
+    Reissue,
+    Stage,
+    Step,
+)
 from .render import ChunkRenderer, LetterTemplate, RenderSpec
 from .validate import fit_exclusions
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
 STOP_POINTS = (Step.RESOLVE.value, Step.CODES.value)
+REST_CANNOT_CONFIRM_REGISTERED = (
+    "REST route without a FHIR base (PKB_FHIR_BASE / [pkb] fhir_base): PKB's REST user object has no "
+    "registration flag, so patients who have already registered cannot be excluded; they will get a letter "
+    "with new codes. Set the FHIR base so $status-query confirms it, or use --api fhir"
+)
 logger = logging.getLogger(__name__)
 
 
@@ -65,6 +82,7 @@ class JobSummary:
     by_stage: dict[str, int] = field(default_factory=dict)
     sheets: int = 0
     files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # said before any code was issued; repeated here for the record
 
 
 def run_job(
@@ -113,7 +131,9 @@ def _run_stages(
 ) -> JobSummary:
     spec = render_spec(template, settings, options, job.id)
     renderer = spec.renderer()
+    _check_route(settings, connection)
     journal.begin_run()
+    _warn_before_codes(journal, settings, connection)
     if not journal.job.is_done(Step.INTAKE):
         _record_intake(journal, intake or _read_list(settings))
     if not journal.job.is_done(Step.FIT):
@@ -126,17 +146,34 @@ def _run_stages(
         _resolve(journal, client, settings, progress)
         if stop_after == Step.RESOLVE:
             return _partial_summary(journal, job, resumed)
-        _issue(journal, client, settings, progress)
+        _issue(journal, client, settings, progress, today)
         if stop_after == Step.CODES:
             return _partial_summary(journal, job, resumed)
         if _send_back_expiring(journal, settings, today()):
-            _issue(journal, client, settings, progress)
+            _issue(journal, client, settings, progress, today)
     files = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files,
                       resumed)
     if options.preflight and files:
         _preflight(settings.out_dir, files, options, progress)
     return summary
+
+
+def _check_route(settings: JobSettings, connection: PkbConnection) -> None:
+    if settings.api == "fhir" and not connection.fhir_base:
+        raise ConfigError("the FHIR route needs PKB_FHIR_BASE (or [pkb] fhir_base)")
+
+
+def _warn_before_codes(journal: Journal, settings: JobSettings, connection: PkbConnection) -> None:
+    """Say, before PKB is asked for anything, what this route cannot check: on the terminal (a warning
+    is shown without -v), in the log, and in the journal, from which the summary repeats it."""
+    if settings.api == "rest" and not connection.fhir_base:
+        logger.warning(REST_CANNOT_CONFIRM_REGISTERED, extra={"event": "cannot-confirm-registered"})
+        journal.events.add("warning", REST_CANNOT_CONFIRM_REGISTERED)
+
+
+def _warnings(journal: Journal) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(event["detail"] for event in journal.events.of_kind("warning")))
 
 
 def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str) -> RenderSpec:
@@ -293,12 +330,16 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
         else:
             resolve.resolve_rest(patients, client, settings.letter.date, journal.rows.record_decisions, advance,
                                  workers=settings.concurrency, failure_limit=settings.failure_limit,
-                                 check_postcode=settings.rules.postcode_check)
+                                 check_postcode=settings.rules.postcode_check,
+                                 confirm=bool(client.connection.fhir_base))
     logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.rows.count_at(Stage.ELIGIBLE))
 
 
-def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress) -> None:
+def _issue(
+    journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress, today: Callable[[], dt.date],
+) -> None:
     _take_carried_codes(journal)
+    _settle_held(journal, settings)
     to_ask = journal.rows.count_at(Stage.ELIGIBLE)
     if not to_ask:
         return
@@ -306,12 +347,13 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
 
     def record(results: list[tokens.Issued]) -> None:
         pairs = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, CodePair)]
+        held = [(item.patient.input_row, outcome) for item, outcome in results if isinstance(outcome, HeldPair)]
         refusals = [outcome for _, outcome in results if isinstance(outcome, Exclusion)]
-        journal.codes.record_issued(pairs, refusals)
+        journal.codes.record_issued(pairs, refusals, held)
 
     with progress.stage(Step.CODES, to_ask) as advance:
         if settings.api == "fhir":
-            tokens.issue_fhir(eligible, client, journal.codes, record, advance)
+            tokens.issue_fhir(eligible, client, journal.codes, record, advance, today)
         else:
             tokens.issue_rest(eligible, client, journal.codes, record, advance,
                               validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
@@ -319,11 +361,32 @@ def _issue(journal: Journal, client: PkbClient, settings: JobSettings, progress:
     logger.info("codes: %d asked, %d pairs held", to_ask, journal.rows.count_at(Stage.CODED))
 
 
+def _settle_held(journal: Journal, settings: JobSettings) -> None:
+    """Pairs held by an earlier run because their expiry could not be read: read again (this version
+    may read what the one that held them could not); then excluded as the job file allows, or the
+    job stops again before asking PKB for anyone, since the next answer would most likely be the same."""
+    unreadable: list[tuple[int, str]] = []
+    for input_row, pair in journal.codes.held():
+        expires = expiry_from_part(json.loads(pair.expiry_part))
+        if isinstance(expires, dt.date):
+            journal.codes.release_held(input_row, expires)
+        elif settings.unreadable_expiry == "exclude":
+            journal.rows.exclude(input_row, Reason.EXPIRY_UNREADABLE,
+                            f"PKB issued a pair whose expiry could not be read ({expires}); it was never printed "
+                            "and lapses unused at PKB. Include the row in a new job for a letter")
+        else:
+            unreadable.append((input_row, expires))
+    if unreadable:
+        raise ExpiryUnreadable(tokens.expiry_unreadable_message([row for row, _ in unreadable], unreadable[0][1]))
+
+
 def _take_carried_codes(journal: Journal) -> None:
     """After a restart: patients the replaced job already holds a pair for get that pair, not a new one."""
     for input_row, nhs_number in journal.codes.eligible_with_carried_codes():
         codes, uncertain = journal.codes.carried_codes(nhs_number)
-        if codes is not None:
+        if isinstance(codes, HeldPair):
+            journal.codes.hold_carried(input_row, codes)
+        elif codes is not None:
             journal.codes.take_carried_codes(input_row, codes)
         elif uncertain:
             journal.codes.mark_lost_response_from_previous_job(input_row)
@@ -481,6 +544,7 @@ def _finish(
         by_stage=journal.rows.count_by_stage(),
         sheets=record.get("sheets", 0),
         files=tuple(f.name for f in files),
+        warnings=_warnings(journal),
     )
     logger.info(
         "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions,
@@ -495,6 +559,7 @@ def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool) -> JobSu
         job_id=job.id, out_dir=journal.path.parent, input_rows=journal.rows.row_count(), letters=0,
         exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.rows.count_by_reason(),
         reissues=_count(journal.codes.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
+        warnings=_warnings(journal),
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ import httpx
 
 from .config import PkbConnection
 from .errors import PkbApiError, PkbAuthError, PkbOutcomeUnknown, PkbUnavailable
-from .records import CodePair
+from .records import CodePair, HeldPair
 from .retry import RateLimit, Retries, RetryPolicy
 from .tls import pkb_ssl_context
 
@@ -50,15 +52,30 @@ class PatientStatus:
 
 @dataclass(frozen=True)
 class PatientTokens:
-    """One `patientTokens` of a FHIR `$generate-invitation-tokens` answer."""
+    """One `patientTokens` of a FHIR `$generate-invitation-tokens` answer: a pair with a readable
+    expiry (`CodePair`), a pair whose expiry could not be read (`HeldPair`, still a live credential),
+    or neither (only with the `diagnostics` part PKB does not document)."""
 
     nhs_number: str
-    codes: CodePair | None
+    codes: CodePair | HeldPair | None
     diagnostics: str | None
+
+
+# The expiry part's value keys we read. PKB's operation definition says DateTime (`valueDateTime`);
+# PKB's own example answer ("Generate invitation tokens" examples page) writes `valueDatetime`.
+EXPIRY_KEYS = ("valueDateTime", "valueDatetime", "valueInstant")
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class RecordAccessDenied(PkbApiError):
     """PKB refused codes for a record (created by another organisation)."""
+
+
+@dataclass(frozen=True)
+class UserDenied:
+    """`byNationalId` answered 401 with a fresh access token, or 403: PKB will not show us this patient."""
+
+    status: int
 
 
 class PkbClient:
@@ -100,12 +117,20 @@ class PkbClient:
         self._http.close()
 
     # -- REST -------------------------------------------------------------
-    def user_by_nhs_number(self, nhs_number: str) -> dict[str, Any] | None:
-        """The PKB user object, or None when PKB does not know the NHS number."""
+    def user_by_nhs_number(self, nhs_number: str) -> dict[str, Any] | UserDenied | None:
+        """The PKB user object, None when PKB does not know the NHS number, or `UserDenied`.
+
+        A 401 here comes after `_call_once` fetched a new access token and asked again, so the token
+        itself is good (a token PKB refuses fails in `_fetch_token` as `PkbAuthError`): the refusal is
+        about this patient's record. 403 is the same. The caller stops the job when every patient is
+        refused, which is what a client without permission for this API looks like.
+        """
         url = f"{self.connection.rest_base}/v2-beta/users/byNationalId/{nhs_number}/NHS_NUMBER"
         response = self._call("GET", url, what="byNationalId")
         if response.status_code == 404:
             return None
+        if response.status_code in (401, 403):
+            return UserDenied(response.status_code)
         return _json(_ok(response, "byNationalId"), "byNationalId")
 
     def record_access_token(self, pkb_id: str) -> tuple[str, str]:
@@ -322,19 +347,45 @@ def _patient_status(parts: dict[str, dict[str, Any]]) -> PatientStatus:
 
 
 def _patient_tokens(parts: dict[str, dict[str, Any]]) -> PatientTokens:
+    """Never raises once a code and token are in hand: a pair PKB issued must reach the journal."""
     diagnostics = parts.get("diagnostics", {}).get("valueString")
     code = parts.get("code", {}).get("valueString")
     token = parts.get("token", {}).get("valueString")
-    expiry = parts.get("expiry", {}).get("valueDateTime")
-    codes = None
-    if code and token and expiry:
-        codes = CodePair(code, token, _expiry_date(expiry))
+    codes: CodePair | HeldPair | None = None
+    if code and token:
+        expiry_part = parts.get("expiry")
+        expires = expiry_from_part(expiry_part)
+        if isinstance(expires, dt.date):
+            codes = CodePair(str(code), str(token), expires)
+        else:
+            codes = HeldPair(str(code), str(token), json.dumps(expiry_part), expires)
     return PatientTokens(_identifier(parts), codes, diagnostics)
 
 
-def _expiry_date(value: str) -> dt.date:
-    """The UTC date of the expiry instant: never later than the UK date, so never overstated."""
+def expiry_from_part(part: Any) -> dt.date | str:
+    """The expiry date from a `patientTokens` `expiry` part, or a sentence saying why it cannot be read."""
+    if part is None:
+        return "the answer has no 'expiry' part"
+    if not isinstance(part, dict):
+        return "the 'expiry' part is not a JSON object"
+    key = next((k for k in EXPIRY_KEYS if k in part), None)
+    if key is None:
+        found = ", ".join(k for k in part if k != "name") or "nothing"
+        return f"the 'expiry' part has no {', '.join(EXPIRY_KEYS[:-1])} or {EXPIRY_KEYS[-1]} (it has: {found})"
+    try:
+        return expiry_date(part[key])
+    except (TypeError, ValueError):
+        return f"the 'expiry' part's {key} is not a date and time PKB documents: {str(part[key])[:40]!r}"
+
+
+def expiry_date(value: str) -> dt.date:
+    """The UTC date of the expiry instant: never later than the UK date, so never overstated.
+
+    FHIR allows a dateTime to be a bare date; a time without a time zone it does not allow, and
+    such a value cannot be placed on a calendar safely, so it is refused."""
+    if _BARE_DATE.fullmatch(value):
+        return dt.date.fromisoformat(value)
     instant = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if instant.tzinfo is not None:
-        instant = instant.astimezone(dt.UTC)
-    return instant.date()
+    if instant.tzinfo is None:
+        raise ValueError("no time zone")
+    return instant.astimezone(dt.UTC).date()

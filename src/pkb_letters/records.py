@@ -31,13 +31,15 @@ class Step(StrEnum):
 
 
 class Stage(StrEnum):
-    """Where one input row has got to: ``read → eligible → coded → placed``, or ``excluded``."""
+    """Where one input row has got to: ``read → eligible → coded → placed``, or ``excluded``. A pair PKB
+    issued whose expiry could not be read waits at ``held`` (never asked for again) until it can be."""
 
     READ = "read"
     ELIGIBLE = "eligible"
     CODED = "coded"
     PLACED = "placed"
     EXCLUDED = "excluded"
+    HELD = "held"  # PKB issued a pair whose expiry could not be read: kept, never asked for again
 
 
 class Reissue(StrEnum):
@@ -71,6 +73,7 @@ class Reason(StrEnum):
     UNDER_16 = "under-16"
     DEMOGRAPHICS_MISMATCH = "demographics-mismatch"
     PKB_REFUSED = "pkb-refused"
+    EXPIRY_UNREADABLE = "expiry-unreadable"
     TEMPLATE_ERROR = "template-error"
     INVALID_POSTAGE_CLASS = "invalid-postage-class"
 
@@ -117,6 +120,22 @@ class CodePair:
 
     def __repr__(self) -> str:  # keeps codes out of tracebacks and debug logs
         return f"CodePair(<redacted>, expires={self.expires.isoformat()})"
+
+
+@dataclass(frozen=True)
+class HeldPair:
+    """A pair PKB issued whose expiry could not be read: live, but not printable until it is.
+
+    `expiry_part` is the answer's `expiry` part as JSON (it holds no code), kept so that a
+    version of pkb-letters that reads it can print the pair; `problem` says what was wrong."""
+
+    invitation_code: str
+    access_code: str
+    expiry_part: str
+    problem: str
+
+    def __repr__(self) -> str:  # keeps codes out of tracebacks and debug logs
+        return f"HeldPair(<redacted>, problem={self.problem!r})"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 The FHIR route asks `$status-query` in batches; the REST route asks
 `byNationalId` per patient and applies the same rules to the user object.
-The deceased check comes first and is never skipped. Next, what PKB returned
+PKB's documented user object has no registration flag, so where the job has a FHIR base
+the REST route confirms each eligible patient's `deceased` and `registered` with
+`$status-query` before they are recorded as eligible (the pipeline warns when it cannot).
+The deceased check comes first and is never skipped, even when PKB says "No access". Next, what PKB returned
 about the person is compared with the list (`demographics`): a disagreement
 holds the row as `demographics-mismatch` before any other rule is applied.
 """
@@ -23,8 +26,8 @@ from .batching import (
     run_bounded,
 )
 from .demographics import PkbDemographics, mismatch_detail, mismatched_fields
-from .errors import PkbApiError
-from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient
+from .errors import PkbApiError, PkbAuthError
+from .pkb import STATUS_QUERY_LIMIT, PatientStatus, PkbClient, UserDenied
 from .records import Eligible, Exclusion, PatientRow, Reason
 
 MINIMUM_AGE = 16
@@ -91,7 +94,10 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus | None, lette
         return exclusion(patient, Reason.PKB_REFUSED, "PKB's $status-query answer left this patient out; run again")
     if status.diagnostics == "Not found":
         return exclusion(patient, Reason.NOT_FOUND)
-    if status.diagnostics == "No access":
+    if status.diagnostics == "No access":  # PKB still says whether they died: that must not be lost
+        if status.deceased:
+            return exclusion(patient, Reason.DECEASED, "PKB records this patient as deceased (the record belongs "
+                             "to another organisation); no letter is sent")
         return exclusion(patient, Reason.NO_ACCESS)
     if status.diagnostics or status.deceased is None or status.registered is None:
         return exclusion(patient, Reason.PKB_REFUSED, f"PKB said: {status.diagnostics or 'no status'}")
@@ -116,10 +122,13 @@ def resolve_rest(
     workers: int = 8,
     failure_limit: int = 10,
     check_postcode: bool = True,
+    confirm: bool = False,
 ) -> None:
     """`byNationalId` per patient, `workers` at a time, each taken from `patients` as it is sent; a patient
-    PKB failed on is asked again after all the others, and excluded if PKB keeps failing on them."""
+    PKB failed on is asked again after all the others, and excluded if PKB keeps failing on them.
+    With `confirm`, eligible patients are checked with `$status-query` before they are recorded."""
     failures = ConsecutiveFailures(failure_limit)
+    denials = _Denials(failure_limit)
     attempts: dict[int, int] = {}
     fresh = iter(patients)
     again: list[PatientRow] = []
@@ -135,11 +144,17 @@ def resolve_rest(
                 again.append(patient)
                 return
             decided.append(_failed(patient, Failed(outcome, attempts[patient.input_row])))
+        elif isinstance(outcome, UserDenied):
+            failures.succeeded()
+            denials.denied(outcome)
+            decided.append(exclusion(patient, Reason.NO_ACCESS, f"PKB refused to show this patient's record "
+                                     f"(byNationalId answered {outcome.status}); ask the organisation that holds it"))
         else:
             failures.succeeded()
+            denials.found()
             decided.append(_decide_from_user(patient, outcome, letter_date, check_postcode))
         if len(decided) >= _RECORD_EVERY:
-            _flush(decided, record, advance)
+            _flush(decided, record, advance, client if confirm else None)
 
     def take() -> Iterator[PatientRow]:
         while (patient := next(fresh, None)) is not None or again:
@@ -151,17 +166,61 @@ def resolve_rest(
             if not again:
                 break
     finally:
-        _flush(decided, record, advance)
+        _flush(decided, record, advance, client if confirm else None)
 
 
 _RECORD_EVERY = 200  # resolve decisions are safe to repeat, so they are written in batches
 
 
-def _flush(decided: list[Decision], record: Record, advance: Advance) -> None:
+class _Denials:
+    """A 401/403 from byNationalId is one patient's; but when PKB refuses every patient from the start,
+    it is the client that may not use this API, and excluding the whole list as no-access would hide that."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.count, self.any_found = limit, 0, False
+
+    def found(self) -> None:
+        self.any_found = True
+
+    def denied(self, denial: UserDenied) -> None:
+        self.count += 1
+        if not self.any_found and self.count >= self.limit:
+            raise PkbAuthError(
+                f"PKB refused byNationalId for the first {self.count} patients (HTTP {denial.status}) and showed "
+                "none: the client may not be allowed this REST API (PKB's system clients mainly reach the FHIR "
+                "API); check its permissions with PKB, or run with --api fhir", denial.status)
+
+
+def _flush(decided: list[Decision], record: Record, advance: Advance, confirm_with: PkbClient | None) -> None:
     if decided:
-        record(list(decided))
+        record(_confirmed(decided, confirm_with) if confirm_with else list(decided))
         advance(len(decided))
         decided.clear()
+
+
+def _confirmed(decided: list[Decision], client: PkbClient) -> list[Decision]:
+    """The REST route's decisions, each eligible one checked against `$status-query`'s deceased and
+    registered flags (the user object has no registration flag)."""
+    eligible = [d.patient for d in decided if isinstance(d, Eligible)]
+    statuses: dict[str, PatientStatus] = {}
+    if eligible:
+        for _, outcome in isolate_failures(eligible, client_status_query(client)):
+            if not isinstance(outcome, Failed):
+                statuses.update(outcome)
+    return [d if isinstance(d, Exclusion) else _confirm(d, statuses.get(d.patient.nhs_number)) for d in decided]
+
+
+def _confirm(eligible: Eligible, status: PatientStatus | None) -> Decision:
+    patient = eligible.patient
+    if status is None or status.deceased is None or status.registered is None:
+        said = f" ({status.diagnostics})" if status is not None and status.diagnostics else ""
+        return exclusion(patient, Reason.PKB_REFUSED, f"$status-query could not confirm{said} that the patient is "
+                         "alive and not yet registered, so no code is asked for; check the record on PKB")
+    if status.deceased:
+        return exclusion(patient, Reason.DECEASED, "$status-query records this patient as deceased; no letter is sent")
+    if status.registered:
+        return exclusion(patient, Reason.ALREADY_REGISTERED)
+    return eligible
 
 
 def _decide_from_user(
@@ -175,7 +234,7 @@ def _decide_from_user(
         patient,
         str(user["id"]),
         deceased=bool(user.get("dateDeceased")),
-        registered=bool(user.get("registered")),
+        registered=False,  # PKB's user object has no such flag: `_confirmed` asks $status-query
         date_of_birth=date_of_birth,
         letter_date=letter_date,
         demographics=PkbDemographics(user.get("lastName"), date_of_birth, user.get("postalCode")),

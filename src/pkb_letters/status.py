@@ -43,6 +43,9 @@ class JobStatus:
         count = self.by_stage.get
         if count(Stage.READ):
             steps.append(f"ask PKB about {count(Stage.READ)} patients not yet resolved")
+        if count(Stage.HELD):
+            steps.append(f"read again the expiry of {count(Stage.HELD)} held pairs (PKB is never asked again for "
+                         "them); if still unreadable, stop again unless [codes] unreadable_expiry = \"exclude\"")
         if count(Stage.ELIGIBLE):
             step = f"request code pairs for {count(Stage.ELIGIBLE)} eligible patients"
             if self.awaiting_answer:

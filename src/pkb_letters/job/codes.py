@@ -5,7 +5,8 @@ Code requests are written down *before* they are sent (`begin_code_request`) and
 the answer is recorded, so after a crash the journal knows which patients PKB may have
 issued codes to without us seeing them. A second request for such a patient, or for one
 whose codes expire too soon, is a re-issue: the row's `reissue` column and the `events`
-table say why. Takes eligible rows; gives them the stage ``coded`` (or ``excluded``).
+table say why. Takes eligible rows; gives them the stage ``coded`` (or ``excluded``). A pair PKB
+issued whose expiry could not be read is ``held``: kept, never asked for again, until it can be read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-from ..records import CodePair, Exclusion, Reissue, Stage
+from ..records import CodePair, Exclusion, HeldPair, Reissue, Stage
 from . import rowcodec
 from .events import Events
 from .sql import Db, now
@@ -59,10 +60,15 @@ class Codes:
                 "UPDATE rows SET codes_requested = NULL WHERE input_row = ?", ((r,) for r in input_rows)
             )
 
-    def record_issued(self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion]) -> None:
-        """A code request's answer: pairs to print, and patients PKB gave no pair to."""
+    def record_issued(
+        self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion],
+        held: Iterable[tuple[int, HeldPair]] = (),
+    ) -> None:
+        """A code request's answer: pairs to print, pairs whose expiry could not be read (held, so they
+        are neither lost nor asked for again), and patients PKB gave no pair to."""
         stamp = now()
         with self._db.transaction():
+            self._hold(held, stamp)
             self._db.executemany(
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
                 " codes_issued = ?, codes_run = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
@@ -77,6 +83,32 @@ class Codes:
                 " WHERE input_row = ?",
                 ((Stage.EXCLUDED, e.reason, e.detail, stamp, e.input_row) for e in refusals),
             )
+
+    def _hold(self, held: Iterable[tuple[int, HeldPair]], stamp: str) -> None:
+        for input_row, pair in held:
+            self._db.execute(
+                "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = NULL,"
+                " codes_expiry_part = ?, detail = ?, codes_issued = ?, codes_run = ?, codes_requested = NULL,"
+                " updated = ? WHERE input_row = ?",
+                (Stage.HELD, pair.invitation_code, pair.access_code, pair.expiry_part, pair.problem, stamp, self.run,
+                 stamp, input_row),
+            )
+            self._events.add("held", f"PKB issued a pair whose expiry could not be read: {pair.problem}", input_row)
+
+    def held(self) -> list[tuple[int, HeldPair]]:
+        """Rows holding a pair whose expiry could not be read, in input order."""
+        rows = self._db.execute("SELECT * FROM rows WHERE stage = ? ORDER BY input_row", (Stage.HELD,))
+        return [(r["input_row"], rowcodec.held_pair(r)) for r in rows]
+
+    def release_held(self, input_row: int, expires: dt.date) -> None:
+        """A held pair's expiry is now read: the pair goes on to be printed like any other."""
+        with self._db.transaction():
+            self._db.execute(
+                "UPDATE rows SET stage = ?, codes_expire = ?, detail = NULL, updated = ?"
+                " WHERE input_row = ? AND stage = ?",
+                (Stage.CODED, expires.isoformat(), now(), input_row, Stage.HELD),
+            )
+            self._events.add("released", f"the held pair's expiry was read: {expires.isoformat()}", input_row)
 
     def requested_without_answer(self) -> list[int]:
         rows = self._db.execute(
@@ -128,28 +160,41 @@ class Codes:
     def carry_codes_from(self, previous: Codes) -> int:
         """Remember the previous job's pairs (and unanswered requests), by NHS number."""
         rows = previous._db.execute(
-            "SELECT nhs_number, invitation_code, access_code, codes_expire, codes_issued, codes_requested"
-            " FROM rows WHERE invitation_code IS NOT NULL OR codes_requested IS NOT NULL"
+            "SELECT nhs_number, invitation_code, access_code, codes_expire, codes_issued, codes_requested,"
+            " codes_expiry_part FROM rows WHERE invitation_code IS NOT NULL OR codes_requested IS NOT NULL"
         ).fetchall()
         with self._db.transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO carried_codes VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO carried_codes (nhs_number, invitation_code, access_code, codes_expire,"
+                " codes_issued, uncertain, codes_expiry_part) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     (r["nhs_number"], r["invitation_code"], r["access_code"], r["codes_expire"], r["codes_issued"],
-                     int(r["invitation_code"] is None))
+                     int(r["invitation_code"] is None),
+                     # a held pair's problem travels with its expiry part (re-read when it is taken)
+                     r["codes_expiry_part"] if r["codes_expire"] is None and r["invitation_code"] else None)
                     for r in rows
                 ),
             )
         return len(rows)
 
-    def carried_codes(self, nhs_number: str) -> tuple[CodePair | None, bool]:
-        """A pair issued for this NHS number in the job this one replaced, and whether one may be unseen."""
+    def carried_codes(self, nhs_number: str) -> tuple[CodePair | HeldPair | None, bool]:
+        """A pair issued for this NHS number in the job this one replaced (held, when its expiry could not
+        be read), and whether one may be unseen."""
         row = self._db.execute("SELECT * FROM carried_codes WHERE nhs_number = ?", (nhs_number,)).fetchone()
         if row is None:
             return None, False
         if row["uncertain"]:
             return None, True
+        if row["codes_expire"] is None:
+            return HeldPair(row["invitation_code"], row["access_code"], row["codes_expiry_part"] or "null",
+                            "carried over from the job this one replaced, expiry not read"), False
         return rowcodec.codes(row), False
+
+    def hold_carried(self, input_row: int, pair: HeldPair) -> None:
+        """After a restart: the replaced job held this patient's pair; this job holds it too."""
+        with self._db.transaction():
+            self._hold([(input_row, pair)], now())
+            self._events.add("carried", "held code pair carried over from the job this one replaced", input_row)
 
     def eligible_with_carried_codes(self) -> Iterator[tuple[int, str]]:
         """(input row, NHS number) of eligible rows whose number the replaced job asked codes for, a page

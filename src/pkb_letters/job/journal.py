@@ -92,9 +92,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 """
 
-# Added on opening, so journals written before streaming gain them too: the print order's sort
-# key (filled in when first asked for) and the indexes the streaming readers page through.
-_STREAMING_COLUMNS = {"print_key": "BLOB"}
+# Added on opening, so older journals gain them too: the print order's sort key (filled in when
+# first asked for), the `expiry` part of a held pair's answer (see `Stage.HELD`), and the indexes
+# the streaming readers page through.
+_STREAMING_COLUMNS = {"print_key": "BLOB", "codes_expiry_part": "TEXT"}
+_CARRIED_COLUMNS = {"codes_expiry_part": "TEXT"}
 _STREAMING_INDEXES = """
 CREATE INDEX IF NOT EXISTS rows_print_order ON rows (stage, print_key, input_row);
 CREATE INDEX IF NOT EXISTS rows_sequence ON rows (stage, sequence);
@@ -174,9 +176,10 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
 
 
 def _add_streaming_schema(connection: sqlite3.Connection) -> None:
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(rows)")}
     with connection:
-        for name, kind in _STREAMING_COLUMNS.items():
-            if name not in columns:
-                connection.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+        for table, added in (("rows", _STREAMING_COLUMNS), ("carried_codes", _CARRIED_COLUMNS)):
+            columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            for name, kind in added.items():
+                if name not in columns:
+                    connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
     connection.executescript(_STREAMING_INDEXES)

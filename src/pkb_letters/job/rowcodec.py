@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import fields
 
 from ..mailsort import postcode_order_key
-from ..records import CodePair, Exclusion, Letter, PatientRow, PlacedLetter, Reason
+from ..records import CodePair, Exclusion, HeldPair, Letter, PatientRow, PlacedLetter, Reason
 
 _PATIENT_FIELDS = tuple(f.name for f in fields(PatientRow))
 
@@ -36,6 +36,10 @@ def print_order_key(patient: str) -> bytes:
 
 def codes(row: sqlite3.Row) -> CodePair:
     return CodePair(row["invitation_code"], row["access_code"], dt.date.fromisoformat(row["codes_expire"]))
+
+
+def held_pair(row: sqlite3.Row) -> HeldPair:
+    return HeldPair(row["invitation_code"], row["access_code"], row["codes_expiry_part"] or "null", row["detail"] or "")
 
 
 def placed_letter(row: sqlite3.Row, page_column: str = "first_page") -> PlacedLetter:

@@ -28,7 +28,9 @@ CODE_LENGTH = 10
 _CODE_ALPHABET = string.ascii_letters + string.digits
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-# Diagnostics strings, exactly as the FHIR operations return them.
+# "Not found" and "No access" are `$status-query`'s documented diagnostics. The others name the
+# causes PKB documents for leaving a patient out of `$generate-invitation-tokens`; they are sent only
+# in the opt-in `refusal_diagnostics` variant, in wording of our own.
 NOT_FOUND = "Not found"
 NO_ACCESS = "No access"
 DECEASED = "Deceased"
@@ -51,7 +53,7 @@ class Patient:
     dob: dt.date | None
     date_deceased: dt.date | None
     postal_code: str | None
-    registered: bool
+    registered: bool  # the sandbox's state, shown by $status-query; never in the REST user object
     organisations: tuple[str, ...]
     national_ids: tuple[NationalId, ...]
 

@@ -2,7 +2,10 @@
 
 Takes `Faults` (latency, a random 500/503 rate, a request-per-second limit answered with
 429 and `Retry-After`, and a rate of connections dropped *after* the work was done) and
-gives, per API request, what to do before and after answering. Each decision is drawn
+gives, per API request, what to do before and after answering. `Faults` also names the answer
+variants the sandbox can serve besides its default shapes (the expiry key PKB's example uses, an
+expiry no client can read, the undocumented `diagnostics` refusal part, a 401/403 for one patient's
+`byNationalId`); the README's table says which PKB documents and which are our inference. Each decision is drawn
 from the seed, the request itself and how many times that same request has been seen, so
 a seeded run misbehaves identically however the client's threads happen to interleave.
 """
@@ -29,9 +32,18 @@ class Faults:
     drop_rate: float = 0.0
     seed: int | None = None
     fail_on: frozenset[str] = frozenset()  # identifiers that make any FHIR request holding them fail with 500
+    # -- answer variants --
+    expiry_key: str = "valueDateTime"  # or "valueDatetime" (PKB's example), "valueInstant", another, "" for none
+    expiry_text: str | None = None  # sent instead of the real expiry (still logged as issued): unreadable ones
+    refusal_diagnostics: bool = False  # refuse tokens with a `diagnostics` part instead of leaving patients out
+    deny_lookup: tuple[tuple[str, int], ...] = ()  # (NHS number, 401 or 403) for byNationalId
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fail_on", frozenset(self.fail_on))
+        denials = self.deny_lookup.items() if isinstance(self.deny_lookup, dict) else self.deny_lookup
+        object.__setattr__(self, "deny_lookup", tuple(sorted((str(n), int(s)) for n, s in denials)))
+        if any(status not in (401, 403) for _, status in self.deny_lookup):
+            raise ValueError(f"deny_lookup statuses must be 401 or 403, not {self.deny_lookup}")
         for name in ("fail_rate", "drop_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -43,7 +55,9 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate or self.fail_on)
+        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate or self.fail_on
+                    or self.expiry_key != "valueDateTime" or self.expiry_text is not None
+                    or self.refusal_diagnostics or self.deny_lookup)
 
 
 @dataclass(frozen=True)

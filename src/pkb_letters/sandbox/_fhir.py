@@ -8,11 +8,12 @@ and `OperationOutcome`s as plain JSON-ready dicts.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._data import IssuedPair, Patient, iso_utc
+from ._data import NO_ACCESS, NOT_FOUND, IssuedPair, Patient, iso_utc
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 CHI_SYSTEM = "urn:oid:2.16.840.1.113883.2.1.3.2.4.16.53"
@@ -120,23 +121,48 @@ def patient_status_found(ident: RequestedIdentifier, patient: Patient) -> dict[s
     return {"name": "patientStatus", "part": parts}
 
 
-def patient_status_hidden(ident: RequestedIdentifier, diagnostics: str) -> dict[str, Any]:
-    """For "Not found" and "No access": nothing about the record is shown."""
-    parts = [_identifier_part(ident), _string_part("diagnostics", diagnostics)]
+def patient_status_not_found(ident: RequestedIdentifier) -> dict[str, Any]:
+    """PKB's "Status query" page: deceased and registered are absent when the patient is not found."""
+    parts = [_identifier_part(ident), _string_part("diagnostics", NOT_FOUND)]
     return {"name": "patientStatus", "part": parts}
 
 
-def patient_tokens_issued(ident: RequestedIdentifier, pair: IssuedPair) -> dict[str, Any]:
+def patient_status_no_access(ident: RequestedIdentifier, patient: Patient) -> dict[str, Any]:
+    """PKB's "Status query" page: deceased and registered ARE returned with "No access". The date of
+    birth is left out (our inference: the page does not say it is shown)."""
+    parts = [
+        _identifier_part(ident),
+        {"name": "deceased", "valueBoolean": patient.date_deceased is not None},
+        {"name": "registered", "valueBoolean": patient.registered},
+        _string_part("diagnostics", NO_ACCESS),
+    ]
+    return {"name": "patientStatus", "part": parts}
+
+
+def patient_tokens_issued(
+    ident: RequestedIdentifier, pair: IssuedPair, expiry_key: str = "valueDateTime", expiry_text: str | None = None
+) -> dict[str, Any]:
+    """`expiry_key` "valueDateTime" is the operation definition's type; "valueDatetime", with milliseconds
+    and `+00:00`, is how PKB's own example answer writes it; "" leaves the part out."""
     parts = [
         _identifier_part(ident),
         _string_part("code", pair.invitation_code),
         _string_part("token", pair.access_code),
-        {"name": "expiry", "valueDateTime": iso_utc(pair.expiry)},
     ]
+    if expiry_key:
+        value = expiry_text if expiry_text is not None else _expiry_text(pair, expiry_key)
+        parts.append({"name": "expiry", expiry_key: value})
     return {"name": "patientTokens", "part": parts}
 
 
+def _expiry_text(pair: IssuedPair, expiry_key: str) -> str:
+    if expiry_key == "valueDatetime":  # "2021-01-01T09:29:23.356+00:00", as in PKB's example
+        return pair.expiry.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return iso_utc(pair.expiry)
+
+
 def patient_tokens_refused(ident: RequestedIdentifier, diagnostics: str) -> dict[str, Any]:
+    """The opt-in `refusal_diagnostics` variant: PKB documents no such part (it leaves the patient out)."""
     parts = [_identifier_part(ident), _string_part("diagnostics", diagnostics)]
     return {"name": "patientTokens", "part": parts}
 

@@ -32,7 +32,6 @@ from typing import Any
 from . import _fhir as fhir
 from ._data import (
     NATIONAL_ID_TYPES,
-    NO_ACCESS,
     NOT_FOUND,
     IssuedLog,
     IssuedPair,
@@ -328,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_bearer()
         if id_type not in NATIONAL_ID_TYPES:
             raise _json_error(400, "invalid_request", f"Unknown national id type {id_type!r}")
+        denied = dict(self._sandbox.faults.faults.deny_lookup).get(id_value)
+        if denied is not None:  # no error body is documented: this one is Spring's, like the token endpoint's
+            raise _json_error(denied, "unauthorized" if denied == 401 else "access_denied", "Access is denied")
         patient = self._sandbox.data.find_by_national_id(id_type, id_value)
         if patient is None:
             raise _json_error(404, "not_found", "No user with that national id")
@@ -355,7 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
         idents = self._fhir_identifiers(fhir.TOKENS_LIMIT)
         self._fail_on_poisoned(idents)
         today = self._sandbox.today()
-        return _fhir_ok([self._tokens_for(ident, today) for ident in idents])
+        answers = (self._tokens_for(ident, today) for ident in idents)
+        return _fhir_ok([answer for answer in answers if answer is not None])
 
     def _fail_on_poisoned(self, idents: list[fhir.RequestedIdentifier]) -> None:
         poisoned = self._sandbox.faults.faults.fail_on
@@ -366,19 +369,20 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._sandbox.data
         patient = data.find_by_national_id(ident.id_type, ident.value)
         if patient is None:
-            return fhir.patient_status_hidden(ident, NOT_FOUND)
+            return fhir.patient_status_not_found(ident)
         if not data.can_access(patient):
-            return fhir.patient_status_hidden(ident, NO_ACCESS)
+            return fhir.patient_status_no_access(ident, patient)
         return fhir.patient_status_found(ident, patient)
 
-    def _tokens_for(self, ident: fhir.RequestedIdentifier, today: dt.date) -> dict[str, Any]:
-        data = self._sandbox.data
+    def _tokens_for(self, ident: fhir.RequestedIdentifier, today: dt.date) -> dict[str, Any] | None:
+        """A `patientTokens`, or None: PKB refuses by leaving the patient out of the answer."""
+        data, faults = self._sandbox.data, self._sandbox.faults.faults
         patient = data.find_by_national_id(ident.id_type, ident.value)
         refusal = ineligibility(data, patient, today)
         if refusal is not None or patient is None:
-            return fhir.patient_tokens_refused(ident, refusal or NOT_FOUND)
+            return fhir.patient_tokens_refused(ident, refusal or NOT_FOUND) if faults.refusal_diagnostics else None
         pair = self._sandbox.log.issue("fhir", patient, ident.value)
-        return fhir.patient_tokens_issued(ident, pair)
+        return fhir.patient_tokens_issued(ident, pair, faults.expiry_key, faults.expiry_text)
 
     def _fhir_identifiers(self, limit: int) -> list[fhir.RequestedIdentifier]:
         self._require_bearer()
@@ -418,7 +422,6 @@ def _user_json(patient: Patient) -> dict[str, Any]:
         "dob": patient.dob.isoformat() if patient.dob else None,
         "dateDeceased": patient.date_deceased.isoformat() if patient.date_deceased else None,
         "postalCode": patient.postal_code,
-        "registered": patient.registered,
         "nationalIds": [
             {"value": n.value, "name": _NATIONAL_ID_NAMES[n.type], "countryCodes": ["GB"]}
             for n in patient.national_ids
