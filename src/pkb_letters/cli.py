@@ -352,6 +352,7 @@ def _print_summary(summary: JobSummary) -> None:
              f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on")
         for stage, count in summary.by_stage.items():
             echo(f"  {stage:<12} {count:>7}")
+        _print_full_layout(summary)
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
@@ -365,6 +366,12 @@ def _print_summary(summary: JobSummary) -> None:
         for why, count in summary.reissues.items():
             echo(f"    {why:<24}{count:>5}")
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+    _print_full_layout(summary)
+
+
+def _print_full_layout(summary: JobSummary) -> None:
+    if summary.full_layout:
+        click.echo(f"  layout: {summary.full_layout}")
 
 
 # -- deliver ------------------------------------------------------------------------------------
