@@ -6,9 +6,9 @@ letter's first page not inside the envelope window, page counts that disagree
 with the manifest, and separation marks missing or whose decoded payload
 disagrees with the manifest. A file is matched to the manifest by name, or else by the
 SHA-256 the manifest records (a print file renamed on its way); one matched by neither
-is a problem, its pages still checked as those of a file without a manifest. DataMatrix marks are decoded from the rendered
-clear zone by zxing-cpp, or by libdmtx (via pylibdmtx) where zxing-cpp reads none: readers
-independent of the encoder we print with.
+is a problem, its pages still checked as those of a file without a manifest.
+DataMatrix marks are decoded from the rendered clear zone by zxing-cpp, or by libdmtx
+(via pylibdmtx) where zxing-cpp reads none: readers independent of the encoder we print with.
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
