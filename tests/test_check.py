@@ -198,6 +198,39 @@ def test_cli_check_reports_json_and_exit_codes(good, tmp_path):
     assert all(p["file"] == "customer.pdf" for p in report["problems"])
 
 
+def renamed_copy(good: Path, tmp_path: Path, name: str = "PKB-upload-0001.pdf") -> tuple[Path, Path]:
+    """The print file as SFTP automation leaves it: under another name, beside its manifest."""
+    pdf, manifest = copy_job(good, tmp_path)
+    return pdf.rename(pdf.with_name(name)), manifest
+
+
+def test_cli_check_matches_a_renamed_print_file_to_its_manifest_entry_by_sha256(good, tmp_path):
+    pdf, manifest = renamed_copy(good, tmp_path)
+    result = CliRunner().invoke(main, ["check", str(pdf), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert "no problems" in result.output
+    assert f"{pdf.name}: checked as the manifest's letters.pdf, whose SHA-256 it has" in result.output
+    report = check_files([pdf], manifest)
+    assert report.matched == {pdf.name: "letters.pdf"}
+    # checked against that entry: a manifest whose pieces disagree with the file is caught through the new name
+    data = json.loads(manifest.read_text())
+    data["letters"][0]["marks"], data["letters"][1]["marks"] = data["letters"][1]["marks"], data["letters"][0]["marks"]
+    manifest.write_text(json.dumps(data))
+    assert Code.MARK_MISMATCH in codes(check_files([pdf], manifest))
+
+
+def test_cli_check_reports_a_renamed_print_file_missing_a_page(good, tmp_path):
+    pdf, manifest = renamed_copy(good, tmp_path)
+    rewrite(pdf, lambda writer: writer.remove_page(len(writer.pages) - 1))
+    result = CliRunner().invoke(main, ["check", str(pdf), "--manifest", str(manifest), "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.output)
+    assert report["matched"] == {}
+    unlisted = [p for p in report["problems"] if p["code"] == "not-in-manifest"]
+    assert [(p["file"], p["page"]) for p in unlisted] == [(pdf.name, None)]
+    assert "not listed in the manifest" in unlisted[0]["detail"]
+
+
 def test_cli_run_takes_the_print_options(tmp_path):
     from conftest import PATIENTS_CSV
 

@@ -4,9 +4,11 @@ Per page: not A4, fonts not embedded, text not in pure K-only black, text
 outside the printable area or inside the marks' clear zone, the address on a
 letter's first page not inside the envelope window, page counts that disagree
 with the manifest, and separation marks missing or whose decoded payload
-disagrees with the manifest. DataMatrix marks are decoded from the rendered
-clear zone by zxing-cpp, or by libdmtx (via pylibdmtx) where zxing-cpp reads none: readers
-independent of the encoder we print with.
+disagrees with the manifest. A file is matched to the manifest by name, or else by the
+SHA-256 the manifest records (a print file renamed on its way); one matched by neither
+is a problem, its pages still checked as those of a file without a manifest.
+DataMatrix marks are decoded from the rendered clear zone by zxing-cpp, or by libdmtx
+(via pylibdmtx) where zxing-cpp reads none: readers independent of the encoder we print with.
 
 `page_facts` does the reading; this module judges. Pages can be checked in
 several processes (``workers``); the report is the same, in the same order.
@@ -40,6 +42,7 @@ import zxingcpp
 
 from . import marks
 from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
+from .files import sha256_of
 from .manifest import iter_manifest_letters, read_manifest_job
 from .marks import MarkKind, MarkLayout
 from .page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages, lazy_page_count
@@ -93,6 +96,7 @@ class Code(StrEnum):
     BLANK_NOT_BLANK = "padding-page-not-blank"
     MARK_MISSING = "mark-missing"
     MARK_MISMATCH = "mark-mismatch"
+    NOT_IN_MANIFEST = "not-in-manifest"
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,14 @@ class Report:
     files: list[str] = field(default_factory=list)
     pages: int = 0
     problems: list[Problem] = field(default_factory=list)
+    matched: dict[str, str] = field(default_factory=dict)  # a renamed file -> the manifest's file of its SHA-256
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "files": self.files, "pages": self.pages,
+        return {"ok": self.ok, "files": self.files, "pages": self.pages, "matched": self.matched,
                 "problems": [asdict(p) for p in self.problems]}
 
     def json(self) -> str:
@@ -123,6 +128,8 @@ class Report:
     def text(self, limit: int | None = None) -> str:
         lines = [f"{len(self.files)} file(s), {self.pages} page(s) checked: "
                  + ("no problems" if self.ok else f"{len(self.problems)} problem(s)")]
+        lines.extend(f"  {name}: checked as the manifest's {listed}, whose SHA-256 it has"
+                     for name, listed in self.matched.items())
         shown = self.problems if limit is None else self.problems[:limit]
         for p in shown:
             where = f"{p.file} page {p.page}" if p.page else p.file
@@ -162,8 +169,11 @@ def check_files(
         kind = (job or {}).get("print", {}).get("marks", MarkKind.DATAMATRIX)
         layout = marks.DEFAULT_LAYOUTS[MarkKind(kind)]
     zone = marks.clear_zone(layout, marks.sample_payload("PKB-00000000-000000"))
-    files = [_FileCheck(position, path, _expected_for(job, path.name), envelope, layout, zone, *counted)
-             for position, (path, counted) in enumerate(zip(paths, _page_counts(paths, workers), strict=True))]
+    listed = [_listed_as(job, path) for path in paths]
+    files = [_FileCheck(position, path, _expected_for(job, name), envelope, layout, zone, *counted,
+                        listed_as=name, unlisted=job is not None and name is None)
+             for position, (path, name, counted) in enumerate(zip(paths, listed, _page_counts(paths, workers),
+                                                                  strict=True))]
     size = _pages_per_job(sum(f.page_count for f in files), workers)
     letters = _manifest_letters(manifest) if job is not None else iter(())
     with (progress or NoProgress()).stage("check", sum(f.page_count for f in files)) as advance:
@@ -173,7 +183,9 @@ def check_files(
         late = [late_job for f in files for late_job in f.late_jobs(size)]
         for result in _run(late, workers) if late else ():
             files[result.file].take(result)
-    report = Report(files=[path.name for path in paths], pages=sum(f.page_count for f in files))
+    report = Report(files=[path.name for path in paths], pages=sum(f.page_count for f in files),
+                    matched={path.name: name for path, name in zip(paths, listed, strict=True)
+                             if name is not None and name != path.name})
     for f in files:
         report.problems.extend(f.problems_in_order())
     return report
@@ -197,8 +209,21 @@ def _manifest_letters(manifest: Path | Mapping[str, Any]) -> Iterator[Mapping[st
     return iter(manifest["letters"]) if isinstance(manifest, Mapping) else iter_manifest_letters(manifest)
 
 
-def _expected_for(job: Mapping[str, Any] | None, name: str) -> _Expected | None:
-    if job is None:
+def _listed_as(job: Mapping[str, Any] | None, path: Path) -> str | None:
+    """The name the manifest lists `path` under: its own, or, for a file renamed on its way (as SFTP
+    automation does), that of the file the manifest records its SHA-256 for. None if neither."""
+    listed = job.get("files", []) if job is not None else []
+    if any(f["name"] == path.name for f in listed):
+        return path.name
+    try:
+        digest = sha256_of(path)
+    except OSError:
+        return None  # opened later, to fail as any unreadable file does
+    return next((f["name"] for f in listed if f.get("sha256") == digest), None)
+
+
+def _expected_for(job: Mapping[str, Any] | None, name: str | None) -> _Expected | None:
+    if job is None or name is None:
         return None
     pages = next((f["pages"] for f in job.get("files", []) if f["name"] == name), None)
     return _Expected(pages, bool(job.get("print", {}).get("duplex", False)))
@@ -345,6 +370,8 @@ class _FileCheck:
     page_count: int
     unreadable: str | None = None
     tree_problems: list[tuple[tuple, str]] = field(default_factory=list)
+    listed_as: str | None = None  # the manifest's name for this file, if it lists it
+    unlisted: bool = False  # a manifest was given and lists neither this file's name nor its SHA-256
     problems: list[tuple[tuple, Problem]] = field(default_factory=list)
     letters_read: int = 0
     next_page: int = 1
@@ -358,6 +385,10 @@ class _FileCheck:
     def __post_init__(self) -> None:
         for key, detail in self.tree_problems:
             self.add(key, None, Code.UNREADABLE, detail)
+        if self.unlisted:
+            self.add((_FILE, -2), None, Code.NOT_IN_MANIFEST,
+                     "not listed in the manifest, by name or by SHA-256: nothing in it was checked against the "
+                     "manifest (a file of the job changed since it was made, or another job's file)")
         if self.unreadable is not None:
             self.add((_FILE, -1), None, Code.UNREADABLE, self.unreadable)
         elif self.expected is not None and self.expected.pages not in (None, self.page_count):
@@ -482,8 +513,8 @@ class _JobStream:
     def __iter__(self) -> Iterator[_Job]:
         readers: dict[str, list[_FileCheck]] = {}
         for f in self._files:
-            if f.reads_letters:
-                readers.setdefault(f.path.name, []).append(f)
+            if f.reads_letters and f.listed_as is not None:
+                readers.setdefault(f.listed_as, []).append(f)
         for entry in self._letters:
             for f in readers.get(entry["file"], ()):
                 yield from f.read(entry, self._size)

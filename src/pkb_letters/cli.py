@@ -370,6 +370,7 @@ def _print_summary(summary: JobSummary) -> None:
             echo(f"  {stage:<12} {count:>7}")
         for warning in summary.warnings:
             echo(f"  warning: {warning}")
+        _print_full_layout(summary)
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
@@ -385,6 +386,12 @@ def _print_summary(summary: JobSummary) -> None:
     echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
     for warning in summary.warnings:
         echo(f"  warning: {warning}")
+    _print_full_layout(summary)
+
+
+def _print_full_layout(summary: JobSummary) -> None:
+    if summary.full_layout:
+        click.echo(f"  layout: {summary.full_layout}")
 
 
 # -- deliver ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import marks, printing, resolve, tokens
+from . import marks, printing, resolve, tokens, weasyprint_internals
 from .batching import batched
 from .config import JobSettings, PkbConnection
 from .dask_executor import chunk_executor
@@ -83,6 +83,9 @@ class JobSummary:
     sheets: int = 0
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # said before any code was issued; repeated here for the record
+    full_layout: str = ""  # why this run laid every letter out in full, when the fast path was not allowed
+    shared_letters: int = 0  # letters this run drew with the job's shared layout
+    stamped_letters: int = 0  # letters this run drew into a prototype of their shape (stamp.py)
 
 
 def run_job(
@@ -129,7 +132,8 @@ def _run_stages(
     template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
     today: Callable[[], dt.date], resumed: bool, intake: PatientList | None,
 ) -> JobSummary:
-    spec = render_spec(template, settings, options, job.id)
+    layout = layout_decision()
+    spec = render_spec(template, settings, options, job.id, layout.fast_path)
     renderer = spec.renderer()
     _check_route(settings, connection)
     journal.begin_run()
@@ -145,15 +149,17 @@ def _run_stages(
                    max_connections=max(settings.concurrency, 2)) as client:
         _resolve(journal, client, settings, progress)
         if stop_after == Step.RESOLVE:
-            return _partial_summary(journal, job, resumed)
+            return _partial_summary(journal, job, resumed, layout)
         _issue(journal, client, settings, progress, today)
         if stop_after == Step.CODES:
-            return _partial_summary(journal, job, resumed)
+            return _partial_summary(journal, job, resumed, layout)
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress, today)
-    files = _render_and_assemble(journal, spec, settings, progress, options)
+    files, fast = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files,
                       resumed)
+    summary = dataclasses.replace(summary, full_layout=layout.note, shared_letters=fast.shared,
+                                  stamped_letters=fast.stamped)
     if options.preflight and files:
         _preflight(settings.out_dir, files, options, progress)
     return summary
@@ -176,12 +182,30 @@ def _warnings(journal: Journal) -> tuple[str, ...]:
     return tuple(dict.fromkeys(event["detail"] for event in journal.events.of_kind("warning")))
 
 
-def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str) -> RenderSpec:
-    """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone."""
+def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str,
+                fast_path: bool) -> RenderSpec:
+    """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone;
+    `fast_path`: whether the WeasyPrint found is one the shared layout and stamping were tested on."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
     return RenderSpec(job_id, template.directory, settings.letter, page, printing.print_css(options),
                       tuple(sorted(printing.pdf_options(options).items())), _directory_digest(template.directory),
-                      settings.share_layout)
+                      settings.share_layout, fast_path)
+
+
+def layout_decision() -> weasyprint_internals.LayoutDecision:
+    """Once per run, here in the job's process: whether its workers may use the fast path."""
+    decision = weasyprint_internals.check()
+    if not decision.fast_path:
+        logger.warning("render: %s", decision.note, extra={"event": "full-layout"})
+    return decision
+
+
+@dataclass
+class _FastPathCount:
+    """How many of this run's letters were drawn by the fast path, chunk by chunk."""
+
+    shared: int = 0
+    stamped: int = 0
 
 
 def _print_summary(options: PrintOptions) -> dict:
@@ -413,15 +437,16 @@ def _render_and_assemble(
     settings: JobSettings,
     progress: Progress,
     options: PrintOptions,
-) -> list[PrintFile]:
+) -> tuple[list[PrintFile], _FastPathCount]:
     """Number, lay out and place letters chunk by chunk, then finish the chunks into the print files.
 
     Each chunk's PDF is written before its letters are recorded as placed, so a chunk the
     journal knows about always exists; one written but not recorded is simply written again.
     """
     work = settings.out_dir / WORK_DIR
+    fast = _FastPathCount()
     if _print_files_intact(journal, settings.out_dir):
-        return journal.job.print_files()
+        return journal.job.print_files(), fast
     make_private_dir(work)
     _lay_out_again_from_missing_chunk(journal, work)
     last_chunk, last_sequence, last_page = journal.placements.render_position()
@@ -438,11 +463,14 @@ def _render_and_assemble(
                 if outcome.letters:
                     write_atomic(_chunk_path(work, outcome.task.index), outcome.pdf)
                     next_page = _place(journal, outcome.letters, outcome.page_counts, next_page, outcome.task.index)
+                    fast.shared += outcome.shared_letters
+                    fast.stamped += outcome.stamped_letters
                 advance(len(outcome.task.items))
     finally:
         executor.close()
     chunks = journal.placements.placed_chunks()
-    logger.info("render: %d chunks, %d pages", len(chunks), next_page - 1)
+    logger.info("render: %d chunks, %d pages; this run drew %d letters with the shared layout, stamped %d",
+                len(chunks), next_page - 1, fast.shared, fast.stamped)
     files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
         with progress.stage(Step.ASSEMBLE, journal.rows.count_at(Stage.PLACED)) as advance:
@@ -453,7 +481,7 @@ def _render_and_assemble(
     for path in work.iterdir():
         path.unlink()
     work.rmdir()
-    return files
+    return files, fast
 
 
 def _finish_print_files(
@@ -553,13 +581,14 @@ def _finish(
     return summary
 
 
-def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool) -> JobSummary:
+def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool,
+                     layout: weasyprint_internals.LayoutDecision) -> JobSummary:
     by_stage = journal.rows.count_by_stage()
     return JobSummary(
         job_id=job.id, out_dir=journal.path.parent, input_rows=journal.rows.row_count(), letters=0,
         exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.rows.count_by_reason(),
         reissues=_count(journal.codes.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
-        warnings=_warnings(journal),
+        warnings=_warnings(journal), full_layout=layout.note,
     )
 
 

@@ -217,7 +217,7 @@ def _spec(template: LetterTemplate, request: PreviewRequest, job_id: str) -> Ren
     """The run's own layout: the marks' space reserved, the print CSS and PDF variant."""
     settings = JobSettings(patients=request.patients or Path("samples.csv"), out_dir=request.out_dir,
                            template_dir=request.template_dir, letter=request.letter, rules=request.rules)
-    return pipeline.render_spec(template, settings, request.options, job_id)
+    return pipeline.render_spec(template, settings, request.options, job_id, pipeline.layout_decision().fast_path)
 
 
 def _lay_out(spec: RenderSpec, patients: Sequence[PatientRow]) -> tuple[list[Letter], ChunkOutcome, list[Exclusion]]:

@@ -15,7 +15,7 @@ import datetime as dt
 import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,7 +28,7 @@ from PIL import Image
 from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
-from . import stamp
+from . import stamp, weasyprint_internals
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
@@ -177,7 +177,7 @@ class ChunkRenderer:
         envelope: EnvelopeProfile,
         print_css: str = "",
         pdf_options: Mapping[str, Any] | None = None,
-        share_layout: bool = True,
+        share_layout: bool | None = None,
     ) -> None:
         self.template = template
         self.settings = settings
@@ -188,7 +188,8 @@ class ChunkRenderer:
         self._pdf_options = dict(pdf_options or {})  # WeasyPrint's write_pdf options: the PDF variant
         self._fetcher = TemplateFolderFetcher(template.directory)
         self._expected_pages = 1
-        self.share_layout = share_layout
+        # the shared layout and stamping read WeasyPrint's internals: by default, only on a tested version
+        self.share_layout = weasyprint_internals.check().fast_path if share_layout is None else share_layout
         self._shared: SharedLayout | None | object = _NOT_YET
         self._shared_css: CSS | None = None
         self._fit_css: CSS | None = None
@@ -199,12 +200,12 @@ class ChunkRenderer:
         self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
         self._image_options = stamp.image_options(self._pdf_options)
         # a tagged PDF's structure tree is built from the boxes as they are drawn, which stamping skips
-        self._stamps = share_layout and not stamp.tagged(self._pdf_options)
+        self._stamps = self.share_layout and not stamp.tagged(self._pdf_options)
 
     @property
     def fit_spec(self) -> FitSpec:
         """What a worker process needs to run this renderer's address fit."""
-        return FitSpec(self.template.directory, self.settings, self._page)
+        return FitSpec(self.template.directory, self.settings, self._page, self.share_layout)
 
     def body(self, letter: Letter, qr: bool = True) -> str:
         """One letter's HTML; raises TemplateError for this letter alone. Without `qr`, a blank
@@ -678,10 +679,13 @@ class RenderSpec:
     pdf_options: tuple[tuple[str, Any], ...] = ()
     template_digest: str = ""  # a worker keeps one renderer per spec: an edited template is a new spec
     share_layout: bool = True  # lay out the text every letter shares once per job
+    # whether the job found a WeasyPrint the fast path (shared layout, stamping) was tested on: decided
+    # where the spec is made, in the job's process, so every worker lays out as the job decided
+    fast_path: bool = field(default_factory=lambda: weasyprint_internals.check().fast_path)
 
     def renderer(self) -> ChunkRenderer:
         return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,
-                             dict(self.pdf_options), share_layout=self.share_layout)
+                             dict(self.pdf_options), share_layout=self.share_layout and self.fast_path)
 
 
 @dataclass(frozen=True)
@@ -709,6 +713,8 @@ class ChunkOutcome:
     pdf: bytes | None  # None when no letter of the chunk could be printed
     page_counts: tuple[int, ...]
     refused: tuple[Refusal, ...] = ()
+    shared_letters: int = 0  # of `letters`, drawn with the job's shared layout
+    stamped_letters: int = 0  # of `letters`, drawn into a prototype of their shape without being laid out
 
 
 _renderers: dict[RenderSpec, ChunkRenderer] = {}
@@ -721,6 +727,7 @@ class FitSpec:
     template_dir: Path
     letter: LetterSettings
     page: EnvelopeProfile
+    share_layout: bool  # the job's decision: reuse shapes seen fitting (stamp.py's rules), or lay each block out
 
 
 _fit_renderers: dict[FitSpec, ChunkRenderer] = {}
@@ -731,7 +738,8 @@ def fit_batch(spec: FitSpec, patients: Sequence[PatientRow]) -> dict[int, Misfit
     renderer = _fit_renderers.get(spec)
     if renderer is None:
         renderer = _fit_renderers.setdefault(
-            spec, ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page))
+            spec, ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page,
+                                share_layout=spec.share_layout))
     return renderer.check_addresses(patients)
 
 
@@ -760,7 +768,8 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
             else:
                 failed = [(lt, m) for lt in letters for m in rendered.misfits if m.sequence == lt.sequence]
                 if not failed:
-                    return ChunkOutcome(task, tuple(letters), rendered.pdf, rendered.page_counts, tuple(refused))
+                    return ChunkOutcome(task, tuple(letters), rendered.pdf, rendered.page_counts, tuple(refused),
+                                        rendered.shared_letters, rendered.stamped_letters)
         if not letters:
             return ChunkOutcome(task, (), None, (), tuple(refused))
         refused.extend(_refusal(letter, problem) for letter, problem in failed)
