@@ -10,6 +10,7 @@ test checks that a list with every kind of bad row ends, row by row, as it did b
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import re
 import subprocess
@@ -177,7 +178,7 @@ def test_codes_hold_no_more_for_four_times_the_patients(lists, pkb, tmp_path, ap
             journal.begin_run()
             _read(journal, settings)
             pipeline._resolve(journal, client, settings, NoProgress())
-            traced, _ = traced_peak(lambda: pipeline._issue(journal, client, settings, NoProgress()))
+            traced, _ = traced_peak(lambda: pipeline._issue(journal, client, settings, NoProgress(), dt.date.today))
             assert journal.rows.count_at(Stage.CODED) == len(synthetic.nhs_numbers)
         return traced
 
