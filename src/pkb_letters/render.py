@@ -29,6 +29,7 @@ from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
 from . import stamp
+from . import weasyprint_adapter as wp
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
@@ -251,7 +252,7 @@ class ChunkRenderer:
         document = self._document(sections, self._fit_css)
         misfits = []
         for page in document.pages:
-            for sequence, window in _windows(page._page_box):
+            for sequence, window in _windows(wp.page_box(page)):
                 misfit = _address_misfit(sequence, window)
                 if misfit:
                     misfits.append(misfit)
@@ -266,7 +267,7 @@ class ChunkRenderer:
     def _remember_fitting_shapes(self, document, shapes: dict, rows: set[int]) -> None:
         found: dict[int, dict[int, list]] = {}
         for number, page in enumerate(document.pages):
-            for leaf, box, path in stamp.slot_boxes(page._page_box):
+            for leaf, box, path in stamp.slot_boxes(wp.page_box(page)):
                 row = _section_row(path)
                 if row in rows:
                     found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
@@ -506,7 +507,7 @@ class ChunkRenderer:
         document: what one letter puts in a fixed box would print on every other letter of its chunk."""
         document = self._layout([trial], [body], [self._expected_pages])
         for page in document.pages:
-            for box in page._page_box.descendants(placeholders=True):  # a fixed box leaves a placeholder
+            for box in wp.page_box(page).descendants(placeholders=True):  # a fixed box leaves a placeholder
                 if box.style["position"] == "fixed":
                     tag = getattr(box, "element_tag", "an element")
                     raise TemplateError(
@@ -605,7 +606,7 @@ def _windows(box, section: int | None = None):
 
 
 def _address_window_box(page, sequence: int):
-    for box in page._page_box.descendants():
+    for box in wp.page_box(page).descendants():
         element = box.element
         if element is not None and ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
             return box
