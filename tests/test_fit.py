@@ -74,25 +74,23 @@ def test_worker_processes_find_the_same_misfits_and_report_progress_batch_by_bat
     assert all(alive == 2 for _, alive in progress)
 
 
-class _CountingRenderer(ChunkRenderer):
-    """Counts the address blocks it lays out with WeasyPrint."""
-
-    laid_out = 0
-
-    def _fit_misfits(self, blocks):
-        self.laid_out += len(blocks)
-        return super()._fit_misfits(blocks)
-
-
 def test_address_blocks_of_a_shape_seen_fitting_are_measured_without_a_layout_and_judged_the_same():
     options = PrintOptions()
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload("JOB1"))
-    renderer = _CountingRenderer(LetterTemplate(DEFAULT_TEMPLATE), LetterSettings(organisation="Fit NHS Trust"),
-                                 page, printing.print_css(options), printing.pdf_options(options))
+    renderer = ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), LetterSettings(organisation="Fit NHS Trust"),
+                             page, printing.print_css(options), printing.pdf_options(options))
+    laid_out: list[int] = []  # the rows whose address block was laid out with WeasyPrint
+    measure = renderer.fit._misfits
+
+    def counting(blocks):
+        laid_out.extend(blocks)
+        return measure(blocks)
+
+    renderer.fit._misfits = counting
     full = _renderer()
-    full._stamps = False  # the straightforward judge: every block laid out
+    full.fit.reuse_shapes = False  # the straightforward judge: every block laid out
     renderer.check_addresses(_patients()[:3])  # three short streets: the three-line shape, seen fitting
-    renderer.laid_out = 0
+    laid_out.clear()
     patients = _patients()
     stamped = {row: (p.reason, p.detail) for row, p in renderer.check_addresses(patients).items()}
     assert stamped == {row: (p.reason, p.detail) for row, p in full.check_addresses(patients).items()}
@@ -100,4 +98,4 @@ def test_address_blocks_of_a_shape_seen_fitting_are_measured_without_a_layout_an
     streets = [p for p in patients if p.address_lines[1:] == ("LEEDS", "LS6 1BN")]
     fitting_streets = [p for p in streets if p.input_row not in stamped]
     assert len(fitting_streets) >= 5 and len(streets) - len(fitting_streets) >= 5
-    assert renderer.laid_out == len(patients) - len(fitting_streets)
+    assert len(laid_out) == len(patients) - len(fitting_streets)

@@ -12,6 +12,7 @@ from conftest import PATIENTS_CSV, REPO
 from pypdf import PdfReader
 
 from pkb_letters import font_subsetting
+from pkb_letters.weasyprint_adapter import harfbuzz_subsetting
 
 # Loaded first by every Python process started with it on PYTHONPATH, render workers included:
 # WeasyPrint's lookup of libharfbuzz-subset then fails as on a machine without it.
@@ -53,7 +54,7 @@ def test_without_harfbuzz_subset_a_run_succeeds_and_says_so_once(tmp_path):
 
 
 def test_with_harfbuzz_subset_nothing_is_said(caplog):
-    assert font_subsetting.fast_subsetting()  # this machine, and CI, have it (.ci/system-deps)
+    assert harfbuzz_subsetting()  # this machine, and CI, have it (.ci/system-deps)
     font_subsetting.note_slow_subsetting.cache_clear()
     font_subsetting.note_slow_subsetting()
     assert font_subsetting.NOTE not in caplog.text

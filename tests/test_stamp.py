@@ -107,7 +107,7 @@ def test_each_stamped_letter_carries_its_own_qr_code(renderers):
 def test_the_shapes_own_layer_holds_none_of_the_prototype_patients_data(renderers):
     fast, _ = renderers
     _render(fast, _letters(301, 6))
-    prototypes = [p for known in fast._prototypes.values() for p in known if p is not None and p.static_layers]
+    prototypes = [p for p in fast.stamping.prototypes() if p.static_layers]
     assert prototypes
     for proto in prototypes:
         with pdfplumber.open(io.BytesIO(proto.static_layers[0][1])) as document:
@@ -200,7 +200,7 @@ def test_tagged_pdfs_are_never_stamped():
     options = PrintOptions()
     tagged = ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), SETTINGS, options.envelope, "",
                            {"pdf_variant": "pdf/ua-1"})
-    assert untagged._stamps and not tagged._stamps
+    assert untagged.stamping.enabled and not tagged.stamping.enabled
 
 
 @pytest.mark.parametrize("separator, stamped", [("-", 4), (" ", 3)])

@@ -26,7 +26,7 @@ from conftest import (
 )
 from pdf_inspect import page_texts
 
-from pkb_letters import weasyprint_internals
+from pkb_letters import weasyprint_adapter as wp
 from pkb_letters.cli import main
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
 from pkb_letters.envelope import C5
@@ -39,8 +39,8 @@ FULL_LAYOUT = "every letter laid out in full"
 
 
 def see_untested_weasyprint(monkeypatch: pytest.MonkeyPatch) -> None:
-    installed = weasyprint_internals.installed_version
-    monkeypatch.setattr(weasyprint_internals, "installed_version",
+    installed = wp.installed_version
+    monkeypatch.setattr(wp, "installed_version",
                         lambda package: UNTESTED if package == "weasyprint" else installed(package))
 
 
@@ -58,14 +58,14 @@ def render_copy(coded: Path, out_dir: Path, sandbox):
 
 
 def test_the_pinned_weasyprint_is_the_installed_one():
-    assert weasyprint_internals.untested() == []
-    assert weasyprint_internals.check().fast_path
+    assert wp.untested() == []
+    assert wp.check().fast_path
 
 
 def test_pyproject_pins_the_tested_versions():
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     pins = dict(re.fullmatch(r"([\w-]+)==([\w.]+)", d).groups() for d in dependencies if "==" in d)
-    for package, tested in weasyprint_internals.TESTED_VERSIONS.items():
+    for package, tested in wp.TESTED_VERSIONS.items():
         assert (pins.get(package),) == tested, package
 
 
@@ -79,7 +79,7 @@ def test_an_untested_weasyprint_lays_every_letter_out_in_full_with_the_same_text
     see_untested_weasyprint(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="pkb_letters"):
         full = render_copy(coded, tmp_path / "full", sandbox)
-    tested = ", ".join(weasyprint_internals.TESTED_VERSIONS["weasyprint"])
+    tested = ", ".join(wp.TESTED_VERSIONS["weasyprint"])
     assert f"weasyprint {UNTESTED} (tested: {tested})" in full.full_layout
     assert FULL_LAYOUT in full.full_layout
     assert (full.shared_letters, full.stamped_letters) == (0, 0)

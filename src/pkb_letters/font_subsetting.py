@@ -12,20 +12,13 @@ from __future__ import annotations
 import functools
 import logging
 
-from weasyprint.text import ffi
+from .weasyprint_adapter import harfbuzz_subsetting
 
-# WeasyPrint's own test of the same thing (weasyprint/pdf/fonts.py): 4.1.0 added hb_set_add_sorted_array.
-_HARFBUZZ_SUBSET_SINCE = (4, 1, 0)
 _FALLBACK_MESSAGE_START = "Using fontTools instead of HarfBuzz-Subset"
 NOTE = ("fonts are subset with fontTools because HarfBuzz's subsetting library was not found, which is "
         "slower; install it for faster rendering (Debian/Ubuntu: apt-get install libharfbuzz-subset0)")
 
 logger = logging.getLogger(__name__)
-
-
-def fast_subsetting() -> bool:
-    """True when WeasyPrint subsets fonts with HarfBuzz."""
-    return bool(ffi.harfbuzz_subset) and bool(ffi.harfbuzz.hb_version_atleast(*_HARFBUZZ_SUBSET_SINCE))
 
 
 class _FallbackFilter(logging.Filter):
@@ -43,5 +36,5 @@ def quiet_fallback_warnings() -> None:
 @functools.cache
 def note_slow_subsetting() -> None:
     """Log, once per process, that fonts are subset the slow way, if they are."""
-    if not fast_subsetting():
+    if not harfbuzz_subsetting():
         logger.warning(NOTE)

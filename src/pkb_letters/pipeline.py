@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import marks, printing, resolve, tokens, weasyprint_internals
+from . import marks, printing, resolve, tokens
+from . import weasyprint_adapter as wp
 from .batching import batched
 from .config import JobSettings, PkbConnection
 from .dask_executor import chunk_executor
@@ -192,9 +193,9 @@ def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintO
                       settings.share_layout, fast_path)
 
 
-def layout_decision() -> weasyprint_internals.LayoutDecision:
+def layout_decision() -> wp.LayoutDecision:
     """Once per run, here in the job's process: whether its workers may use the fast path."""
-    decision = weasyprint_internals.check()
+    decision = wp.check()
     if not decision.fast_path:
         logger.warning("render: %s", decision.note, extra={"event": "full-layout"})
     return decision
@@ -582,7 +583,7 @@ def _finish(
 
 
 def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool,
-                     layout: weasyprint_internals.LayoutDecision) -> JobSummary:
+                     layout: wp.LayoutDecision) -> JobSummary:
     by_stage = journal.rows.count_by_stage()
     return JobSummary(
         job_id=job.id, out_dir=journal.path.parent, input_rows=journal.rows.row_count(), letters=0,

@@ -6,6 +6,12 @@ document, which is what makes rendering fast. This module adds only what every
 letter needs whatever its wording: page size and margins, the address window
 from the envelope profile, a new page per letter and per-letter page numbers
 (`counter(page)` and `string(pkb-letter-pages)` for "Page n of m").
+
+`ChunkRenderer` runs a chunk's letters (each a `ChunkLetter`) through three layout
+paths, each its own class: `Stamping` (drawn into a prototype of the letter's shape),
+`SharedLayer` (laid out around placeholders for the job's shared blocks) and
+`FullLayout` (WeasyPrint documents, which the other two start from). `AddressFit`
+measures address blocks before any code is issued.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import base64
 import datetime as dt
 import io
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,7 +36,8 @@ from PIL import Image
 from weasyprint import CSS, HTML
 from weasyprint.text.fonts import FontConfiguration
 
-from . import stamp, weasyprint_internals
+from . import stamp
+from . import weasyprint_adapter as wp
 from .config import LetterSettings
 from .envelope import EnvelopeProfile
 from .errors import TemplateError, TemplateResourceError
@@ -77,16 +86,6 @@ class RenderedChunk:
     misfits: tuple[Misfit, ...] = ()
     shared_letters: int = 0  # letters drawn with the job's shared layout
     stamped_letters: int = 0  # letters drawn into a prototype of their shape without being laid out
-
-
-def _moved(shared: SharedLayout, fast: Sequence[str | None], pages: Sequence, counts: Sequence[int]) -> list[int]:
-    """The letters on the fast path whose placeholders did not land where the shared blocks were laid out."""
-    moved, first = [], 0
-    for index, (quick, count) in enumerate(zip(fast, counts, strict=True)):
-        if quick and not shared.fits(pages[first:first + count]):
-            moved.append(index)
-        first += count
-    return moved
 
 
 class LetterTemplate:
@@ -167,8 +166,315 @@ def _website(join_url: str) -> str:
     return (parts.netloc + parts.path).rstrip("/")
 
 
+class Placeholders(Enum):
+    """Whether a letter's shared blocks are drawn from the job's shared layer."""
+
+    NONE = "none"  # the job has no shared layer, or the letter's HTML around the shared blocks differs
+    SET = "set"  # each run of shared blocks is an empty placeholder; the shared layer draws the blocks
+    MOVED = "moved"  # laid out with placeholders that did not land where the shared layer draws: laid out in full
+
+
+class LayoutPath(Enum):
+    """How a letter's pages were made."""
+
+    PENDING = "pending"
+    LAID_OUT = "laid out"  # by WeasyPrint (around placeholders if its Placeholders is SET)
+    STAMPED = "stamped"  # drawn into a prototype of its shape, never laid out
+
+
+@dataclass
+class ChunkLetter:
+    """One letter of a chunk on its way through the layout paths."""
+
+    letter: Letter
+    body: str  # the letter's whole HTML
+    placeholder_body: str | None  # its HTML with each run of shared blocks a placeholder, if the shared layer fits it
+    shape: stamp.Skeleton | None  # of the HTML it is laid out with; None when it is never stamped
+    placeholders: Placeholders = Placeholders.NONE
+    path: LayoutPath = LayoutPath.PENDING
+    pages: list = field(default_factory=list)  # as printed
+    prototype: stamp.Prototype | None = None  # the prototype whose layer its pages are drawn over
+
+    @property
+    def html(self) -> str:
+        """What WeasyPrint lays out for this letter."""
+        return self.placeholder_body if self.placeholders is Placeholders.SET else self.body
+
+    @property
+    def anchor(self) -> str:
+        return f"{ANCHOR_PREFIX}{self.letter.sequence}"
+
+
+class FullLayout:
+    """WeasyPrint documents of letters with one template, envelope and font set: the path every letter
+    can take, and what the shared layer and stamping start from."""
+
+    def __init__(self, template: LetterTemplate, envelope: EnvelopeProfile, print_css: str,
+                 pdf_options: Mapping[str, Any]) -> None:
+        self.directory = template.directory
+        self.font_config = FontConfiguration()
+        self._color_profiles: dict = {}  # filled by an @color-profile rule in print_css: the output intent
+        self._css = CSS(string=layout_css(envelope) + print_css, font_config=self.font_config,
+                        color_profiles=self._color_profiles)
+        self.pdf_options = dict(pdf_options)  # WeasyPrint's write_pdf options: the PDF variant
+        self.fetcher = TemplateFolderFetcher(template.directory)
+        self.expected_pages = 1  # the first pass's guess at each letter's "Page n of m"
+        self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
+
+    def css(self, string: str) -> CSS:
+        return CSS(string=string, font_config=self.font_config)
+
+    def lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int],
+                extra_css: CSS | None = None):
+        return self.document(_sections(letters, bodies, page_totals), extra_css)
+
+    def document(self, sections: str, extra_css: CSS | None = None):
+        html = (
+            '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
+            f'<link rel="stylesheet" href="{LETTER_STYLESHEET}"></head><body>{sections}</body></html>'
+        )
+        base_url = self.directory.as_uri() + "/"
+        stylesheets = [self._css] if extra_css is None else [self._css, extra_css]
+        with self.fetcher.guarded():
+            return HTML(string=html, base_url=base_url, url_fetcher=self.fetcher).render(
+                stylesheets=stylesheets, font_config=self.font_config, color_profiles=self._color_profiles,
+                **self.pdf_options,  # the PDF variant decides colour handling at layout time too
+            )
+
+    def settled(self, letter: Letter, body: str, name: str) -> list:
+        """One letter's pages, laid out until its "Page n of m" settles."""
+        totals = [1]
+        for _ in range(_MAX_LAYOUT_PASSES):
+            document = self.lay_out([letter], [body], totals)
+            counts = pages_per_letter(document, [letter.sequence])
+            if counts == totals:
+                return document.pages
+            totals = counts
+        raise TemplateError(f"{name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
+
+    def settle(self, document, counts: Sequence[int]) -> None:
+        """A chunk's layout settled: the next chunk's first guess, and the shell pages are written through."""
+        self.expected_pages = max(set(counts), key=counts.count)
+        if self._shell is None:
+            self._shell = document.copy([])
+
+    def write(self, pages: Sequence) -> bytes:
+        """Pages of any of this layout's documents, as one PDF."""
+        with self.fetcher.guarded():
+            return self._shell.copy(list(pages)).write_pdf(**self.pdf_options)
+
+    def write_document(self, document) -> bytes:
+        with self.fetcher.guarded():
+            return document.write_pdf(**self.pdf_options)
+
+
+class SharedLayer:
+    """The blocks every letter of the job shares, laid out once (shared_layout.py), and each letter's
+    HTML with those blocks as placeholders."""
+
+    def __init__(self, full: FullLayout, body: Callable[[Letter], str], name: str) -> None:
+        self._full, self._body, self._name = full, body, name
+        self.css: CSS | None = None  # the placeholders' sizes, once the layout is built
+
+    @cached_property
+    def layout(self) -> SharedLayout | None:
+        """Built on first use; None if the template has no shared blocks."""
+        probes = [Letter(n, f"PROBE-{n}", patient, codes) for n, (patient, codes) in enumerate(_PROBES, 1)]
+        first, second = (self._body(probe) for probe in probes)
+        candidates = shared_candidates(first, second)
+        if not candidates:
+            return None
+        marked = mark(first, candidates, range(len(candidates)))
+        pages = self._full.settled(probes[0], marked, self._name)
+        self._full.expected_pages = len(pages)  # the first chunk's "Page n of m" guess: right first time, usually
+        blocks = accepted_blocks(pages, candidates, first)
+        if not blocks:
+            return None
+        only_shared = mark(first, [candidates[b.key] for b in blocks], [b.key for b in blocks])
+        document = self._full.document(_sections([probes[0]], [only_shared], [len(pages)]), _SHARED_ONLY_CSS)
+        shared = SharedLayout(tuple(runs_of(blocks, first)), self._full.write_document(document))
+        self.css = self._full.css(shared.css())
+        logger.debug("shared layout: %d of %d candidate blocks shared, in %d runs",
+                     len(blocks), len(candidates), len(shared.runs))
+        return shared
+
+    def moved(self, letters: Sequence[ChunkLetter], pages: Sequence, counts: Sequence[int]) -> list[ChunkLetter]:
+        """The letters laid out around placeholders that did not land where the shared blocks were laid out."""
+        moved, first = [], 0
+        for letter, count in zip(letters, counts, strict=True):
+            if letter.placeholders is Placeholders.SET and not self.layout.fits(pages[first:first + count]):
+                moved.append(letter)
+            first += count
+        return moved
+
+    def layers(self, letter: ChunkLetter) -> list[list[Layer]]:
+        """The shared layer's page (if any) under each of the letter's pages."""
+        if letter.placeholders is not Placeholders.SET or self.layout is None:
+            return [[] for _ in letter.pages]
+        return self.layout.layers(len(letter.pages))
+
+
+class Stamping:
+    """Letters of a shape laid out before, drawn into that shape's prototype (stamp.py) instead of laid out."""
+
+    def __init__(self, full: FullLayout, enabled: bool) -> None:
+        self._full = full
+        self.enabled = enabled
+        self._image_options = stamp.image_options(full.pdf_options)
+        self._prototypes: dict[tuple[str, bool], list[stamp.Prototype | None]] = {}  # None: never stamped
+        self._count = 0
+
+    def prototypes(self) -> Iterator[stamp.Prototype]:
+        return (proto for known in self._prototypes.values() for proto in known if proto is not None)
+
+    def shape(self, html: str) -> stamp.Skeleton | None:
+        return stamp.skeleton(html) if self.enabled else None
+
+    def seeds(self, letters: Sequence[ChunkLetter]) -> list[ChunkLetter]:
+        """The first letter of each shape no prototype has been made for yet."""
+        seeds, seen = [], set()
+        for letter in letters:
+            key = _shape_key(letter)
+            if key is not None and key not in seen and self.is_new(letter):
+                seen.add(key)
+                seeds.append(letter)
+        return seeds
+
+    def is_new(self, letter: ChunkLetter) -> bool:
+        """Whether the letter, laid out, should become a prototype: a shape has one per width its
+        box-sized texts take (a piece id with a kerned "11" in it, say), up to a limit."""
+        key = _shape_key(letter)
+        if key is None or self._count >= stamp.MAX_SHAPES:
+            return False
+        known = self._prototypes.get(key, [])
+        return None not in known and len(known) < stamp.MAX_PROTOTYPES_A_SHAPE
+
+    def remember(self, letter: ChunkLetter, pages: list) -> None:
+        """Make the laid-out letter its shape's prototype, unless one already covers it."""
+        if not self.is_new(letter) or self._stamped(letter):
+            return  # the shape's places are full, or an earlier letter of this chunk already covers this one
+        try:
+            proto = stamp.prototype(pages, letter.anchor, letter.letter.piece_id, letter.shape)
+        except stamp.NoStamp:
+            proto = None
+        self._prototypes.setdefault(_shape_key(letter), []).append(proto)
+        self._count += 1
+
+    def stamp(self, letter: ChunkLetter) -> None:
+        """Draw the letter into a prototype of its shape, if one will take it."""
+        found = self._stamped(letter)
+        if found is not None:
+            letter.prototype, letter.pages = found
+            if letter.path is LayoutPath.PENDING:
+                letter.path = LayoutPath.STAMPED
+
+    def _stamped(self, letter: ChunkLetter) -> tuple[stamp.Prototype, list] | None:
+        for proto in self._prototypes.get(_shape_key(letter), ()):
+            pages = proto and stamp.stamped_pages(proto, letter.shape, letter.anchor, letter.letter.piece_id,
+                                                  self._image_options)
+            if pages:
+                return proto, pages
+        return None
+
+    def layers(self, letter: ChunkLetter) -> list[list[Layer]]:
+        """What every letter of the prototype's shape shares, written once: one layer under each page."""
+        proto = letter.prototype
+        if proto is None:
+            return [[] for _ in letter.pages]
+        if proto.static_layers is None:
+            pdf = self._full.write(proto.hidden_pages())
+            proto.static_layers = [(f"PkbStamp{digest}", pdf, number)
+                                   for number, digest in enumerate(stamp.page_digests(pdf))]
+        return [[layer] for layer in proto.static_layers[:len(letter.pages)]]
+
+
+def _shape_key(letter: ChunkLetter) -> tuple[str, bool] | None:
+    return None if letter.shape is None else (letter.shape.key, letter.placeholders is Placeholders.SET)
+
+
+class AddressFit:
+    """Before any code is issued: each patient's address block laid out alone, with the template's own
+    markup and CSS; a block of a shape seen fitting before is measured line by line instead (stamp.py)."""
+
+    def __init__(self, full: FullLayout, body: Callable[..., str], name: str, envelope: EnvelopeProfile,
+                 reuse_shapes: bool) -> None:
+        self._full, self._body, self._name, self._envelope = full, body, name, envelope
+        self.reuse_shapes = reuse_shapes
+        self._css: CSS | None = None
+        self._shapes: dict[str, list[tuple[tuple[str, ...], dict]]] = {}  # address blocks seen fitting
+
+    def check(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
+        """The patients (by input row) whose address would not print."""
+        problems: dict[int, Misfit | TemplateError] = {}
+        for start in range(0, len(patients), FIT_BATCH):
+            blocks: dict[int, str] = {}
+            for patient in patients[start:start + FIT_BATCH]:
+                trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
+                try:
+                    block = _address_block(self._body(trial, qr=False), self._name)
+                except TemplateError as exc:
+                    problems[patient.input_row] = exc
+                    continue
+                if not self._fits_like_a_known_address(block):
+                    blocks[patient.input_row] = block
+            if blocks:
+                problems.update((m.sequence, m) for m in self._misfits(blocks))
+        return problems
+
+    def _fits_like_a_known_address(self, block: str) -> bool:
+        """Whether an address block of a shape seen fitting before fits too: each of its lines, shaped
+        alone, is one line in the same font, no wider than the window (stamp.py's rules)."""
+        shape = stamp.skeleton(block) if self.reuse_shapes else None
+        return shape is not None and self._fits_known_shape(shape)
+
+    def _fits_known_shape(self, shape: stamp.Skeleton) -> bool:
+        return any(stamp.swapped_texts(texts, slots, shape.texts) is not None
+                   for texts, slots in self._shapes.get(shape.key, ()))
+
+    def _misfits(self, blocks: dict[int, str]) -> list[Misfit]:
+        """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
+        page each, as letters, would cost a page's overhead per patient. A block of a shape not seen
+        before that fits is kept, so later blocks of that shape need no layout."""
+        shapes = {row: stamp.skeleton(block) if self.reuse_shapes else None for row, block in blocks.items()}
+        new = {row for row, shape in shapes.items() if shape is not None and self._wants_shape(shape)}
+        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
+                             f'{stamp.marked(block, shapes[row]) if row in new else block}</section>'
+                             for row, block in blocks.items())
+        if self._css is None:
+            self._css = self._full.css(fit_css(self._envelope))
+        document = self._full.document(sections, self._css)
+        misfits = []
+        for page in document.pages:
+            for sequence, window in _windows(wp.page_box(page)):
+                misfit = _address_misfit(sequence, window)
+                if misfit:
+                    misfits.append(misfit)
+        if new:
+            self._remember_fitting_shapes(document, shapes, new - {m.sequence for m in misfits})
+        return misfits
+
+    def _wants_shape(self, shape: stamp.Skeleton) -> bool:
+        known = self._shapes.get(shape.key, [])
+        return len(known) < stamp.MAX_PROTOTYPES_A_SHAPE and sum(map(len, self._shapes.values())) < stamp.MAX_SHAPES
+
+    def _remember_fitting_shapes(self, document, shapes: dict, rows: set[int]) -> None:
+        found: dict[int, dict[int, list]] = {}
+        for number, page in enumerate(document.pages):
+            for leaf, box, path in stamp.slot_boxes(wp.page_box(page)):
+                row = _section_row(path)
+                if row in rows:
+                    found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
+        for row, texts in found.items():
+            shape = shapes[row]
+            slots = stamp.text_slots_of(texts, shape)
+            if slots is not None and self._wants_shape(shape) and not self._fits_known_shape(shape):
+                self._shapes.setdefault(shape.key, []).append((shape.texts, slots))
+
+
 class ChunkRenderer:
-    """Lays out chunks of letters with one template, envelope and font set."""
+    """Lays out chunks of letters with one template, envelope and font set: each letter stamped into a
+    prototype of its shape where one takes it, else laid out around the shared layer's placeholders
+    where they land where the shared blocks were, else laid out in full."""
 
     def __init__(
         self,
@@ -181,26 +487,14 @@ class ChunkRenderer:
     ) -> None:
         self.template = template
         self.settings = settings
-        self._font_config = FontConfiguration()
-        self._color_profiles: dict = {}  # filled by an @color-profile rule in print_css: the output intent
-        self._layout_css = CSS(string=layout_css(envelope) + print_css, font_config=self._font_config,
-                               color_profiles=self._color_profiles)
-        self._pdf_options = dict(pdf_options or {})  # WeasyPrint's write_pdf options: the PDF variant
-        self._fetcher = TemplateFolderFetcher(template.directory)
-        self._expected_pages = 1
         # the shared layout and stamping read WeasyPrint's internals: by default, only on a tested version
-        self.share_layout = weasyprint_internals.check().fast_path if share_layout is None else share_layout
-        self._shared: SharedLayout | None | object = _NOT_YET
-        self._shared_css: CSS | None = None
-        self._fit_css: CSS | None = None
+        self.share_layout = wp.check().fast_path if share_layout is None else share_layout
         self._page = envelope
-        self._fit_shapes: dict[str, list[tuple[tuple[str, ...], dict]]] = {}  # address blocks seen fitting
-        self._prototypes: dict[tuple[str, bool], list[stamp.Prototype | None]] = {}  # None: never stamped
-        self._prototype_count = 0
-        self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
-        self._image_options = stamp.image_options(self._pdf_options)
+        self.full = FullLayout(template, envelope, print_css, pdf_options or {})
+        self.shared = SharedLayer(self.full, self.body, template.name)
         # a tagged PDF's structure tree is built from the boxes as they are drawn, which stamping skips
-        self._stamps = self.share_layout and not stamp.tagged(self._pdf_options)
+        self.stamping = Stamping(self.full, self.share_layout and not stamp.tagged(self.full.pdf_options))
+        self.fit = AddressFit(self.full, self.body, template.name, envelope, self.stamping.enabled)
 
     @property
     def fit_spec(self) -> FitSpec:
@@ -215,281 +509,92 @@ class ChunkRenderer:
     def check_addresses(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
         """Before any code is issued: lay out each patient's address block alone, with the
         template's own markup and CSS, and report (by input row) those that would not print."""
-        problems: dict[int, Misfit | TemplateError] = {}
-        for start in range(0, len(patients), FIT_BATCH):
-            blocks: dict[int, str] = {}
-            for patient in patients[start:start + FIT_BATCH]:
-                trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
-                try:
-                    block = _address_block(self.body(trial, qr=False), self.template.name)
-                except TemplateError as exc:
-                    problems[patient.input_row] = exc
-                    continue
-                if not self._fits_like_a_known_address(block):
-                    blocks[patient.input_row] = block
-            if blocks:
-                problems.update((m.sequence, m) for m in self._fit_misfits(blocks))
-        return problems
+        return self.fit.check(patients)
 
-    def _fits_like_a_known_address(self, block: str) -> bool:
-        """Whether an address block of a shape seen fitting before fits too: each of its lines, shaped
-        alone, is one line in the same font, no wider than the window (stamp.py's rules)."""
-        shape = stamp.skeleton(block) if self._stamps else None
-        return shape is not None and self._fits_known_shape(shape)
-
-    def _fits_known_shape(self, shape: stamp.Skeleton) -> bool:
-        return any(stamp.swapped_texts(texts, slots, shape.texts) is not None
-                   for texts, slots in self._fit_shapes.get(shape.key, ()))
-
-    def _fit_misfits(self, blocks: dict[int, str]) -> list[Misfit]:
-        """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
-        page each, as letters, would cost a page's overhead per patient. A block of a shape not seen
-        before that fits is kept, so later blocks of that shape need no layout."""
-        shapes = {row: stamp.skeleton(block) if self._stamps else None for row, block in blocks.items()}
-        new = {row for row, shape in shapes.items() if shape is not None and self._wants_fit_shape(shape)}
-        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
-                             f'{stamp.marked(block, shapes[row]) if row in new else block}</section>'
-                             for row, block in blocks.items())
-        if self._fit_css is None:
-            self._fit_css = CSS(string=fit_css(self._page), font_config=self._font_config)
-        document = self._document(sections, self._fit_css)
-        misfits = []
-        for page in document.pages:
-            for sequence, window in _windows(page._page_box):
-                misfit = _address_misfit(sequence, window)
-                if misfit:
-                    misfits.append(misfit)
-        if new:
-            self._remember_fitting_shapes(document, shapes, new - {m.sequence for m in misfits})
-        return misfits
-
-    def _wants_fit_shape(self, shape: stamp.Skeleton) -> bool:
-        known = self._fit_shapes.get(shape.key, [])
-        return len(known) < stamp.MAX_PROTOTYPES_A_SHAPE and sum(map(len, self._fit_shapes.values())) < stamp.MAX_SHAPES
-
-    def _remember_fitting_shapes(self, document, shapes: dict, rows: set[int]) -> None:
-        found: dict[int, dict[int, list]] = {}
-        for number, page in enumerate(document.pages):
-            for leaf, box, path in stamp.slot_boxes(page._page_box):
-                row = _section_row(path)
-                if row in rows:
-                    found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
-        for row, texts in found.items():
-            shape = shapes[row]
-            slots = stamp.text_slots_of(texts, shape)
-            if slots is not None and self._wants_fit_shape(shape) and not self._fits_known_shape(shape):
-                self._fit_shapes.setdefault(shape.key, []).append((shape.texts, slots))
+    def shared_layout(self) -> SharedLayout | None:
+        """The blocks every letter of this job shares, laid out once (None if the template has none)."""
+        return self.shared.layout
 
     def render(self, letters: Sequence[Letter], bodies: Sequence[str]) -> RenderedChunk:
         """Lay out letters as one document: shared blocks from the job's shared layout where a letter
         allows it, everything else in full; a letter whose placeholders moved is laid out again in full.
         A letter of a shape laid out before (stamp.py) is not laid out at all: its own texts are drawn
         into its shape's prototype."""
-        shared = self.shared_layout() if self.share_layout else None
-        fast = [shared.placeholders(body) if shared else None for body in bodies]
-        shapes = [stamp.skeleton(quick or body) if self._stamps else None
-                  for quick, body in zip(fast, bodies, strict=True)]
-        stamped: list[tuple | None] = [None] * len(letters)
-        pages_of: dict[int, list] = {}
-        pending, seeded = list(range(len(letters))), False
+        shared = self.shared.layout if self.share_layout else None
+        chunk = [self._chunk_letter(letter, body, shared) for letter, body in zip(letters, bodies, strict=True)]
+        pending, seeded = chunk, False
         while pending:
-            for index in pending:
-                stamped[index] = self._stamped(letters[index], shapes[index], fast[index] is not None)
-            to_lay_out = [index for index in pending if stamped[index] is None]
-            seeds = [] if seeded else self._seeds(to_lay_out, shapes, fast)
+            for letter in pending:
+                self.stamping.stamp(letter)
+            to_lay_out = [letter for letter in pending if letter.path is LayoutPath.PENDING]
+            seeds = [] if seeded else self.stamping.seeds(to_lay_out)
             if seeds and len(seeds) < len(to_lay_out):
                 to_lay_out, seeded = seeds, True  # one letter of each new shape first: the rest may stamp
-            misfit = self._lay_out_letters(to_lay_out, letters, bodies, fast, shapes, shared, stamped, pages_of)
+            misfit = self._lay_out(to_lay_out, shared)
             if misfit is not None:
                 return misfit  # the chunk is laid out again without the misfits
-            pending = [index for index in pending if stamped[index] is None and index not in pages_of]
-        letter_pages = [stamped[i][1] if stamped[i] else pages_of[i] for i in range(len(letters))]
-        counts = tuple(len(pages) for pages in letter_pages)
-        misfits = address_misfits(_Pages([page for pages in letter_pages for page in pages]))
+            pending = [letter for letter in pending if letter.path is LayoutPath.PENDING]
+        counts = tuple(len(letter.pages) for letter in chunk)
+        misfits = address_misfits(_Pages([page for letter in chunk for page in letter.pages]))
         if misfits:
             return RenderedChunk(None, counts, tuple(misfits))
-        pdf = self._write(letter_pages, [found and found[0] for found in stamped], fast, shared)
-        return RenderedChunk(pdf, counts, shared_letters=sum(1 for quick in fast if quick),
-                             stamped_letters=len(letters) - len(pages_of))
+        return RenderedChunk(self._write(chunk), counts,
+                             shared_letters=sum(1 for lt in chunk if lt.placeholders is Placeholders.SET),
+                             stamped_letters=sum(1 for lt in chunk if lt.path is LayoutPath.STAMPED))
 
-    def _write(self, letter_pages: Sequence[list], prototypes: Sequence, fast: Sequence, shared) -> bytes:
-        """The chunk's PDF: each letter's own drawing over its shared layer and its shape's layer, if any."""
-        layers = []
-        for pages, proto, quick in zip(letter_pages, prototypes, fast, strict=True):
-            for number in range(len(pages)):
-                page_layers = shared.layers(len(pages))[number] if quick and shared else []
-                if proto is not None:
-                    page_layers = [*page_layers, self._static_layers(proto)[number]]
-                layers.append(page_layers)
-        with self._fetcher.guarded():
-            pdf = self._shell.copy([page for pages in letter_pages for page in pages]).write_pdf(**self._pdf_options)
-        return underlay(pdf, layers)
+    def _chunk_letter(self, letter: Letter, body: str, shared: SharedLayout | None) -> ChunkLetter:
+        placeholder_body = shared.placeholders(body) if shared else None
+        return ChunkLetter(letter, body, placeholder_body, self.stamping.shape(placeholder_body or body),
+                           Placeholders.SET if placeholder_body else Placeholders.NONE)
 
-    def _seeds(self, indices: Sequence[int], shapes: Sequence, fast: Sequence) -> list[int]:
-        """The first letter of each shape no prototype has been made for yet."""
-        seeds, seen = [], set()
-        for index in indices:
-            key = self._shape_key(shapes[index], fast[index] is not None)
-            if key is not None and key not in seen and self._is_new_shape(shapes[index], fast[index] is not None):
-                seen.add(key)
-                seeds.append(index)
-        return seeds
-
-    def _lay_out_letters(self, indices: Sequence[int], letters, bodies, fast: list, shapes: list, shared,
-                         stamped: list, pages_of: dict) -> RenderedChunk | None:
-        """Lay out the letters at `indices` into `pages_of`; a letter that became a prototype is then
-        stamped from it, so it prints as its shape's other letters do. A RenderedChunk of misfits if any."""
-        if not indices:
+    def _lay_out(self, letters: Sequence[ChunkLetter], shared: SharedLayout | None) -> RenderedChunk | None:
+        """Lay the letters out with WeasyPrint (until "Page n of m" settles); a letter of a shape not seen
+        before becomes that shape's prototype, and a letter a prototype takes is then stamped from it, so
+        it prints as its shape's other letters do. A RenderedChunk of misfits if any."""
+        if not letters:
             return None
-        fast_of_laid_out = [fast[i] for i in indices]  # a letter whose placeholders moved loses its own
-        laid_out = self._lay_out([letters[i] for i in indices], [bodies[i] for i in indices],
-                                 fast_of_laid_out, [shapes[i] for i in indices], shared)
-        if isinstance(laid_out, RenderedChunk):
-            return laid_out
-        for index, pages, quick in zip(indices, laid_out, fast_of_laid_out, strict=True):
-            pages_of[index], fast[index] = pages, quick
-            if self._stamps:
-                shapes[index] = stamp.skeleton(quick or bodies[index])
-                stamped[index] = self._stamped(letters[index], shapes[index], quick is not None)
-        return None
-
-    def _lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], fast: list[str | None],
-                 shapes: Sequence[stamp.Skeleton | None], shared: SharedLayout | None) -> list[list] | RenderedChunk:
-        """Each letter's pages, laid out with WeasyPrint (until "Page n of m" settles); a letter of a shape
-        not seen before becomes that shape's prototype."""
-        page_totals = [self._expected_pages] * len(letters)
+        page_totals = [self.full.expected_pages] * len(letters)
         for _ in range(_MAX_LAYOUT_PASSES + 1):
-            new = [self._is_new_shape(shape, quick is not None) for shape, quick in zip(shapes, fast, strict=True)]
-            laid_out = [stamp.marked(quick or body, shape) if is_new else quick or body
-                        for quick, body, shape, is_new in zip(fast, bodies, shapes, new, strict=True)]
-            document = self._layout(letters, laid_out, page_totals, self._shared_css if shared else None)
-            counts = pages_per_letter(document, [lt.sequence for lt in letters])
+            new = [self.stamping.is_new(letter) for letter in letters]
+            bodies = [stamp.marked(letter.html, letter.shape) if is_new else letter.html
+                      for letter, is_new in zip(letters, new, strict=True)]
+            document = self.full.lay_out([letter.letter for letter in letters], bodies, page_totals,
+                                         self.shared.css if shared else None)
+            counts = pages_per_letter(document, [letter.letter.sequence for letter in letters])
             misfits = address_misfits(document)
             if misfits:
                 return RenderedChunk(None, tuple(counts), tuple(misfits))
-            moved = _moved(shared, fast, document.pages, counts) if shared else []
-            for index in moved:
-                fast[index] = None
+            moved = self.shared.moved(letters, document.pages, counts) if shared else []
+            for letter in moved:
+                letter.placeholders = Placeholders.MOVED
+                letter.shape = letter.shape and stamp.skeleton(letter.html)
             if counts == page_totals and not moved:
-                self._expected_pages = max(set(counts), key=counts.count)
-                if self._shell is None:
-                    self._shell = document.copy([])
-                pages, first = [], 0
-                for letter, count, shape, quick, is_new in zip(letters, counts, shapes, fast, new, strict=True):
-                    pages.append(document.pages[first:first + count])
-                    first += count
-                    if is_new:
-                        self._remember(shape, quick is not None, pages[-1], letter)
-                return pages
-            if moved:
-                shapes = [stamp.skeleton(quick or body) if shape else None
-                          for quick, body, shape in zip(fast, bodies, shapes, strict=True)]
+                self.full.settle(document, counts)
+                self._laid_out(letters, document.pages, counts, new)
+                return None
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
 
-    @staticmethod
-    def _shape_key(shape: stamp.Skeleton | None, quick: bool) -> tuple[str, bool] | None:
-        return None if shape is None else (shape.key, quick)
+    def _laid_out(self, letters: Sequence[ChunkLetter], pages: Sequence, counts: Sequence[int],
+                  new: Sequence[bool]) -> None:
+        first = 0
+        for letter, count, is_new in zip(letters, counts, new, strict=True):
+            letter.pages, letter.path = pages[first:first + count], LayoutPath.LAID_OUT
+            first += count
+            if is_new:
+                self.stamping.remember(letter, letter.pages)
+        for letter in letters:
+            letter.shape = self.stamping.shape(letter.html)
+            if self.stamping.enabled:
+                self.stamping.stamp(letter)
 
-    def _is_new_shape(self, shape: stamp.Skeleton | None, quick: bool) -> bool:
-        """Whether a letter of this shape, laid out, should become a prototype: a shape has one per
-        width its box-sized texts take (a piece id with a kerned "11" in it, say), up to a limit."""
-        key = self._shape_key(shape, quick)
-        if key is None or self._prototype_count >= stamp.MAX_SHAPES:
-            return False
-        known = self._prototypes.get(key, [])
-        return None not in known and len(known) < stamp.MAX_PROTOTYPES_A_SHAPE
-
-    def _remember(self, shape: stamp.Skeleton, quick: bool, pages: list, letter: Letter) -> None:
-        if not self._is_new_shape(shape, quick) or self._stamped(letter, shape, quick):
-            return  # the shape's places are full, or an earlier letter of this chunk already covers this one
-        try:
-            proto = stamp.prototype(pages, f"{ANCHOR_PREFIX}{letter.sequence}", letter.piece_id, shape)
-        except stamp.NoStamp:
-            proto = None
-        self._prototypes.setdefault(self._shape_key(shape, quick), []).append(proto)
-        self._prototype_count += 1
-
-    def _stamped(self, letter: Letter, shape: stamp.Skeleton | None, quick: bool) -> tuple | None:
-        """(prototype, pages) for a letter drawn into a prototype of its shape; None if none will take it."""
-        for proto in self._prototypes.get(self._shape_key(shape, quick), ()) if shape is not None else ():
-            pages = proto and stamp.stamped_pages(proto, shape, f"{ANCHOR_PREFIX}{letter.sequence}",
-                                                  letter.piece_id, self._image_options)
-            if pages:
-                return proto, pages
-        return None
-
-    def _static_layers(self, proto: stamp.Prototype) -> list[Layer]:
-        """What every letter of the prototype's shape shares, written once: a layer per page."""
-        if proto.static_layers is None:
-            with self._fetcher.guarded():
-                pdf = self._shell.copy(proto.hidden_pages()).write_pdf(**self._pdf_options)
-            proto.static_layers = [(f"PkbStamp{digest}", pdf, number)
-                                   for number, digest in enumerate(stamp.page_digests(pdf))]
-        return proto.static_layers
-
-    def shared_layout(self) -> SharedLayout | None:
-        """The blocks every letter of this job shares, laid out once (None if the template has none)."""
-        if self._shared is _NOT_YET:
-            self._shared = self._build_shared_layout()
-        return self._shared
-
-    def _build_shared_layout(self) -> SharedLayout | None:
-        probes = [Letter(n, f"PROBE-{n}", patient, codes) for n, (patient, codes) in enumerate(_PROBES, 1)]
-        first, second = (self.body(probe) for probe in probes)
-        candidates = shared_candidates(first, second)
-        if not candidates:
-            return None
-        marked = mark(first, candidates, range(len(candidates)))
-        pages = self._prototype_pages(probes[0], marked)
-        self._expected_pages = len(pages)  # the first chunk's "Page n of m" guess: right first time, usually
-        blocks = accepted_blocks(pages, candidates, first)
-        if not blocks:
-            return None
-        only_shared = mark(first, [candidates[b.key] for b in blocks], [b.key for b in blocks])
-        document = self._document(self._sections([probes[0]], [only_shared], [len(pages)]), _SHARED_ONLY_CSS)
-        with self._fetcher.guarded():
-            pdf = document.write_pdf(**self._pdf_options)
-        shared = SharedLayout(tuple(runs_of(blocks, first)), pdf)
-        self._shared_css = CSS(string=shared.css(), font_config=self._font_config)
-        logger.debug("shared layout: %d of %d candidate blocks shared, in %d runs",
-                     len(blocks), len(candidates), len(shared.runs))
-        return shared
-
-    def _prototype_pages(self, probe: Letter, body: str):
-        totals = [1]
-        for _ in range(_MAX_LAYOUT_PASSES):
-            document = self._layout([probe], [body], totals)
-            counts = pages_per_letter(document, [probe.sequence])
-            if counts == totals:
-                return document.pages
-            totals = counts
-        raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
-
-    def _layout(self, letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int],
-                extra_css: CSS | None = None):
-        return self._document(self._sections(letters, bodies, page_totals), extra_css)
-
-    @staticmethod
-    def _sections(letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int]) -> str:
-        return "\n".join(
-            f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{lt.sequence}" data-pages="{total}"'
-            f' data-piece="{lt.piece_id}">\n{body}\n</section>'
-            for lt, body, total in zip(letters, bodies, page_totals, strict=True)
-        )
-
-    def _document(self, sections: str, extra_css: CSS | None = None):
-        html = (
-            '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
-            f'<link rel="stylesheet" href="{LETTER_STYLESHEET}"></head><body>{sections}</body></html>'
-        )
-        base_url = self.template.directory.as_uri() + "/"
-        stylesheets = [self._layout_css] if extra_css is None else [self._layout_css, extra_css]
-        with self._fetcher.guarded():
-            return HTML(string=html, base_url=base_url, url_fetcher=self._fetcher).render(
-                stylesheets=stylesheets, font_config=self._font_config, color_profiles=self._color_profiles,
-                **self._pdf_options,  # the PDF variant decides colour handling at layout time too
-            )
+    def _write(self, chunk: Sequence[ChunkLetter]) -> bytes:
+        """The chunk's PDF: each letter's own drawing over its shared layer and its shape's layer, if any."""
+        layers = []
+        for letter in chunk:
+            for shared, stamped in zip(self.shared.layers(letter), self.stamping.layers(letter), strict=True):
+                layers.append([*shared, *stamped])
+        return underlay(self.full.write([page for letter in chunk for page in letter.pages]), layers)
 
     def preflight(self, patients: Iterable[PatientRow]) -> None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
@@ -508,9 +613,9 @@ class ChunkRenderer:
     def _refuse_fixed_boxes(self, trial: Letter, body: str) -> None:
         """WeasyPrint draws a fixed box on every page of a document, and a chunk of letters is one
         document: what one letter puts in a fixed box would print on every other letter of its chunk."""
-        document = self._layout([trial], [body], [self._expected_pages])
+        document = self.full.lay_out([trial], [body], [self.full.expected_pages])
         for page in document.pages:
-            for box in page._page_box.descendants(placeholders=True):  # a fixed box leaves a placeholder
+            for box in wp.page_box(page).descendants(placeholders=True):  # a fixed box leaves a placeholder
                 if box.style["position"] == "fixed":
                     tag = getattr(box, "element_tag", "an element")
                     raise TemplateError(
@@ -519,8 +624,15 @@ class ChunkRenderer:
                         "letters; place it with position: absolute inside the letter instead")
 
 
+def _sections(letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int]) -> str:
+    return "\n".join(
+        f'<section class="pkb-letter" id="{ANCHOR_PREFIX}{lt.sequence}" data-pages="{total}"'
+        f' data-piece="{lt.piece_id}">\n{body}\n</section>'
+        for lt, body, total in zip(letters, bodies, page_totals, strict=True)
+    )
+
+
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
-_NOT_YET = object()
 FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
 # A 1x1 white PNG: stands in for the QR code where only the address is measured.
 _BLANK_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEA"
@@ -609,7 +721,7 @@ def _windows(box, section: int | None = None):
 
 
 def _address_window_box(page, sequence: int):
-    for box in page._page_box.descendants():
+    for box in wp.page_box(page).descendants():
         element = box.element
         if element is not None and ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
             return box
@@ -681,7 +793,7 @@ class RenderSpec:
     share_layout: bool = True  # lay out the text every letter shares once per job
     # whether the job found a WeasyPrint the fast path (shared layout, stamping) was tested on: decided
     # where the spec is made, in the job's process, so every worker lays out as the job decided
-    fast_path: bool = field(default_factory=lambda: weasyprint_internals.check().fast_path)
+    fast_path: bool = field(default_factory=lambda: wp.check().fast_path)
 
     def renderer(self) -> ChunkRenderer:
         return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,

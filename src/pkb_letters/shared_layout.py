@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import pikepdf
 
+from . import weasyprint_adapter as wp
+
 SHARED_ATTRIBUTE = "data-pkb-shared"
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*?)(/?)>|<!--.*?-->", re.S)
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
@@ -244,7 +246,7 @@ def placeholder_boxes(pages: Sequence) -> dict[int, list[tuple[int, object]]]:
     found: dict[int, list[tuple[int, object]]] = {}
     prefix = f"{_CLASS}-"
     for number, page in enumerate(pages):
-        for box in page._page_box.descendants():
+        for box in wp.page_box(page).descendants():
             element = getattr(box, "element", None)
             if element is None or type(box).__name__ not in _BLOCKS or _is_marker(box):
                 continue
@@ -266,7 +268,7 @@ def marked_blocks(pages: Sequence) -> dict[int, list[tuple[int, object, list]]]:
     """Block boxes of elements carrying the shared attribute, by key: (page index, box, ancestor boxes)."""
     found: dict[int, list[tuple[int, object, list]]] = {}
     for number, page in enumerate(pages):
-        _walk(page._page_box, [], number, found)
+        _walk(wp.page_box(page), [], number, found)
     return found
 
 

@@ -30,23 +30,14 @@ import html
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pikepdf
-from PIL import Image
 from weasyprint import DEFAULT_OPTIONS
-from weasyprint.css.properties import INITIAL_VALUES
-from weasyprint.document import Page
-from weasyprint.draw import draw_replacedbox
-from weasyprint.draw.text import draw_text
-from weasyprint.images import RasterImage
-from weasyprint.layout.absolute import AbsolutePlaceholder
-from weasyprint.pdf import VARIANTS
-from weasyprint.text.ffi import ffi, pango
-from weasyprint.text.line_break import split_first_line
 
+from . import weasyprint_adapter as wp
 from .shared_layout import element_spans
 
 SLOT_ATTRIBUTE = "data-pkb-slot"
@@ -163,7 +154,8 @@ class Prototype:
         if self._hidden_pages is None:
             hidden = {id(slot.box) for slot in self._slots()}
             hide = lambda box: _hidden(box) if id(box) in hidden else None  # noqa: E731
-            self._hidden_pages = [_page_with(page, _swap_tree(page._page_box, hide)) for page in self.pages]
+            self._hidden_pages = [wp.page_with_tree(page, wp.swap_tree(wp.page_box(page), hide))
+                                  for page in self.pages]
         return self._hidden_pages
 
     def _slots(self) -> Iterator[TextSlot | ImageSlot]:
@@ -184,17 +176,17 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
     images: dict[int, list] = {}
     pieces: list[TextSlot] = []
     for page_number, page in enumerate(pages):
-        for box, path in _boxes_with_paths(page._page_box, ()):
+        for box, path in _boxes_with_paths(wp.page_box(page), ()):
             element = getattr(box, "element", None)
             numbered = element is not None and (element.get(SLOT_ATTRIBUTE) or element.get(IMAGE_ATTRIBUTE))
-            if _repeated(box) or (numbered and any(_kind(p) == "MarginBox" for p in path)):
+            if _repeated(box) or (numbered and any(wp.box_kind(p) == "MarginBox" for p in path)):
                 raise NoStamp  # the box may be another letter's: a fixed box, or a running one in the margins
-            kind = _kind(box)
+            kind = wp.box_kind(box)
             if kind == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
                 texts.setdefault(int(element.get(SLOT_ATTRIBUTE)), []).append((page_number, box, path))
             elif "ReplacedBox" in kind and element is not None and element.get(IMAGE_ATTRIBUTE) is not None:
                 images.setdefault(int(element.get(IMAGE_ATTRIBUTE)), []).append((page_number, box, path))
-            elif kind == "TextBox" and box.text == piece_id and any(_kind(p) == "MarginBox" for p in path):
+            elif kind == "TextBox" and box.text == piece_id and any(wp.box_kind(p) == "MarginBox" for p in path):
                 slot = _text_slot(page_number, box, path, None)
                 if slot is None:
                     raise NoStamp
@@ -204,7 +196,7 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
         raise NoStamp
     image_slots = {leaf: ImageSlot(box, page_number) for leaf, found in images.items() if len(found) == 1
                    for page_number, box, path in found
-                   if _drawn_plainly(path) and isinstance(box.replacement, RasterImage)}
+                   if _drawn_plainly(path) and wp.is_raster(box.replacement)}
     changing = [slot.box.text for slot in [*text_slots.values(), *pieces]]
     if any(text in label for page in pages for _, label, _, _ in page.bookmarks for text in changing):
         raise NoStamp
@@ -229,7 +221,7 @@ def slot_boxes(page_box) -> Iterator[tuple[int, Any, tuple]]:
     """(leaf number, text box, path) for each text box of a `marked` leaf under `page_box`."""
     for box, path in _boxes_with_paths(page_box, ()):
         element = getattr(box, "element", None)
-        if _kind(box) == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
+        if wp.box_kind(box) == "TextBox" and element is not None and element.get(SLOT_ATTRIBUTE) is not None:
             yield int(element.get(SLOT_ATTRIBUTE)), box, path
 
 
@@ -268,7 +260,7 @@ def _boxes_with_paths(box, path: tuple) -> Iterator[tuple[Any, tuple]]:
 def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot | None:
     """A text box that can take other text: alone on the only line of its block, drawn plainly."""
     line, block = path[-1], path[-2]
-    if _kind(line) != "LineBox" or line.children != [box] or block.children != [line]:
+    if wp.box_kind(line) != "LineBox" or line.children != [box] or block.children != [line]:
         return None
     if text_html is not None and (block.element is not box.element or box.text != displayed(text_html)):
         return None
@@ -281,15 +273,15 @@ def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot |
     align = _alignment(block.style)
     if align is None:
         return None
-    width_free = all(_kind(p) in _WIDTH_FREE_PARENTS and (p.style["position"] in ("static", "relative")
-                                                                  or p.style["width"] != "auto")
+    width_free = all(wp.box_kind(p) in _WIDTH_FREE_PARENTS and (p.style["position"] in ("static", "relative")
+                                                                or p.style["width"] != "auto")
                      and p.style["float"] == "none" for p in path[:-1])
     if width_free and align and box.width >= block.width:
         return None  # text-align does nothing to a full line, so a narrower text would not stay aligned
     pieces = None if width_free else _piece_widths(box.text, style)
     if not width_free and pieces is None:
         return None
-    fonts = _fonts(box.pango_layout, box.style)
+    fonts = wp.text_box_fonts(box)
     if fonts is None:
         return None
     return TextSlot(box, page, block, width_free, align, fonts, pieces)
@@ -303,11 +295,11 @@ def _piece_widths(text: str, style) -> tuple[float, ...] | None:
     sizes such a box as that one did."""
     widths, rest = [], text
     for _ in range(_MAX_PIECES):
-        _, _, resume, width, *_ = split_first_line(rest, style, _CONTEXT, 0, 0)
-        widths.append(width)
-        if resume is None:
+        line = wp.split_first_line(rest, style, 0)
+        widths.append(line.width)
+        if line.resume is None:
             return tuple(widths)
-        rest = rest.encode()[resume:].decode()
+        rest = rest.encode()[line.resume:].decode()
     return None
 
 
@@ -326,44 +318,11 @@ def _drawn_plainly(path: tuple) -> bool:
     """Nothing between the page and the box changes how its content is drawn (clipping, opacity, transforms)."""
     for box in path:
         style = box.style
-        if (style["opacity"] != 1 or style["transform"] or style["clip"] != INITIAL_VALUES["clip"]
-                or style["mask_border_source"] != INITIAL_VALUES["mask_border_source"]
-                or (_kind(box) not in ("PageBox", "MarginBox", "LineBox") and style["overflow"] != "visible")):
+        if (style["opacity"] != 1 or style["transform"] or style["clip"] != wp.initial_value("clip")
+                or style["mask_border_source"] != wp.initial_value("mask_border_source")
+                or (wp.box_kind(box) not in ("PageBox", "MarginBox", "LineBox") and style["overflow"] != "visible")):
             return False
     return True
-
-
-def _kind(box) -> str:
-    """The box's class name, looking through the placeholder an absolutely positioned box leaves in the flow."""
-    return type(box._box if isinstance(box, AbsolutePlaceholder) else box).__name__
-
-
-def _fonts(layout, style) -> frozenset | None:
-    """The Pango fonts a laid-out text uses; None if any character has no glyph."""
-    layout.reactivate(style)
-    try:
-        first_line, _ = layout.get_first_line()
-        fonts, run = set(), first_line.runs[0]
-        while run != ffi.NULL:
-            glyph_item = run.data
-            run = run.next
-            glyphs = glyph_item.glyphs
-            if any(glyphs.glyphs[i].glyph & pango.PANGO_GLYPH_UNKNOWN_FLAG for i in range(glyphs.num_glyphs)):
-                return None
-            fonts.add(int(ffi.cast("intptr_t", glyph_item.item.analysis.font)))
-        return frozenset(fonts)
-    finally:
-        layout.deactivate()
-
-
-class _Context:
-    """What WeasyPrint's line splitting needs of a layout context: only hyphenation dictionaries."""
-
-    def __init__(self) -> None:
-        self.dictionaries: dict = {}
-
-
-_CONTEXT = _Context()
 
 
 def restyled(slot: TextSlot, text: str):
@@ -373,23 +332,20 @@ def restyled(slot: TextSlot, text: str):
         return old
     if not _plain_text(text):
         return None
-    layout, length, resume, width, height, baseline = split_first_line(
-        text, old.style, _CONTEXT, slot.block.width, old.justification_spacing)
-    if resume is not None or length != len(text.encode()) or layout.text != text:
+    line = wp.split_first_line(text, old.style, slot.block.width, old.justification_spacing)
+    if line.resume is not None or line.length != len(text.encode()) or line.layout.text != text:
         return None
-    if abs(height - old.height) > _EPSILON or abs(baseline + old.margin_top - old.baseline) > _EPSILON:
+    if abs(line.height - old.height) > _EPSILON or abs(line.baseline + old.margin_top - old.baseline) > _EPSILON:
         return None
+    width = line.width
     if slot.width_free:
         if width > slot.block.width + _EPSILON or (slot.align and width >= slot.block.width):
             return None
     elif abs(width - old.width) > _EPSILON or not _same_widths(_piece_widths(text, old.style), slot.pieces):
         return None
-    if _fonts(layout, old.style) != slot.fonts:
+    if wp.line_fonts(line.layout, old.style) != slot.fonts:
         return None
-    new = old.copy_with_text(text)
-    new.pango_layout, new.width = layout, width
-    new.position_x = old.position_x + (old.width - width) * slot.align
-    return new
+    return wp.text_box_holding(old, text, line, old.position_x + (old.width - width) * slot.align)
 
 
 def reimaged(slot: ImageSlot, uri: str, options: dict):
@@ -398,8 +354,7 @@ def reimaged(slot: ImageSlot, uri: str, options: dict):
     image_id = hashlib.md5(uri.encode(), usedforsecurity=False).hexdigest()  # as WeasyPrint names images
     try:
         data = base64.b64decode(uri.partition(",")[2], validate=True)
-        image = RasterImage(Image.open(io.BytesIO(data)), image_id, data, None, None,
-                            slot.box.style["image_orientation"], options)
+        image = wp.raster_image(data, image_id, slot.box.style["image_orientation"], options)
     except (ValueError, OSError):  # not a PNG after all: a full layout says so as WeasyPrint does
         return None
     if (image.width, image.height, image.mode) != (old.width, old.height, old.mode):
@@ -432,30 +387,10 @@ def image_options(pdf_options: dict) -> dict:
 def tagged(pdf_options: dict) -> bool:
     """Whether WeasyPrint writes these PDFs tagged (PDF/UA, PDF/A-*a)."""
     variant = pdf_options.get("pdf_variant")
-    return bool(pdf_options.get("pdf_tags") or (variant and VARIANTS[variant][1].get("pdf_tags")))
+    return bool(pdf_options.get("pdf_tags") or (variant and wp.variant_tags(variant)))
 
 
 # -- a stamped letter's pages ----------------------------------------------------------------------
-
-
-class StampedPage(Page):
-    """A letter's page made from its shape's prototype: draws only the letter's own boxes."""
-
-    def __init__(self, page, page_box, anchors: dict, own: Sequence) -> None:
-        self.width, self.height, self.bleed = page.width, page.height, page.bleed
-        self.bookmarks, self.links, self.forms = page.bookmarks, page.links, page.forms
-        self.anchors = anchors
-        self._page_box = page_box
-        self.own = tuple(own)
-
-    def paint(self, stream, scale=1):
-        with stream.stacked():
-            stream.transform(a=scale, d=scale)
-            for box in self.own:
-                if type(box).__name__ == "TextBox":
-                    draw_text(stream, box, 0, "clip", "none")
-                else:
-                    draw_replacedbox(stream, box)
 
 
 def stamped_pages(proto: Prototype, shape: Skeleton, anchor: str, piece_id: str, options: dict) -> list | None:
@@ -481,31 +416,10 @@ def stamped_pages(proto: Prototype, shape: Skeleton, anchor: str, piece_id: str,
     pages = []
     for number, page in enumerate(proto.pages):
         own = [swaps[id(slot.box)] for slot in proto._slots() if slot.page == number]
-        tree = _swap_tree(page._page_box, lambda box: swaps.get(id(box)))
+        tree = wp.swap_tree(wp.page_box(page), lambda box: swaps.get(id(box)))
         anchors = {anchor if name == proto.anchor else name: where for name, where in page.anchors.items()}
-        pages.append(StampedPage(page, tree, anchors, own))
+        pages.append(wp.StampedPage(page, tree, anchors, own))
     return pages
-
-
-def _swap_tree(box, replacement: Callable[[Any], Any]):
-    """`box` with each descendant for which `replacement` gives a box replaced, copying only their ancestors."""
-    if isinstance(box, AbsolutePlaceholder):
-        inner = _swap_tree(box._box, replacement)
-        if inner is box._box:
-            return box
-        placeholder = AbsolutePlaceholder(inner)
-        placeholder.set_laid_out_box(inner)
-        return placeholder
-    if not hasattr(box, "children"):
-        return box
-    changed, children = False, []
-    for child in box.children:
-        new = replacement(child)
-        if new is None:
-            new = _swap_tree(child, replacement)
-        changed |= new is not child
-        children.append(new)
-    return box.copy_with_children(children) if changed else box
 
 
 def _hidden(box):
@@ -514,10 +428,3 @@ def _hidden(box):
     hidden = box.copy()
     hidden.style = style
     return hidden
-
-
-def _page_with(page, page_box):
-    copy = Page.__new__(Page)
-    copy.__dict__.update(page.__dict__)
-    copy._page_box = page_box
-    return copy
