@@ -19,6 +19,7 @@ from pkb_letters.check import Code, check_files
 from pkb_letters.cli import main
 from pkb_letters.envelope import Rect
 from pkb_letters.marks import MarkKind
+from pkb_letters.pdf.pypdf_internals import add_object
 from pkb_letters.pipeline import run_job
 from pkb_letters.printfile import stamp
 from pkb_letters.printing import PrintOptions
@@ -80,7 +81,7 @@ def test_font_not_embedded(good, tmp_path):
         font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
                                  NameObject("/BaseFont"): NameObject("/Helvetica")})
         fonts = page["/Resources"].get_object()["/Font"].get_object()
-        fonts[NameObject("/FHelv")] = writer._add_object(font)
+        fonts[NameObject("/FHelv")] = add_object(writer, font)
         draw_on(writer, 1, "BT /FHelv 9 Tf 0 0 0 1 k 300 400 Td (Not embedded) Tj ET")
 
     rewrite(pdf, add_helvetica)
@@ -112,7 +113,7 @@ def test_address_outside_the_window(good, tmp_path):
         shift.set_data(f"1 0 0 1 0 {-15 * MM:.2f} cm\n".encode())
         contents = page["/Contents"]
         existing = list(contents) if isinstance(contents, ArrayObject) else [contents]
-        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+        page[NameObject("/Contents")] = ArrayObject([add_object(writer, shift), *existing])
 
     rewrite(pdf, shift_first_page)
     report = check_files([pdf], manifest)
@@ -309,7 +310,7 @@ def add_form(writer: PdfWriter, page: int, name: str, operators: str) -> None:
     xobjects = resources.get("/XObject")
     if xobjects is None:
         xobjects = resources[NameObject("/XObject")] = DictionaryObject()
-    xobjects.get_object()[NameObject(name)] = writer._add_object(form)
+    xobjects.get_object()[NameObject(name)] = add_object(writer, form)
 
 
 @pytest.mark.parametrize(("operators", "colours"), [
@@ -384,7 +385,7 @@ def test_several_processes_give_the_same_report_in_the_same_order(good, tmp_path
         page = writer.pages[3]
         contents = page["/Contents"]
         existing = list(contents) if isinstance(contents, ArrayObject) else [page.raw_get("/Contents")]
-        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+        page[NameObject("/Contents")] = ArrayObject([add_object(writer, shift), *existing])
 
     rewrite(pdf, break_pages)
     one = check_files([pdf, pdf], manifest)
@@ -444,11 +445,11 @@ def test_a_manifest_that_disagrees_with_the_file_gets_each_problem_in_the_report
 def test_a_page_tree_whose_counts_lie_fails_the_check(tmp_path, count, lie):
     """Printers (like qpdf and PDFium) walk the page tree's /Kids; the check finds pages by /Count.
     Where the two disagree, pages may be printed that were never checked: the file is not printable."""
-    from pkb_letters import pdfstream
+    from pkb_letters.pdf import writer as pdf_writer
 
     path = tmp_path / "pages.pdf"
     with path.open("wb") as handle:
-        writer = pdfstream.StreamingPdfWriter(handle)
+        writer = pdf_writer.StreamingPdfWriter(handle)
         for _ in range(200):
             writer.add_blank_page(210 * MM, 297 * MM)
         writer.close({}, {})

@@ -27,8 +27,9 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
-from .pdfcopy import ChunkCopier, SourcePage
-from .pdfstream import ObjectCopier, StreamingPdfWriter
+from .pdf.chunk_copy import ChunkCopier, SourcePage
+from .pdf.pypdf_internals import add_object
+from .pdf.writer import ObjectCopier, StreamingPdfWriter
 
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
@@ -260,8 +261,7 @@ def stamp(writer: PdfWriter, page, operators: bytes) -> None:
     after.set_data(b"\nQ\n" + operators)
     contents = page.get("/Contents")
     existing = [] if contents is None else list(contents) if isinstance(contents, ArrayObject) else [contents]
-    # pypdf has no public call to add a bare object; _add_object is what its own helpers use
-    page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
+    page[NameObject("/Contents")] = ArrayObject([add_object(writer, before), *existing, add_object(writer, after)])
 
 
 def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
