@@ -33,10 +33,12 @@ def inherited(page, key: str, resolve: Callable = _itself, null: type | tuple[ty
     for _ in range(_MAX_TREE_DEPTH):
         if not isinstance(node, (dict, pikepdf.Dictionary)):  # pypdf's dictionaries are dicts
             return None
-        value = node.get(key)
-        if value is not None and not isinstance(value, null):
-            return value
-        node = resolve(node.get("/Parent"))
+        # asked with `in` first: pikepdf's get of a key that is not there costs seven times more
+        if key in node:
+            value = node.get(key)  # not node[key]: pypdf's would resolve a reference
+            if value is not None and not isinstance(value, null):
+                return value
+        node = resolve(node.get("/Parent")) if "/Parent" in node else None
     return None
 
 
