@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from ppf.datamatrix import DataMatrix
 from test_print import QPDF, varied_template
 
-from pkb_letters import marks, output_intent, pdfstream, pipeline, printfile, sheets
+from pkb_letters import marks, output_intent, pipeline, printfile, sheets
 from pkb_letters.envelope import A4_HEIGHT_MM, Rect
 from pkb_letters.marks import MarkKind, MarkLayout
+from pkb_letters.pdf import writer as pdf_writer
 from pkb_letters.pipeline import run_job
 from pkb_letters.printing import PrintOptions
 
@@ -280,10 +281,10 @@ def test_each_split_file_holds_its_own_copy(tmp_path):
 
 
 def test_the_table_of_shared_objects_is_bounded_and_the_file_stays_whole(tmp_path, monkeypatch):
-    monkeypatch.setattr(pdfstream, "_SHARED_OBJECTS", 3)
+    monkeypatch.setattr(pdf_writer, "_SHARED_OBJECTS", 3)
     path = tmp_path / "shared.pdf"
     with path.open("wb") as handle:
-        writer = pdfstream.StreamingPdfWriter(handle)
+        writer = pdf_writer.StreamingPdfWriter(handle)
         bodies = [b"<< /N %d >>" % n for n in range(5)]
         numbers = [writer.write_shared(body) for body in bodies]
         assert writer.write_shared(bodies[4]) == numbers[4]  # still in the table

@@ -20,6 +20,7 @@ from pkb_letters.check import Code, check_files
 from pkb_letters.cli import main
 from pkb_letters.envelope import Rect
 from pkb_letters.marks import MarkKind
+from pkb_letters.pdf.pypdf_internals import add_object
 from pkb_letters.pipeline import run_job
 from pkb_letters.printing import PrintOptions
 
@@ -56,8 +57,7 @@ def stamp(writer: PdfWriter, page, operators: bytes) -> None:
     after.set_data(b"\nQ\n" + operators)
     contents = page.get("/Contents")
     existing = [] if contents is None else list(contents) if isinstance(contents, ArrayObject) else [contents]
-    # pypdf has no public call to add a bare object; _add_object is what its own helpers use
-    page[NameObject("/Contents")] = ArrayObject([writer._add_object(before), *existing, writer._add_object(after)])
+    page[NameObject("/Contents")] = ArrayObject([add_object(writer, before), *existing, add_object(writer, after)])
 
 
 def codes(report) -> set[Code]:
@@ -92,7 +92,7 @@ def test_font_not_embedded(good, tmp_path):
         font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
                                  NameObject("/BaseFont"): NameObject("/Helvetica")})
         fonts = page["/Resources"].get_object()["/Font"].get_object()
-        fonts[NameObject("/FHelv")] = writer._add_object(font)
+        fonts[NameObject("/FHelv")] = add_object(writer, font)
         draw_on(writer, 1, "BT /FHelv 9 Tf 0 0 0 1 k 300 400 Td (Not embedded) Tj ET")
 
     rewrite(pdf, add_helvetica)
@@ -124,7 +124,7 @@ def test_address_outside_the_window(good, tmp_path):
         shift.set_data(f"1 0 0 1 0 {-15 * MM:.2f} cm\n".encode())
         contents = page["/Contents"]
         existing = list(contents) if isinstance(contents, ArrayObject) else [contents]
-        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+        page[NameObject("/Contents")] = ArrayObject([add_object(writer, shift), *existing])
 
     rewrite(pdf, shift_first_page)
     report = check_files([pdf], manifest)
@@ -354,7 +354,7 @@ def add_form(writer: PdfWriter, page: int, name: str, operators: str) -> None:
     xobjects = resources.get("/XObject")
     if xobjects is None:
         xobjects = resources[NameObject("/XObject")] = DictionaryObject()
-    xobjects.get_object()[NameObject(name)] = writer._add_object(form)
+    xobjects.get_object()[NameObject(name)] = add_object(writer, form)
 
 
 @pytest.mark.parametrize(("operators", "colours"), [
@@ -429,7 +429,7 @@ def test_several_processes_give_the_same_report_in_the_same_order(good, tmp_path
         page = writer.pages[3]
         contents = page["/Contents"]
         existing = list(contents) if isinstance(contents, ArrayObject) else [page.raw_get("/Contents")]
-        page[NameObject("/Contents")] = ArrayObject([writer._add_object(shift), *existing])
+        page[NameObject("/Contents")] = ArrayObject([add_object(writer, shift), *existing])
 
     rewrite(pdf, break_pages)
     one = check_files([pdf, pdf], manifest)
@@ -489,11 +489,11 @@ def test_a_manifest_that_disagrees_with_the_file_gets_each_problem_in_the_report
 def test_a_page_tree_whose_counts_lie_fails_the_check(tmp_path, count, lie):
     """Printers (like qpdf and PDFium) walk the page tree's /Kids; the check finds pages by /Count.
     Where the two disagree, pages may be printed that were never checked: the file is not printable."""
-    from pkb_letters import pdfstream
+    from pkb_letters.pdf import writer as pdf_writer
 
     path = tmp_path / "pages.pdf"
     with path.open("wb") as handle:
-        writer = pdfstream.StreamingPdfWriter(handle)
+        writer = pdf_writer.StreamingPdfWriter(handle)
         for _ in range(200):
             writer.add_blank_page(210 * MM, 297 * MM)
         writer.close({}, {})

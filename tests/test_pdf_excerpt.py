@@ -6,7 +6,7 @@ import io
 
 import pikepdf
 
-from pkb_letters.pdf_excerpt import excerpt
+from pkb_letters.pdf.excerpt import excerpt
 
 
 def three_linked_pages() -> pikepdf.Pdf:

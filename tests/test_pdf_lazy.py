@@ -1,6 +1,6 @@
 """Pages of our own print files, read an object at a time, read as qpdf's reading of the whole file does.
 
-`pdf_lazy.LazyPdf` reads a file of our print files' shape (one classic cross-reference table, one
+`pdf.lazy.LazyPdf` reads a file of our print files' shape (one classic cross-reference table, one
 trailer without /Prev) by seeking to each object's entry; any other file, or one whose table is
 wrong, is left to qpdf, and reads as it always has. Only a file of many objects is read so
 (`page_facts.LAZY_FROM_OBJECTS`): here, every file of that shape is, unless a test says otherwise.
@@ -24,14 +24,15 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, FloatObject, NameObject, NumberObject
 from test_pdf_excerpt import add_note_and_link
-from test_pdfstream import blank_pages, width
+from test_pdf_writer import blank_pages, width
 
-from pkb_letters import check, marks, page_facts, pdfstream
+from pkb_letters import check, marks, page_facts
 from pkb_letters.check import check_files
 from pkb_letters.envelope import Rect
 from pkb_letters.marks import MarkKind
 from pkb_letters.page_facts import MM_PER_POINT, PdfPages
-from pkb_letters.pdf_lazy import LazyPdf, NotLazilyReadable
+from pkb_letters.pdf import writer as pdf_writer
+from pkb_letters.pdf.lazy import LazyPdf, NotLazilyReadable
 from pkb_letters.sandbox.synthetic import write_synthetic_print_job
 
 NO_MARKS = marks.DEFAULT_LAYOUTS[MarkKind.NONE]
@@ -133,7 +134,7 @@ def test_a_synthetic_print_job_s_pages_read_alike(tmp_path):
 
 
 def test_pages_across_the_page_tree_s_edges_are_found_where_qpdf_finds_them(tmp_path):
-    count = pdfstream._FANOUT**pdfstream._LEVELS + 70
+    count = pdf_writer._FANOUT**pdf_writer._LEVELS + 70
     path = tmp_path / "pages.pdf"
     path.write_bytes(blank_pages(count))
     numbers = range(count - 140, count + 1)  # across the edge of the root's first kid
@@ -182,7 +183,7 @@ def test_a_stream_whose_length_is_an_object_of_its_own_is_read_whole(tmp_path):
     drawing = b"0 0 0 1 k 100 100 300 300 re f " * 40
     path = tmp_path / "length.pdf"
     with path.open("wb") as handle:
-        writer = pdfstream.StreamingPdfWriter(handle)
+        writer = pdf_writer.StreamingPdfWriter(handle)
         length, stream = writer.allocate(), writer.allocate()
         writer.write_serialised(stream, b"<< /Length %d 0 R >>\nstream\n%s\nendstream" % (length, drawing))
         writer.write_serialised(length, b"%d" % len(drawing))

@@ -23,11 +23,11 @@ of a big, balanced file holds little more than the file's cross-reference table.
 PDFium cannot be kept from parsing every page before the one asked for (it fills its page
 list in order, about 1.8 KB a page), and qpdf holds the whole cross-reference table (about
 0.4 KB a page of a print file). So a reader told which pages it will be asked about makes an
-excerpt of only those pages (`pdf_excerpt`, from the objects found by /Count), closes the
+excerpt of only those pages (`pdf.excerpt`, from the objects found by /Count), closes the
 file, and both libraries read the excerpt: what they hold while checking depends on those
 pages, not on the size of the file or on where in it the pages are. The excerpt of a big file
 of our print files' shape (`LAZY_FROM_OBJECTS`) is made from objects read one at a time through
-its cross-reference table (`pdf_lazy`), so not even the table is read whole; of any other file
+its cross-reference table (`pdf.lazy`), so not even the table is read whole; of any other file
 (a smaller one, another writer's, an updated or damaged one), from qpdf's reading of the whole
 file, opened for this alone.
 """
@@ -52,11 +52,12 @@ import pypdfium2
 import pypdfium2.raw as pdfium
 
 from .envelope import Rect
-from .pdf_excerpt import excerpt, inherited
-from .xref_table import NotLazilyReadable, object_count
+from .pdf.excerpt import excerpt
+from .pdf.pages import PageTree, inherited
+from .pdf.xref_table import NotLazilyReadable, object_count
 
 logger = logging.getLogger(__name__)
-# Objects in a file of our print files' shape from which it is read an object at a time (`pdf_lazy`). Open,
+# Objects in a file of our print files' shape from which it is read an object at a time (`pdf.lazy`). Open,
 # qpdf holds about 85 bytes for each entry of the file's cross-reference table; the reader of one object at
 # a time holds nothing for them, but needs pypdf, whose import costs a process about 16 MB, and takes some
 # 40-75 µs a page more to cut out an excerpt. So a file with fewer objects (up to 17 MB of qpdf's table) is
@@ -85,7 +86,7 @@ class Word:
 
 
 def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tuple[int, int], str]]:
-    """`pages` of the PDF at `path` as a PDF of their own (`pdf_excerpt`), the file's page count, and what
+    """`pages` of the PDF at `path` as a PDF of their own (`pdf.excerpt`), the file's page count, and what
     the page tree's nodes on the way to them say wrongly of their pages; None for the excerpt, logged,
     when qpdf cannot read the pages on their own. A big file of our print files' shape is read an object
     at a time (`_lazily`); any other is opened whole by qpdf for this alone and closed at once: qpdf keeps
@@ -94,7 +95,7 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
     if cut is not None:
         return cut
     with pikepdf.open(path, inherit_page_attributes=False) as pdf:
-        tree = _PageTree(pdf.Root.Pages)
+        tree = PageTree(pdf.Root.Pages)
         if not _within(pages, tree.count):
             raise IndexError(f"pages {pages.start}-{pages.stop - 1} are not all in the file's {tree.count} pages")
         try:
@@ -109,8 +110,8 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
 def _cut_lazily(path: Path, pages: range) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
     """`_cut_excerpt`'s answer, the file read an object at a time; None where qpdf is to read it: a file
     not read so (`_lazily`), or pages not all in the file (qpdf says why)."""
-    def cut(pdf, tree: _PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
-        from .pdf_lazy import LazyExcerptObjects
+    def cut(pdf, tree: PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
+        from .pdf.lazy import LazyExcerptObjects
 
         if not _within(pages, tree.count):
             return None
@@ -127,17 +128,17 @@ def lazy_page_count(path: Path) -> tuple[int, dict[tuple[int, int], str]] | None
 
 
 def _lazily(path: Path, read):
-    """`read`(the file open in `pdf_lazy.LazyPdf`, its page tree), for a file of our print files' shape with
+    """`read`(the file open in `pdf.lazy.LazyPdf`, its page tree), for a file of our print files' shape with
     at least `LAZY_FROM_OBJECTS` objects; None for any other, or one in which pypdf, told to be strict,
     finds something to repair: qpdf is to read those."""
     objects = object_count(path)
     if objects is None or objects < LAZY_FROM_OBJECTS:
         return None
-    from .pdf_lazy import LazyPdf, resolved  # pypdf: imported only when a file is read with it
+    from .pdf.lazy import LazyPdf, resolved  # pypdf: imported only when a file is read with it
 
     try:
         with LazyPdf(path) as pdf:
-            return read(pdf, _PageTree(pdf.root["/Pages"], resolved))
+            return read(pdf, PageTree(pdf.root["/Pages"], resolved))
     except NotLazilyReadable as exc:
         logger.debug("%s is read by qpdf: %s", path.name, exc)
     except Exception as exc:  # damage qpdf may repair, or report as it always has
@@ -282,7 +283,7 @@ class PdfPages:
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up
         self._pdf = pikepdf.open(path if data is None else io.BytesIO(data), inherit_page_attributes=False)
         try:
-            self._tree = _PageTree(self._pdf.Root.Pages)
+            self._tree = PageTree(self._pdf.Root.Pages)
             self._document = pypdfium2.PdfDocument(path if data is None else data)
         except Exception:
             self._pdf.close()
@@ -535,85 +536,6 @@ def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
     values = array("f", bytes(matrices))  # FS_MATRIX is a, b, c, d, e, f, as 32-bit floats
     return [size * math.hypot(c, d)
             for size, c, d in zip(_each(_FONT_SIZE, textpage, indices), values[2::6], values[3::6], strict=True)]
-
-
-class _PageTree:
-    """Pages by number (from 1), found by the nodes' /Count; the nodes on the last page's path are kept,
-    so reading pages in order parses each node once. Each node met is checked against its kids: a /Count
-    that is not the pages under a node would have pages found at the wrong place, or not at all.
-
-    The objects are pikepdf's or pypdf's (`pdf_lazy`). pypdf's are Python objects, a node's 64 kids
-    some 14 KB: so of a node's kids only the pages are kept parsed, and a node is parsed again when
-    the walk goes down into it (`LazyPdf` keeps the last few)."""
-
-    def __init__(self, root, resolve=lambda obj: obj) -> None:
-        self._root = root
-        self._resolve = resolve  # pypdf's object for a reference (pikepdf's come resolved)
-        self._path: list[_Kids] = []  # the kids of each node from the root down to the last page's parent
-        self.disagreements: dict[tuple[int, int], str] = {}
-        self.count = self._kids(root, 0).count
-
-    def page(self, number: int):
-        if not 1 <= number <= self.count:
-            raise IndexError(f"page {number} is not in the file's {self.count} pages")
-        index, node, first = number - 1, self._root, 0
-        for depth in range(_MAX_TREE_DEPTH):
-            if depth == len(self._path) or self._path[depth].node is not node:  # the same kid is the same object
-                del self._path[depth:]
-                self._path.append(self._kids(node, first))
-            kids = self._path[depth]
-            position = bisect.bisect_right(kids.starts, index) - 1
-            kid = kids.kids[position]
-            if not kids.nodes[position]:
-                return kid
-            node, first = kid, kids.starts[position]
-        raise ValueError(f"the page tree is more than {_MAX_TREE_DEPTH} levels deep")
-
-    def _kids(self, node, first: int) -> _Kids:
-        """`node`'s kids: each page as its dictionary, each node as its parent has it (a pypdf reference)."""
-        kids, starts, nodes = [], [], []
-        at = first
-        resolved = self._resolve
-        parsed = resolved(node)
-        for kid in resolved(parsed.get("/Kids", ())):
-            page = resolved(kid)
-            is_node = "/Kids" in page
-            kids.append(kid if is_node else page)
-            starts.append(at)
-            nodes.append(is_node)
-            count = max(int(page.get("/Count", 0)), 0) if is_node else 1
-            grandchildren = len(resolved(page.get("/Kids"))) if is_node else 0
-            if is_node and count == 0 and grandchildren:  # no page number leads into it: checked here
-                self._disagree(page, f"says it has no pages, but has {grandchildren} kid(s)")
-            at += count
-        claimed = parsed.get("/Count")
-        if claimed is not None and int(claimed) != at - first:
-            self._disagree(parsed, f"says it has {int(claimed)} page(s); its kids add up to {at - first}")
-        return _Kids(node, first, kids, starts, nodes, at - first)
-
-    def _disagree(self, node, detail: str) -> None:
-        number, generation = key = _objgen(node)
-        self.disagreements[key] = f"page tree node {number} {generation} R {detail}"
-
-
-def _objgen(obj) -> tuple[int, int]:
-    if isinstance(obj, pikepdf.Object):
-        return obj.objgen
-    reference = obj.indirect_reference
-    return (0, 0) if reference is None else (reference.idnum, reference.generation)
-
-
-@dataclass
-class _Kids:
-    node: object  # as its parent's /Kids has it: a pikepdf.Dictionary, or a pypdf reference
-    first: int  # the number, from 0, of the first page under `node`
-    kids: list  # pages as dictionaries, nodes as `node` is
-    starts: list[int]  # the number of the first page under each kid
-    nodes: list[bool]  # whether each kid is a node (else a page)
-    count: int
-
-
-_MAX_TREE_DEPTH = 64
 
 
 def _shows_text(operator: str, operands) -> bool:

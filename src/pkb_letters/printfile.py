@@ -26,8 +26,8 @@ from .envelope import A4_HEIGHT_MM, A4_WIDTH_MM
 from .errors import ConfigError, InvariantError
 from .files import atomic_writer, sha256_of
 from .marks import MarkLayout
-from .pdfcopy import ChunkCopier, SourcePage
-from .pdfstream import ObjectCopier, StreamingPdfWriter
+from .pdf.chunk_copy import ChunkCopier, SourcePage
+from .pdf.writer import ObjectCopier, StreamingPdfWriter
 from .records import PrintFile
 
 UNSPLIT_FILE = "letters.pdf"

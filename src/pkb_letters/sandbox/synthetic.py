@@ -105,7 +105,7 @@ def write_synthetic_print_job(folder: Path, pages: int, letter_page=None) -> tup
     """`letters.pdf`, the letter page copied `pages` times by the streaming writer (its font and
     content written once), and a `manifest.json` of as many one-page letters, all of which pass."""
     from ..manifest import stream_manifest
-    from ..pdfstream import ObjectCopier, StreamingPdfWriter
+    from ..pdf.writer import ObjectCopier, StreamingPdfWriter
 
     page = letter_page or synthetic_letter_page()
     with (folder / "letters.pdf").open("wb") as handle:

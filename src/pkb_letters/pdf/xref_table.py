@@ -1,13 +1,13 @@
 """Where a PDF's objects are, by the one classic cross-reference table our print files have.
 
 Takes a PDF file open for reading; gives how many objects its table has and where object N
-starts, read from the table's entry N alone. `pdfstream.StreamingPdfWriter` writes one classic
+starts, read from the table's entry N alone. `writer.StreamingPdfWriter` writes one classic
 table (``xref``, ``0 N``, then N entries of exactly 20 bytes) and its trailer after it, so entry
 N is at a known place and the table need not be read whole, as qpdf and PDFium read it (about
 0.4 KB a page of a print file). A file whose last section is not one such table (a
 cross-reference stream, or an incremental update's section, which starts elsewhere than 0 or is
 followed by another) raises `NotLazilyReadable`; so does an entry not in use. What follows the
-table, the trailer, is for the caller to parse (`pdf_lazy`): this module needs no PDF parser.
+table, the trailer, is for the caller to parse (`lazy`): this module needs no PDF parser.
 """
 
 from __future__ import annotations

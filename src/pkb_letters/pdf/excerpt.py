@@ -1,7 +1,7 @@
 """A few pages of a big PDF, written out as a small PDF of their own.
 
 Takes a PDF open in pikepdf, or the objects of one read otherwise (`ExcerptObjects`: a file read
-an object at a time, `pdf_lazy`), and some of its pages; gives the bytes of a PDF holding just
+an object at a time, `lazy`), and some of its pages; gives the bytes of a PDF holding just
 those pages, in that order, and the objects they use. It is for readers whose memory would
 otherwise grow with the file: PDFium parses every page before the one it is asked for (it fills
 its page list in order, about 1.8 KB a page) and qpdf holds the whole cross-reference table.
@@ -22,22 +22,21 @@ reference to no object.
 from __future__ import annotations
 
 import io
-import re
 from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
 import pikepdf
 
-__all__ = ["INHERITABLE", "ExcerptObjects", "excerpt", "inherited"]
+from .pages import INHERITABLE, inherited
+from .syntax import ObjectFile, qpdf_dictionary_text, qpdf_text, references, renumberer
+
+__all__ = ["ExcerptObjects", "excerpt"]
 
 Body = bytes | tuple[bytes, bytes]  # an object's text, or a stream's dictionary (less /Length) and its data
 ObjGen = tuple[int, int]
 
-INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")  # ISO 32000-1, 7.7.3.4
 CATALOG_KEYS = ("/OCProperties",)  # what a reader needs from the catalog to draw a page: which layers show
-# a reference, or a string (qpdf writes brackets inside one escaped), which may look like one but is not
-_REFERENCE = re.compile(rb"(\d+) (\d+) R(?![^\s()<>\[\]{}/%])|\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>")
 
 
 class ExcerptObjects(Protocol):
@@ -68,11 +67,12 @@ def excerpt(pdf: pikepdf.Pdf | ExcerptObjects, pages: Iterable) -> bytes:
     numbers = {objgen: number for number, objgen in enumerate(texts, 1)}
     catalog, tree = len(texts) + 1, len(texts) + 2
     numbers.update((objgen, number) for number, objgen in enumerate(used, tree + 1))
-    bodies = [_renumbered(text, numbers)[:-2] + b"/Parent %d 0 R >>" % tree for text in texts.values()]
-    bodies.append(b"<< /Type /Catalog /Pages %d 0 R%s >>" % (tree, _renumbered(catalog_entries, numbers)))
+    renumbered = _renumbering(numbers)
+    bodies = [renumbered(text)[:-2] + b"/Parent %d 0 R >>" % tree for text in texts.values()]
+    bodies.append(b"<< /Type /Catalog /Pages %d 0 R%s >>" % (tree, renumbered(catalog_entries)))
     kids = b" ".join(b"%d 0 R" % number for number in range(1, len(texts) + 1))
     bodies.append(b"<< /Type /Pages /Count %d /Kids [ %s ] >>" % (len(texts), kids))
-    bodies.extend(_renumbered(body, numbers) for body in used.values())
+    bodies.extend(renumbered(body) for body in used.values())
     return _write(bodies, catalog)
 
 
@@ -83,12 +83,10 @@ def _objects(objects: ExcerptObjects, pages: set[ObjGen], texts: Iterable[bytes]
     todo: deque[ObjGen] = deque()
 
     def follow(text: bytes) -> None:
-        for match in _REFERENCE.finditer(text):
-            if match[1] is not None:
-                objgen = (int(match[1]), int(match[2]))
-                if objgen not in seen:
-                    seen.add(objgen)
-                    todo.append(objgen)
+        for objgen in references(text):
+            if objgen not in seen:
+                seen.add(objgen)
+                todo.append(objgen)
 
     for text in texts:
         follow(text)
@@ -107,27 +105,16 @@ def _objects(objects: ExcerptObjects, pages: set[ObjGen], texts: Iterable[bytes]
     return bodies
 
 
-def _renumbered(body: Body, numbers: dict[ObjGen, int]) -> bytes:
-    """The object's text with its references renumbered; one to an object left out reads as null."""
-    def number(match: re.Match) -> bytes:
-        if match[1] is None:
-            return match[0]
-        new = numbers.get((int(match[1]), int(match[2])))
-        return b"null" if new is None else b"%d 0 R" % new
+def _renumbering(numbers: dict[ObjGen, int]):
+    """An object's text with its references renumbered by `numbers`; one to an object left out reads as null."""
+    renumber = renumberer(lambda number, generation: numbers.get((number, generation)))
 
-    if isinstance(body, tuple):  # a stream: its data is left alone
-        return _REFERENCE.sub(number, body[0]) + body[1]
-    return _REFERENCE.sub(number, body)
+    def renumbered(body: Body) -> bytes:
+        if isinstance(body, tuple):  # a stream: its data is left alone
+            return renumber(body[0]) + body[1]
+        return renumber(body)
 
-
-def inherited(page: pikepdf.Dictionary, key: str):
-    """A page attribute that may be set on the page or on any /Pages node above it."""
-    node, depth = page, 0
-    while isinstance(node, pikepdf.Dictionary) and depth < 64:
-        if key in node:
-            return node[key]
-        node, depth = node.get("/Parent"), depth + 1
-    return None
+    return renumbered
 
 
 # -- objects as qpdf reads them ---------------------------------------------------------------
@@ -144,11 +131,11 @@ class _QpdfObjects:
                 value = inherited(page, key)
                 if value is not None:
                     items[key] = value
-        return page.objgen, _qpdf_dictionary_text(items)
+        return page.objgen, qpdf_dictionary_text(items)
 
     def catalog_entries(self) -> bytes:
         root = self._pdf.Root
-        return b"".join(b" " + _unparse(pikepdf.Name(key)) + b" " + _unparse(root[key])
+        return b"".join(b" " + qpdf_text(pikepdf.Name(key)) + b" " + qpdf_text(root[key])
                         for key in CATALOG_KEYS if key in root)
 
     def body(self, objgen: ObjGen) -> Body | None:
@@ -157,31 +144,14 @@ class _QpdfObjects:
             return None
         if isinstance(obj, pikepdf.Stream):
             head = {key: value for key, value in obj.stream_dict.items() if key != "/Length"}
-            return _qpdf_dictionary_text(head), obj.read_raw_bytes()
+            return qpdf_dictionary_text(head), obj.read_raw_bytes()
         return obj.unparse(resolved=True)
-
-
-def _qpdf_dictionary_text(items: dict) -> bytes:
-    return b"<< " + b"".join(_unparse(pikepdf.Name(key)) + b" " + _unparse(value) + b" "
-                             for key, value in items.items()) + b">>"
-
-
-def _unparse(value) -> bytes:
-    """PDF syntax for a value as pikepdf gives it (numbers and booleans come as Python's own)."""
-    if isinstance(value, pikepdf.Object):
-        return value.unparse()  # an indirect object as a reference, a direct one in full
-    return pikepdf.Array([value]).unparse()[2:-2]
 
 
 def _write(bodies: list[bytes], root: int) -> bytes:
     out = io.BytesIO()
-    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(bodies, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
-    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(bodies) + 1, root, xref))
+    pdf = ObjectFile(out, "%PDF-1.7")
+    for body in bodies:
+        pdf.write(pdf.allocate(), body)
+    pdf.close(root)
     return out.getvalue()

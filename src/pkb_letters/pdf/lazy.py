@@ -5,7 +5,7 @@ time as they are asked for, and nothing else: what it holds depends on the objec
 not on the size of the file. qpdf and PDFium read the whole cross-reference table when they
 open a file, which is what made a preflight worker grow with the file it checks a few pages of.
 
-`pdfstream.StreamingPdfWriter` writes one classic cross-reference table, whose entry for object
+`writer.StreamingPdfWriter` writes one classic cross-reference table, whose entry for object
 N is found without reading the rest (`xref_table`), and a trailer with /Size and /Root and no
 /Prev, no /XRefStm, no /Encrypt; no object streams. Another writer's file of that shape (qpdf
 writes one when it need not write object streams) is read so too; a file of any other shape
@@ -18,7 +18,7 @@ of it: our writer never writes one, so it says the file is not ours.
 
 Nothing is kept but the trailer and the last few page tree nodes read (`_NODES_KEPT`): walking
 down the tree, and up it again for the attributes a page inherits, reads the same few nodes over
-and over. `LazyExcerptObjects` gives `pdf_excerpt` the objects an excerpt of some pages needs,
+and over. `LazyExcerptObjects` gives `excerpt` the objects an excerpt of some pages needs,
 as text written from what pypdf parsed, with nothing lost.
 """
 
@@ -27,26 +27,14 @@ from __future__ import annotations
 import io
 import re
 from collections import OrderedDict
-from decimal import Decimal
 from pathlib import Path
 
-from pypdf.generic import (
-    ArrayObject,
-    BooleanObject,
-    ByteStringObject,
-    DictionaryObject,
-    FloatObject,
-    IndirectObject,
-    NameObject,
-    NullObject,
-    NumberObject,
-    PdfObject,
-    StreamObject,
-    TextStringObject,
-    read_object,
-)
+from pypdf.generic import DictionaryObject, IndirectObject, NameObject, NullObject, PdfObject, StreamObject
 
-from .pdf_excerpt import CATALOG_KEYS, INHERITABLE, Body, ObjGen
+from .excerpt import CATALOG_KEYS, Body, ObjGen
+from .pages import INHERITABLE, inherited_attributes
+from .pypdf_internals import raw_data, read_object_in
+from .syntax import pypdf_dictionary_text, pypdf_text
 from .xref_table import NotLazilyReadable, XrefTable
 
 __all__ = ["LazyExcerptObjects", "LazyPdf", "NotLazilyReadable", "resolved"]
@@ -59,8 +47,6 @@ _WHITESPACE = b"\x00\t\n\x0c\r "  # ISO 32000-1, 7.2.2
 _AFTER_OBJECT_BYTES = 64  # enough for the line ends between an object and its endobj
 _NODES_KEPT = 8  # page tree nodes: those above the pages being read, where their inherited attributes are
 _FOREIGN_TRAILER_KEYS = ("/Prev", "/XRefStm", "/Encrypt")
-# printable ASCII but delimiters and #: a name written as it reads
-_PLAIN_NAME = re.compile(r"/[^\x00-\x20\x7f-\U0010ffff#()<>\[\]{}/%]*\Z")
 
 
 class LazyPdf:
@@ -116,7 +102,7 @@ class LazyPdf:
 
     def _read_trailer(self) -> DictionaryObject:
         self._file.seek(self._table.trailer_start())
-        trailer = read_object(self._file, self)
+        trailer = read_object_in(self._file, self)
         if not isinstance(trailer, DictionaryObject):
             raise NotLazilyReadable("the trailer is not a dictionary")
         found = [key for key in _FOREIGN_TRAILER_KEYS if key in trailer]
@@ -144,7 +130,7 @@ class LazyPdf:
 
     def _parse(self, stream, start: int) -> PdfObject:
         stream.seek(start)
-        obj = read_object(stream, self)
+        obj = read_object_in(stream, self)
         if not stream.read(_AFTER_OBJECT_BYTES).lstrip(_WHITESPACE).startswith(b"endobj"):
             raise NotLazilyReadable(f"the object at byte {start} does not end in endobj")
         return obj
@@ -159,7 +145,7 @@ def resolved(value):
 
 
 class LazyExcerptObjects:
-    """The objects of `pdf` an excerpt of some of its pages needs (`pdf_excerpt.ExcerptObjects`)."""
+    """The objects of `pdf` an excerpt of some of its pages needs (`excerpt.ExcerptObjects`)."""
 
     def __init__(self, pdf: LazyPdf) -> None:
         self._pdf = pdf
@@ -171,88 +157,28 @@ class LazyExcerptObjects:
             items = {**self._inherited_by(page), **items}
         reference = page.indirect_reference
         objgen = (0, 0) if reference is None else (reference.idnum, reference.generation)
-        return objgen, _pypdf_dictionary_text(items)
+        return objgen, pypdf_dictionary_text(items)
 
     def _inherited_by(self, page: DictionaryObject) -> dict[str, object]:
         """What `page` would inherit, looked up once for all the pages with its parent (an excerpt's pages
         share a few dozen parents)."""
         parent = page.get("/Parent")
         if not isinstance(parent, IndirectObject):
-            return {key: value for key in INHERITABLE if (value := _inherited(page, key)) is not None}
+            return inherited_attributes(page, resolved, NullObject)
         key = (parent.idnum, parent.generation)
         if key not in self._inherited:
-            self._inherited[key] = {name: value for name in INHERITABLE
-                                    if (value := _inherited(parent.get_object(), name)) is not None}
+            self._inherited[key] = inherited_attributes(parent.get_object(), resolved, NullObject)
         return self._inherited[key]
 
     def catalog_entries(self) -> bytes:
         root = self._pdf.root
-        return b"".join(b" " + _name_text(key) + b" " + _pypdf_text(root.raw_get(key))
+        return b"".join(b" " + pypdf_text(NameObject(key)) + b" " + pypdf_text(root.raw_get(key))
                         for key in CATALOG_KEYS if key in root)
 
     def body(self, objgen: ObjGen) -> Body | None:
         obj = self._pdf.get_object(IndirectObject(*objgen, self._pdf))
         if isinstance(obj, StreamObject):
-            return _pypdf_dictionary_text(obj, leave_out="/Length"), obj._data  # as read: still encoded
+            return pypdf_dictionary_text(obj, leave_out="/Length"), raw_data(obj)  # as read: still encoded
         if isinstance(obj, DictionaryObject) and resolved(obj.get("/Type")) in ("/Page", "/Pages"):
             return None
-        return _pypdf_text(obj)
-
-
-def _inherited(page: DictionaryObject, key: str):
-    """A page attribute set on the page or on a /Pages node above it, as written there (a reference stays
-    one); a null is no attribute, as qpdf takes it."""
-    node, depth = page, 0
-    while isinstance(node, DictionaryObject) and depth < 64:
-        value = node.get(key)
-        if value is not None and not isinstance(value, NullObject):
-            return value
-        node, depth = resolved(node.get("/Parent")), depth + 1
-    return None
-
-
-def _pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
-    """A dictionary less its null entries, as qpdf leaves them out (and less `leave_out`)."""
-    return b"<< " + b"".join(_name_text(key) + b" " + _pypdf_text(value) + b" "
-                             for key, value in items.items()
-                             if key != leave_out and not isinstance(value, NullObject)) + b">>"
-
-
-def _pypdf_text(value) -> bytes:
-    """PDF syntax for a value pypdf parsed, with nothing lost: a number as read (pypdf would round a real
-    to 8 digits), a string's bytes in hex (however pypdf decoded them)."""
-    write = _WRITERS.get(type(value))
-    if write is None:
-        write = next((w for kind, w in _WRITERS.items() if isinstance(value, kind)), _cannot_write)
-    return write(value)
-
-
-def _cannot_write(value) -> bytes:
-    raise ValueError(f"cannot write a {type(value).__name__} back")
-
-
-def _name_text(name: str) -> bytes:
-    if _PLAIN_NAME.match(name):
-        return name.encode("ascii")
-    if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
-        raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
-    return NameObject(name).renumber()
-
-
-def _real_text(value: float) -> bytes:
-    text = repr(float(value))  # the shortest that reads back as the same number
-    return (format(Decimal(text), "f") if "e" in text else text).encode("ascii")
-
-
-_WRITERS = {  # by type, most often met first; a subclass is found by isinstance
-    IndirectObject: lambda value: b"%d %d R" % (value.idnum, value.generation),
-    NameObject: _name_text,
-    NumberObject: lambda value: b"%d" % value,
-    FloatObject: _real_text,
-    ArrayObject: lambda value: b"[ " + b"".join(_pypdf_text(item) + b" " for item in value) + b"]",
-    DictionaryObject: _pypdf_dictionary_text,  # a direct one: a stream is always indirect
-    TextStringObject: lambda value: b"<" + value.original_bytes.hex().encode("ascii") + b">",
-    ByteStringObject: lambda value: b"<" + value.hex().encode("ascii") + b">",
-    BooleanObject: lambda value: b"true" if value.value else b"false",
-    NullObject: lambda value: b"null",
-}
+        return pypdf_text(obj)

@@ -14,18 +14,18 @@ import pytest
 from pdf_inspect import pages_read
 from pypdf import PdfReader
 
-from pkb_letters import pdfstream
 from pkb_letters.envelope import Rect
 from pkb_letters.page_facts import MM_PER_POINT, PdfPages
+from pkb_letters.pdf import writer as pdf_writer
 
 # across the first node's edge, the second level's edge, and one past it
-SIZES = [1, pdfstream._FANOUT + 1, pdfstream._FANOUT**pdfstream._LEVELS + 1]
+SIZES = [1, pdf_writer._FANOUT + 1, pdf_writer._FANOUT**pdf_writer._LEVELS + 1]
 
 
 def blank_pages(count: int) -> bytes:
     """`count` blank pages, each a different width, so a page found at the wrong place shows."""
     buffer = io.BytesIO()
-    writer = pdfstream.StreamingPdfWriter(buffer)
+    writer = pdf_writer.StreamingPdfWriter(buffer)
     for index in range(count):
         writer.add_blank_page(500.0 + index % 97, 842.0)
     writer.close({}, {})
@@ -64,7 +64,7 @@ def test_no_page_tree_node_holds_more_than_the_fanout(tmp_path):
         while nodes:
             node = nodes.pop()
             kids = list(node.Kids)
-            assert len(kids) <= pdfstream._FANOUT or node.objgen == pdf.Root.Pages.objgen
+            assert len(kids) <= pdf_writer._FANOUT or node.objgen == pdf.Root.Pages.objgen
             assert int(node.Count) == sum(int(k.Count) if "/Kids" in k else 1 for k in kids)
             nodes += [k for k in kids if "/Kids" in k]
 
@@ -92,7 +92,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB, on Linux
 
 def peak_memory_reading(path: Path, first: int, last: int) -> int:
     """Peak resident KiB of a fresh process that reads the words of pages first..last."""
-    source = Path(pdfstream.__file__).parents[1]
+    source = Path(pdf_writer.__file__).parents[2]
     completed = subprocess.run([sys.executable, "-c", READ_PAGES, str(path), str(first), str(last)],
                                check=True, capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(source), os.environ.get(

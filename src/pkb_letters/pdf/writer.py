@@ -3,7 +3,7 @@
 pypdf's `PdfWriter` keeps every page it is given until the end; a quarter of a million
 letters would not fit. This writer writes each page, and the objects it uses, straight to
 the file, and keeps only each object's offset (8 bytes an object). The objects come
-serialised already (`pdfcopy` copies them out of the chunks as qpdf writes them); an
+serialised already (`chunk_copy` copies them out of the chunks as qpdf writes them); an
 object given as `write_shared` whose bytes are those of one written before is not written
 again, and its first number is used instead: the fonts, forms and ICC profile every chunk
 carries are stored once per file. The table of those is bounded (`_SHARED_OBJECTS` digests,
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from array import array
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from typing import BinaryIO
 from pypdf import PdfReader
 from pypdf.generic import (
     ArrayObject,
-    ByteStringObject,
     DictionaryObject,
     FloatObject,
     IndirectObject,
@@ -38,11 +36,13 @@ from pypdf.generic import (
     StreamObject,
 )
 
+from .pypdf_internals import copy_raw_data
+from .syntax import ObjectFile
+
 _CATALOG = 1
 _PAGES = 2
 _FANOUT = 64  # kids of a page tree node: 4,096 pages under each of the root's kids
 _LEVELS = 2  # page tree nodes between a page and the root
-_XREF_LINES_A_WRITE = 4096
 # Digests of objects written once and referred to after: a job's shared objects number some tens;
 # the rest are per letter (QR codes) and pass through. ~100 bytes a digest.
 _SHARED_OBJECTS = 4096
@@ -51,13 +51,12 @@ _COMPRESS_OVER = 64  # bytes: a separation mark is a few hundred path operators,
 
 class StreamingPdfWriter:
     def __init__(self, handle: BinaryIO, header: str = "%PDF-1.6") -> None:
-        self._out = handle
-        self._offsets = array("Q", [0] * (_PAGES + 1))  # by object number; 0 is the free-list head
-        self._next = _PAGES + 1
-        self._tree = _PageTree(self)
+        self._file = ObjectFile(handle, header)
+        if (self._file.allocate(), self._file.allocate()) != (_CATALOG, _PAGES):
+            raise AssertionError("the catalog and the page tree's root are objects 1 and 2")
+        self._tree = _PageTreeWriter(self)
         self._identity = hashlib.sha256()
         self._shared: OrderedDict[bytes, int] = OrderedDict()
-        self._out.write(header.encode("ascii") + b"\n%\xe2\xe3\xcf\xd3\n")
 
     @property
     def page_count(self) -> int:
@@ -76,7 +75,7 @@ class StreamingPdfWriter:
     def add_page(self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (),
                  before: Iterable[bytes] = ()) -> None:
         """Copy `page`, read with pypdf, with content streams added before and after its own: every
-        object parsed and serialised again in Python (the print files are copied with `pdfcopy`)."""
+        object parsed and serialised again in Python (the print files are copied with `chunk_copy`)."""
         number = self.allocate()
         copied = DictionaryObject()
         for key in page:
@@ -110,32 +109,15 @@ class StreamingPdfWriter:
         self.write(_CATALOG, root)
         info_number = self.allocate()
         self.write(info_number, DictionaryObject({NameObject(k): v for k, v in info.items()}))
-        xref = self._out.tell()
-        size = self._next
-        self._out.write(f"xref\n0 {size}\n0000000000 65535 f \n".encode())
-        for start in range(1, size, _XREF_LINES_A_WRITE):
-            numbers = range(start, min(start + _XREF_LINES_A_WRITE, size))
-            self._out.write("".join(f"{self._offsets[n]:010d} 00000 n \n" for n in numbers).encode())
-        identity = self._identity.hexdigest()[:32]
-        trailer = DictionaryObject({
-            NameObject("/Size"): NumberObject(size), NameObject("/Root"): IndirectObject(_CATALOG, 0, None),
-            NameObject("/Info"): IndirectObject(info_number, 0, None),
-            NameObject("/ID"): ArrayObject([ByteStringObject(bytes.fromhex(identity))] * 2),
-        })
-        self._out.write(b"trailer\n")
-        trailer.write_to_stream(self._out)
-        self._out.write(f"\nstartxref\n{xref}\n%%EOF\n".encode())
+        self._file.close(_CATALOG, info_number, self._identity.digest()[:16])
 
     def write(self, number: int, obj: PdfObject) -> None:
-        self._offsets[number] = self._out.tell()
-        self._out.write(f"{number} 0 obj\n".encode())
-        obj.write_to_stream(self._out)
-        self._out.write(b"\nendobj\n")
+        """Write object `number`, a pypdf object."""
+        self._file.write_pypdf(number, obj)
 
     def write_serialised(self, number: int, body: bytes) -> None:
-        """Write an object given as its serialised bytes (a stream: dictionary, stream, data, endstream)."""
-        self._offsets[number] = self._out.tell()
-        self._out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+        """Write object `number`, given as its serialised bytes (a stream: dictionary, stream, data, endstream)."""
+        self._file.write(number, body)
 
     def write_shared(self, body: bytes) -> int:
         """The number of an object with these bytes: one written before, or this one, written now."""
@@ -151,10 +133,7 @@ class StreamingPdfWriter:
         return number
 
     def allocate(self) -> int:
-        number = self._next
-        self._next += 1
-        self._offsets.append(0)
-        return number
+        return self._file.allocate()
 
     def _stream(self, data: bytes) -> int:
         """A new content stream: a short one ("q") is written once a file, a longer one (a mark,
@@ -169,7 +148,7 @@ class StreamingPdfWriter:
         return number
 
 
-class _PageTree:
+class _PageTreeWriter:
     """The page tree, written as it fills: a node is written once it has all its kids (or at the end).
 
     Only the nodes still filling are held (one a level), and the root's kids: one per 4,096 pages.
@@ -259,7 +238,7 @@ class ObjectCopier:
             return IndirectObject(number, 0, None)
         if isinstance(value, StreamObject):
             stream = StreamObject()
-            stream._data = value._data  # still encoded: written as read
+            copy_raw_data(value, stream)  # still encoded: written as read
             for key, item in value.items():
                 stream[NameObject(key)] = self.copy(item)
             return stream

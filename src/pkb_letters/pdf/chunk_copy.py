@@ -20,20 +20,17 @@ from pathlib import Path
 
 import pikepdf
 
-from .pdfstream import StreamingPdfWriter
+from .pages import INHERITABLE, inherited_attributes
+from .syntax import qpdf_text, references, renumberer
+from .writer import StreamingPdfWriter
 
-# A reference "12 0 R", or a literal string, which qpdf writes with every parenthesis and
-# backslash escaped, skipped whole so that text inside it is never taken for a reference.
-_REFERENCE = re.compile(rb"\((?:[^\\)]|\\.)*\)|(?<![\w.#/+-])(\d+) (\d+) R(?![\w#])", re.S)
 _LENGTH = re.compile(rb"/Length (?:\d+ \d+ R|\d+)(?=[\s/>\]])")
 # The page tree, annotations, article beads and the structure tree stay behind in the chunk.
 _LEFT_BEHIND = frozenset(("/Parent", "/Contents", "/Annots", "/B", "/StructParents"))
-_INHERITABLE = ("/Resources", "/MediaBox", "/CropBox", "/Rotate")
 # A page as qpdf serialises it: "<< /Contents [ 4 0 R 9 0 R ] /MediaBox [ 0 0 595.28 841.89 ] /Parent 2 0 R ... >>"
 _PARENT = re.compile(rb" /Parent \d+ \d+ R")
 _CONTENTS = re.compile(rb" /Contents (?:(\d+ \d+) R|\[ ((?:\d+ \d+ R )*)\])")
 _MEDIA_BOX = re.compile(rb"/MediaBox \[ (\S+) (\S+) (\S+) (\S+) \]")
-_PAIR = re.compile(rb"(\d+) (\d+) R")
 _SHORT_STREAM = 128  # bytes, serialised: "<< /Length 19 >> stream q /PkbShared0 Do Q endstream" and the like
 
 
@@ -57,6 +54,7 @@ class ChunkCopier:
         self.writer = writer
         self._numbers: dict[int, int | None] = {}  # chunk object → print file object; None while copying
         self._inherited: dict[tuple[int, int], dict[str, pikepdf.Object]] = {}  # by page tree node
+        self._renumber = renumberer(self._number)
 
     def close(self) -> None:
         self._pdf.close()
@@ -66,10 +64,10 @@ class ChunkCopier:
         page = self._pages[index]
         keys = page.keys()
         entries, contents = _read_entries(page, keys) or _build_entries(page, keys)
-        inherited = self._inherited_by(page) if not keys.issuperset(_INHERITABLE) else {}
-        missing = [(key, inherited[key]) for key in _INHERITABLE if key not in keys and key in inherited]
+        inherited = self._inherited_by(page) if not keys.issuperset(INHERITABLE) else {}
+        missing = [(key, inherited[key]) for key in INHERITABLE if key not in keys and key in inherited]
         if missing:
-            entries += b"".join(b" %s %s" % (key.encode(), value.unparse()) for key, value in missing)
+            entries += b"".join(b" %s %s" % (key.encode(), qpdf_text(value)) for key, value in missing)
         box = _MEDIA_BOX.search(entries) if entries.count(b"/MediaBox ") == 1 else None
         if box is not None:
             left, bottom, right, top = (float(v) for v in box.groups())
@@ -92,8 +90,7 @@ class ChunkCopier:
             return {}
         found = self._inherited.get(parent.objgen)
         if found is None:
-            found = self._inherited[parent.objgen] = {
-                key: value for key in _INHERITABLE if (value := _attribute(parent, key)) is not None}
+            found = self._inherited[parent.objgen] = inherited_attributes(parent)
         return found
 
     def _copy_alone(self, objid: int, generation: int) -> int:
@@ -139,27 +136,6 @@ class ChunkCopier:
             return self._renumber(head) + b"\nstream\n" + raw + b"\nendstream"
         return self._renumber(obj.unparse(resolved=True))
 
-    def _renumber(self, serialised: bytes) -> bytes:
-        return _REFERENCE.sub(self._renumbered, serialised)
-
-    def _renumbered(self, match: re.Match[bytes]) -> bytes:
-        if match.group(1) is None:
-            return match.group(0)  # a string
-        return b"%d 0 R" % self._number(int(match.group(1)), int(match.group(2)))
-
-
-def _attribute(page: pikepdf.Dictionary, key: str) -> pikepdf.Object | None:
-    """A page's own value for `key`, or the nearest one it inherits from the page tree."""
-    node: pikepdf.Object | None = page
-    for _ in range(64):  # a page tree is shallow; a /Parent loop is a broken file, not a reason to hang
-        if node is None:
-            return None
-        if key in node:
-            return node[key]
-        node = node.get("/Parent")
-    return None
-
-
 def _read_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tuple] | None:
     """The page's entries but /Parent and /Contents, and its content streams, from qpdf's
     serialisation of it; None for a page this cannot be sure of (the entries are then built)."""
@@ -175,7 +151,7 @@ def _read_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tupl
         if found is None:
             return None
         pairs = found.group(1) + b" R" if found.group(1) else found.group(2)
-        contents = tuple((int(a), int(b)) for a, b in _PAIR.findall(pairs))
+        contents = tuple(references(pairs))
         serialised = serialised[:found.start()] + serialised[found.end():]
     return _PARENT.sub(b"", serialised, count=1), contents
 
