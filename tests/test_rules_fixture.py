@@ -30,9 +30,9 @@ VARIANTS = {  # file: (encoding, separator, line end)
     "patients-cp1252-semicolon.csv": ("cp1252", ";", b"\r\n"),
     "patients-utf8-tab.csv": ("utf-8", "\t", b"\n"),
 }
-# Reasons no row of a list can be built for: the default template fits 7 lines, and the last
-# two come from PKB's or the template's failures, not from the data.
-NOT_FROM_A_LIST = {Reason.ADDRESS_TOO_TALL, Reason.PKB_REFUSED, Reason.TEMPLATE_ERROR}
+# Reasons no row of a list can be built for: the default template fits 7 lines, and the others
+# come from PKB's answers or the template's failures, not from the data.
+NOT_FROM_A_LIST = {Reason.ADDRESS_TOO_TALL, Reason.PKB_REFUSED, Reason.TEMPLATE_ERROR, Reason.EXPIRY_UNREADABLE}
 # The rules lists carry no postage class column; test_intake has that rule's own row.
 NOT_IN_THE_RULES_LISTS = {Reason.INVALID_POSTAGE_CLASS}
 # PKB's $status-query returns the date of birth only: the FHIR route cannot see these.
