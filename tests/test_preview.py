@@ -31,19 +31,9 @@ from pkb_letters.cli import main
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
 from pkb_letters.envelope import A4_HEIGHT_MM, C5, DL, EnvelopeProfile, Rect
 from pkb_letters.errors import ConfigError, TemplateResourceError
-from pkb_letters.preview import (
-    CODE_ALPHABET,
-    FIT_CHECK,
-    LIST_CHECK,
-    PREVIEW_PDF,
-    PROOF_PDF,
-    PreviewRequest,
-    PreviewResult,
-    preview_job_id,
-    render_preview,
-    sample_codes,
-)
+from pkb_letters.preview import CODE_ALPHABET, FIT_CHECK, LIST_CHECK, preview_job_id, render_preview, sample_codes
 from pkb_letters.preview_live import PreviewServer, watch
+from pkb_letters.preview_results import PREVIEW_PDF, PROOF_PDF, PreviewRequest, PreviewResult
 from pkb_letters.printing import PrintOptions
 from pkb_letters.proof import FOLD_COLOUR, PRINTABLE_COLOUR, WATERMARK_TEXT, WINDOW_COLOUR, ZONE_COLOUR
 from pkb_letters.samples import SAMPLES

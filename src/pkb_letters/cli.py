@@ -227,8 +227,8 @@ def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int
             job_file: Path | None, watch: bool, serve: bool, port: int) -> None:
     """Render sample letters exactly as a run would, with made-up codes and a SAMPLE watermark,
     for people to sign off. Never calls PKB."""
-    from .preview import PreviewRequest
     from .preview_live import render_or_report, run_live
+    from .preview_results import PreviewRequest
 
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)

@@ -36,7 +36,7 @@ import pypdfium2
 
 from . import marks, pipeline
 from .check import Code, Report, check_files
-from .config import DEFAULT_TEMPLATE, JobSettings, LetterSettings, RuleSettings
+from .config import JobSettings
 from .errors import ConfigError, InvariantError
 from .files import make_private_dir, write_atomic
 from .font_subsetting import note_slow_subsetting
@@ -44,6 +44,19 @@ from .intake import IntakeResult, read_patient_list
 from .job.journal import JOURNAL_NAME
 from .log import mask_nhs_numbers
 from .manifest import build_manifest
+from .preview_page import index_html
+from .preview_results import (
+    INDEX_HTML,
+    PAGE_PNG,
+    PREVIEW_PDF,
+    PROOF_PDF,
+    SAMPLE_EXPIRY,
+    VERSION_FILE,
+    Check,
+    PreviewRequest,
+    PreviewResult,
+    SampleResult,
+)
 from .printfile import Finishing, Piece, PlacedPiece, PrintFile, write_print_files
 from .printing import PrintOptions
 from .proof import PageRole, proof, watermark
@@ -52,72 +65,13 @@ from .render import ChunkOutcome, ChunkTask, LetterTemplate, RenderSpec, render_
 from .samples import SAMPLES, samples_csv
 from .validate import address_fit_exclusions
 
-PREVIEW_PDF = "preview.pdf"
-PROOF_PDF = "proof.pdf"
-INDEX_HTML = "index.html"
-VERSION_FILE = "version.txt"
-PAGE_PNG = "page-{:03d}.png"
 PNG_DPI = 150
 DEFAULT_ROWS = 10  # rows of a real list previewed when no count is given
 # PKB's codes are 10 characters from letters and digits (e.g. NKcYiAciBU); made-up ones look the same.
 CODE_ALPHABET = string.ascii_letters + string.digits
 CODE_LENGTH = 10
-# Long past, so plainly not real; September is the longest month name, so the widest date a letter prints.
-SAMPLE_EXPIRY = dt.date(1999, 9, 30)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PreviewRequest:
-    out_dir: Path
-    template_dir: Path = DEFAULT_TEMPLATE
-    options: PrintOptions = field(default_factory=PrintOptions)
-    letter: LetterSettings = field(default_factory=LetterSettings)
-    rules: RuleSettings = field(default_factory=RuleSettings)
-    patients: Path | None = None  # a real list; None for the built-in samples
-    count: int | None = None  # samples, or rows of the list; None: every built-in sample, or DEFAULT_ROWS rows
-
-    def watched_paths(self) -> list[Path]:
-        return [self.template_dir, *([self.patients] if self.patients else [])]
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    label: str  # the edge case ("BFPO address") or the list row ("Row 7")
-    input_row: int
-    name: str  # the addressee line; empty for a row that failed before it had one
-    address: tuple[str, ...]
-    pages: tuple[int, ...]  # 1-based pages of preview.pdf, blank backs included; empty: no letter
-    checks: tuple[Check, ...]
-    reason: str = ""  # the reason code when this row would get no letter
-    blank_pages: tuple[int, ...] = ()  # the blank backs added after the letter's own pages
-    reference: str = ""  # the list's customer reference, to find the row by
-
-    @property
-    def passed(self) -> bool:
-        return all(check.passed for check in self.checks)
-
-
-@dataclass(frozen=True)
-class PreviewResult:
-    out_dir: Path
-    samples: tuple[SampleResult, ...]
-    pages: int
-    version: str
-    list_rows: int = 0  # with --patients: rows in the whole list
-    list_exclusions: dict[str, int] = field(default_factory=dict)  # and those intake would exclude, by reason
-
-    @property
-    def failed(self) -> list[SampleResult]:
-        return [s for s in self.samples if not s.passed]
 
 
 def preview_job_id(day: dt.date) -> str:
@@ -384,16 +338,12 @@ def _print_checks(report: Report, pages: Sequence[int]) -> tuple[Check, ...]:
 
 
 def _write_index(request: PreviewRequest, result: PreviewResult) -> None:
-    from .preview_page import index_html
-
     write_atomic(request.out_dir / INDEX_HTML, index_html(request, result).encode("utf-8"))
     write_atomic(request.out_dir / VERSION_FILE, result.version.encode("ascii"))  # last: the page reloads on it
 
 
 def write_error_page(request: PreviewRequest, error: Exception) -> str:
     """When a re-render fails (say, a template mid-edit), the page says why instead of going stale."""
-    from .preview_page import index_html
-
     make_private_dir(request.out_dir)
     version = str(time.time_ns())
     result = PreviewResult(request.out_dir, (), 0, version)

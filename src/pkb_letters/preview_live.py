@@ -20,7 +20,8 @@ from typing import cast
 from watchfiles import watch as watch_changes
 
 from .errors import ConfigError, PkbLettersError
-from .preview import INDEX_HTML, PreviewRequest, PreviewResult, check_out_dir, render_preview, write_error_page
+from .preview import check_out_dir, render_preview, write_error_page
+from .preview_results import INDEX_HTML, PreviewRequest, PreviewResult
 
 LOOPBACK = "127.0.0.1"
 logger = logging.getLogger(__name__)

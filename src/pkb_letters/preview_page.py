@@ -11,7 +11,15 @@ import datetime as dt
 
 import jinja2
 
-from .preview import PAGE_PNG, PREVIEW_PDF, PROOF_PDF, SAMPLE_EXPIRY, VERSION_FILE, PreviewRequest, PreviewResult
+from .preview_results import (
+    PAGE_PNG,
+    PREVIEW_PDF,
+    PROOF_PDF,
+    SAMPLE_EXPIRY,
+    VERSION_FILE,
+    PreviewRequest,
+    PreviewResult,
+)
 from .proof import WATERMARK_TEXT, fold_lines
 from .render import long_date
 
