@@ -144,7 +144,7 @@ def _run_stages(
     if not journal.job.is_done(Step.FIT):
         with progress.stage(Step.FIT, journal.rows.count_at(Stage.READ)) as advance:
             _check_addresses(journal, renderer, settings.workers, advance)
-        renderer.preflight(journal.rows.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops
+        renderer.trial_letter(journal.rows.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops
         journal.job.mark_done(Step.FIT)
     with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
                    max_connections=max(settings.concurrency, 2)) as client:

@@ -97,7 +97,7 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     renderer = spec.renderer()
     excluded = {e.input_row: e for e in found.exclusions}
     excluded.update((e.input_row, e) for e in address_fit_exclusions(renderer, found.patients))
-    renderer.preflight(found.patients)  # as a run does: a template fetching outside its folder stops here
+    renderer.trial_letter(found.patients)  # as a run does: a template fetching outside its folder stops here
     letters, rendered, failed = _lay_out(spec, [p for p in found.patients if p.input_row not in excluded])
     excluded.update((e.input_row, e) for e in failed)
     make_private_dir(request.out_dir)

@@ -596,12 +596,12 @@ class ChunkRenderer:
                 layers.append([*shared, *stamped])
         return underlay(self.full.write([page for letter in chunk for page in letter.pages]), layers)
 
-    def preflight(self, patients: Iterable[PatientRow]) -> None:
+    def trial_letter(self, patients: Iterable[PatientRow]) -> None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
         codes, so that a template reaching for a resource it may not read, or placing a box
         that would print on other patients' letters, stops the job now."""
         for patient in patients:
-            trial = Letter(1, "PREFLIGHT", patient, _PLACEHOLDER_CODES)
+            trial = Letter(1, "TRIAL", patient, _PLACEHOLDER_CODES)
             try:
                 body = self.body(trial)
             except TemplateError:
@@ -910,7 +910,7 @@ def _letters_refusing_resources(
 ) -> list[tuple[Letter, TemplateResourceError]]:
     """The letters that, laid out alone, ask for a resource outside the template folder.
 
-    The preflight showed the template itself asks for none, so these rows' own data
+    The trial letter showed the template itself asks for none, so these rows' own data
     did (say, a URL in a reference column); slow, but only ever on this error path.
     """
     refused = []
