@@ -31,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from pkb_letters import pipeline  # noqa: E402
+from pkb_letters.assemble.print_options import PrintOptions  # noqa: E402
+from pkb_letters.job import pipeline  # noqa: E402
 from pkb_letters.job.journal import JOURNAL_NAME, Journal  # noqa: E402
-from pkb_letters.printing import PrintOptions  # noqa: E402
 from pkb_letters.records import Stage  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from process_memory import process_tree, resident_bytes  # bench/, the script's own folder
 
-from pkb_letters.check import check_files
+from pkb_letters.check.print_check import check_files
 from pkb_letters.sandbox.synthetic import write_synthetic_print_job
 
 

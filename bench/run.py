@@ -138,9 +138,9 @@ def render_executor(args) -> Iterator[str]:
 
 
 def one_run(args, synthetic, work: Path, executor: str) -> dict:
+    from pkb_letters.assemble.print_options import PrintOptions
     from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings
-    from pkb_letters.pipeline import run_job
-    from pkb_letters.printing import PrintOptions
+    from pkb_letters.job.pipeline import run_job
 
     out_dir = work / "job"
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from pkb_letters.check import check_files
+from pkb_letters.check.print_check import check_files
 
 
 def main() -> None:

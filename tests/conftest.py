@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.config import (
     DEFAULT_TEMPLATE,
     SANDBOX_JOIN_URL,
@@ -20,8 +21,7 @@ from pkb_letters.config import (
     PkbConnection,
     sandbox_connection,
 )
-from pkb_letters.pipeline import JobSummary, run_job
-from pkb_letters.printing import PrintOptions
+from pkb_letters.job.pipeline import JobSummary, run_job
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 
 REPO = Path(__file__).resolve().parents[1]

@@ -171,7 +171,7 @@ def test_console_script_runs_the_readme_demo(tmp_path):
 
 def test_a_worker_started_from_the_console_script_imports_none_of_the_command_line():
     # what a spawned render or check worker does first: run the parent's main script as __mp_main__
-    heavy = ["pkb_letters.cli", "pkb_letters.pipeline", "weasyprint", "distributed", "paramiko", "httpx"]
+    heavy = ["pkb_letters.cli", "pkb_letters.job.pipeline", "weasyprint", "distributed", "paramiko", "httpx"]
     code = ("import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
             "print(' '.join(name for name in sys.argv[2:] if name in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code, CONSOLE_SCRIPT, *heavy],

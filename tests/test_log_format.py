@@ -31,7 +31,7 @@ def test_mask_nhs_numbers(text, masked):
 
 
 def record(message: str, *args, exc_info=None, **extra) -> logging.LogRecord:
-    rec = logging.LogRecord("pkb_letters.resolve", logging.WARNING, __file__, 1, message, args, exc_info)
+    rec = logging.LogRecord("pkb_letters.pkb.resolve", logging.WARNING, __file__, 1, message, args, exc_info)
     rec.__dict__.update(extra)
     return rec
 
@@ -50,7 +50,7 @@ def test_text_lines_mask_message_arguments_and_tracebacks():
 def test_json_lines_carry_time_level_logger_message_and_extra_fields():
     entry = json.loads(JsonFormatter().format(record("resolve: %d asked", 15, stage="resolve", eligible=8)))
     assert entry.pop("time").endswith("+00:00")
-    assert entry == {"level": "WARNING", "logger": "pkb_letters.resolve", "message": "resolve: 15 asked",
+    assert entry == {"level": "WARNING", "logger": "pkb_letters.pkb.resolve", "message": "resolve: 15 asked",
                      "stage": "resolve", "eligible": 8}
 
 
@@ -86,7 +86,7 @@ def test_cli_json_logs_are_one_object_per_line(tmp_path):
     assert result.returncode == 0, result.stderr
     entries = [json.loads(line) for line in result.stderr.splitlines()]
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
-    pipeline_messages = [e["message"] for e in entries if e["logger"] == "pkb_letters.pipeline"]
+    pipeline_messages = [e["message"] for e in entries if e["logger"] == "pkb_letters.job.pipeline"]
     assert any(m.startswith("job PKB-") for m in pipeline_messages)
     assert "resolve: 14 patients asked, 8 eligible" in [e["message"] for e in entries]
     assert result.stdout.startswith("Job PKB-")  # the summary stays on stdout for people

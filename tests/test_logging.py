@@ -24,7 +24,7 @@ def test_verbose_run_logs_no_codes_secrets_or_nhs_numbers(tmp_path, api):
     )
     assert result.returncode == 0, result.stderr
     logged = result.stdout + result.stderr
-    assert "INFO pkb_letters.pipeline resolve:" in logged  # verbose logging really was on
+    assert "INFO pkb_letters.job.pipeline resolve:" in logged  # verbose logging really was on
 
     with PATIENTS_CSV.open(encoding="utf-8", newline="") as handle:
         nhs_numbers = [row["NHS number"] for row in csv.DictReader(handle)]

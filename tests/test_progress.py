@@ -10,9 +10,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from pkb_letters.check import check_files
+from pkb_letters.check.print_check import check_files
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, sandbox_connection
-from pkb_letters.pipeline import run_job
+from pkb_letters.job.pipeline import run_job
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 from pkb_letters.sandbox.synthetic import write_synthetic_job
 

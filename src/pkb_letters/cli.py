@@ -10,18 +10,18 @@ from pathlib import Path
 
 import click
 
-from . import config, packaged
-from .deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
-from .errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
-from .job.journal import JOURNAL_NAME, Journal
-from .log import LOG_FORMATS, configure_logging
-from .marks import MarkKind
-from .pipeline import STOP_POINTS, JobSummary, run_job
-from .printfile import SPLIT_FIELDS
-from .printing import PDF_VARIANTS, POSTAGE_CLASSES, SORT_ORDERS, options_from_job
-from .progress import NoProgress, Progress, TerminalProgress
-from .records import Delivery, DeliveryOutcome
-from .validate import ValidationReport, validate_list, write_report
+from pkb_letters import config, packaged
+from pkb_letters.assemble.marks import MarkKind
+from pkb_letters.assemble.print_files import SPLIT_FIELDS
+from pkb_letters.assemble.print_options import PDF_VARIANTS, POSTAGE_CLASSES, SORT_ORDERS, options_from_job
+from pkb_letters.deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
+from pkb_letters.errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
+from pkb_letters.intake.validate import ValidationReport, validate_list, write_report
+from pkb_letters.job.journal import JOURNAL_NAME, Journal
+from pkb_letters.job.pipeline import STOP_POINTS, JobSummary, run_job
+from pkb_letters.log import LOG_FORMATS, configure_logging
+from pkb_letters.progress import NoProgress, Progress, TerminalProgress
+from pkb_letters.records import Delivery, DeliveryOutcome
 
 DEFAULT_SANDBOX_DATA = packaged.SANDBOX_DATA
 
@@ -159,7 +159,7 @@ def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path |
              international_post: bool | None) -> None:
     """Check PATIENTS (CSV) without calling PKB: intake and address rules, and that every address
     fits the envelope window in the letter's font. Writes exceptions.csv as a run would."""
-    from .check import available_cpus
+    from pkb_letters.check.print_check import available_cpus
 
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
@@ -194,7 +194,7 @@ def _terminal_progress() -> Progress:
 def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, marks: str | None,
           job_file: Path | None, as_json: bool, workers: int | None) -> None:
     """Preflight letter PDFs as a print room would; exits 1 when anything fails."""
-    from .check import available_cpus, check_files
+    from pkb_letters.check.print_check import available_cpus, check_files
 
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
@@ -227,8 +227,8 @@ def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int
             job_file: Path | None, watch: bool, serve: bool, port: int) -> None:
     """Render sample letters exactly as a run would, with made-up codes and a SAMPLE watermark,
     for people to sign off. Never calls PKB."""
-    from .preview_live import render_or_report, run_live
-    from .preview_results import PreviewRequest
+    from pkb_letters.preview.live import render_or_report, run_live
+    from pkb_letters.preview.results import PreviewRequest
 
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
@@ -280,7 +280,7 @@ def _print_preview(outcome) -> None:
 def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None, latency_ms: int, fail_rate: float,
             rate_limit: float | None, drop_rate: float, seed: int | None) -> None:
     """Serve the PKB sandbox (OAuth, REST and FHIR) until interrupted, optionally misbehaving."""
-    from .sandbox import Faults, serve
+    from pkb_letters.sandbox import Faults, serve
 
     with _errors_to_exit_codes():
         _sandbox_data(data_path)  # refuse bad data with a clear message before binding the port
@@ -293,7 +293,7 @@ def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None, latenc
 @click.argument("out_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def status(out_dir: Path) -> None:
     """Show where the job in DIR stands and what running it again would do."""
-    from .status import job_status
+    from pkb_letters.job.status import job_status
 
     with _errors_to_exit_codes():
         click.echo(job_status(out_dir).report())
@@ -305,7 +305,7 @@ def status(out_dir: Path) -> None:
               help="The day the mail house confirmed it posted this job's letters (YYYY-MM-DD).")
 def purge(job_dir: Path, dispatched_on) -> None:
     """After dispatch: erase JOB_DIR's codes and delete its PDFs, keeping the manifests and a record."""
-    from .purge import PURGE_RECORD, purge_job
+    from pkb_letters.job.purge import PURGE_RECORD, purge_job
 
     with _errors_to_exit_codes():
         record = purge_job(job_dir, dispatched_on.date())
@@ -321,7 +321,7 @@ def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api
     if not sandbox:
         yield config.pkb_connection(job, config.environment(), job_dir, api), config.PRODUCTION_JOIN_URL, None
         return
-    from .sandbox import SandboxServer
+    from pkb_letters.sandbox import SandboxServer
 
     data = _sandbox_data(sandbox_data)
     with SandboxServer(data, faults=_sandbox_faults(job), token_ttl=job.get("sandbox", {}).get("token_ttl")) as server:
@@ -329,7 +329,7 @@ def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api
 
 
 def _sandbox_faults(job: dict):
-    from .sandbox import Faults
+    from pkb_letters.sandbox import Faults
 
     table = dict(job.get("sandbox", {}))
     table.pop("token_ttl", None)
@@ -340,7 +340,7 @@ def _sandbox_faults(job: dict):
 
 
 def _sandbox_data(path: Path):
-    from .sandbox import load_sandbox_data
+    from pkb_letters.sandbox import load_sandbox_data
 
     try:
         return load_sandbox_data(path)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
-from .packaged import DEFAULT_TEMPLATE
-from .retry import RetryPolicy
-from .tls import pkb_ssl_context
+from pkb_letters.errors import ConfigError
+from pkb_letters.packaged import DEFAULT_TEMPLATE
+from pkb_letters.pkb.retry import RetryPolicy
+from pkb_letters.pkb.tls import pkb_ssl_context
 
 PRODUCTION_JOIN_URL = "https://joinpkb.com/"
 SANDBOX_JOIN_URL = "https://sandbox.patientsknowbest.com/join/"

@@ -11,6 +11,6 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from .cli import main as command
+    from pkb_letters.cli import main as command
 
     command()

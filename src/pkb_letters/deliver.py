@@ -38,12 +38,12 @@ from urllib.parse import unquote, urlsplit
 
 import paramiko
 
-from .config import SFTP_PASSWORD_ENV
-from .errors import ConfigError, DeliveryConflict, DeliveryError, HostKeyError, InvariantError
-from .files import PRIVATE_DIR, PRIVATE_FILE, sha256_of
-from .job.journal import JOURNAL_NAME, Journal
-from .manifest import EXCEPTIONS_CSV, MANIFEST_CSV, MANIFEST_JSON
-from .records import DeliveredFile, Delivery, DeliveryOutcome
+from pkb_letters.config import SFTP_PASSWORD_ENV
+from pkb_letters.errors import ConfigError, DeliveryConflict, DeliveryError, HostKeyError, InvariantError
+from pkb_letters.files import PRIVATE_DIR, PRIVATE_FILE, sha256_of
+from pkb_letters.job.journal import JOURNAL_NAME, Journal
+from pkb_letters.job.manifest import EXCEPTIONS_CSV, MANIFEST_CSV, MANIFEST_JSON
+from pkb_letters.records import DeliveredFile, Delivery, DeliveryOutcome
 
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".sha256"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from pkb_letters.errors import ConfigError
 
 A4_WIDTH_MM = 210.0
 A4_HEIGHT_MM = 297.0

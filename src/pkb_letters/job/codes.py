@@ -14,10 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator
 
-from ..records import CodePair, Exclusion, HeldPair, Reissue, Stage
-from . import rowcodec
-from .events import Events
-from .sql import Db, now
+from pkb_letters.job import rowcodec
+from pkb_letters.job.events import Events
+from pkb_letters.job.sql import Db, now
+from pkb_letters.records import CodePair, Exclusion, HeldPair, Reissue, Stage
 
 
 class Codes:

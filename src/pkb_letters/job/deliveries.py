@@ -6,8 +6,8 @@ import datetime as dt
 import json
 from dataclasses import asdict
 
-from ..records import DeliveredFile, Delivery, DeliveryOutcome
-from .sql import Db
+from pkb_letters.job.sql import Db
+from pkb_letters.records import DeliveredFile, Delivery, DeliveryOutcome
 
 
 class Deliveries:

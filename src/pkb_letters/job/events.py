@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from .sql import Db, now
+from pkb_letters.job.sql import Db, now
 
 
 class Events:

@@ -18,15 +18,15 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import PkbLettersError
-from ..records import Exclusion, PatientRow, Step
-from .codes import Codes
-from .deliveries import Deliveries
-from .events import Events
-from .placements import Placements
-from .rows import Rows
-from .sql import Db
-from .state import JobState
+from pkb_letters.errors import PkbLettersError
+from pkb_letters.job.codes import Codes
+from pkb_letters.job.deliveries import Deliveries
+from pkb_letters.job.events import Events
+from pkb_letters.job.placements import Placements
+from pkb_letters.job.rows import Rows
+from pkb_letters.job.sql import Db
+from pkb_letters.job.state import JobState
+from pkb_letters.records import Exclusion, PatientRow, Step
 
 JOURNAL_NAME = "job.sqlite"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 
-from ..records import CodePair, PatientRow, PieceRecord, PlacedLetter, Stage
-from . import rowcodec
-from .sql import Db, now
+from pkb_letters.job import rowcodec
+from pkb_letters.job.sql import Db, now
+from pkb_letters.records import CodePair, PatientRow, PieceRecord, PlacedLetter, Stage
 
 
 class Placements:

@@ -8,8 +8,8 @@ import json
 import sqlite3
 from dataclasses import fields
 
-from ..mailsort import postcode_order_key
-from ..records import CodePair, Exclusion, HeldPair, Letter, PatientRow, PlacedLetter, Reason
+from pkb_letters.assemble.mailsort import postcode_order_key
+from pkb_letters.records import CodePair, Exclusion, HeldPair, Letter, PatientRow, PlacedLetter, Reason
 
 _PATIENT_FIELDS = tuple(f.name for f in fields(PatientRow))
 

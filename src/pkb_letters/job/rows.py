@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ..batching import batched
-from ..records import Eligible, Exclusion, PatientRow, Reason, Stage
-from . import rowcodec, sql
-from .sql import Db, now
+from pkb_letters.job import rowcodec, sql
+from pkb_letters.job.sql import Db, now
+from pkb_letters.pkb.batching import batched
+from pkb_letters.records import Eligible, Exclusion, PatientRow, Reason, Stage
 
 
 class Rows:

@@ -14,8 +14,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from ..records import PrintFile, PurgeRecord, Step
-from .sql import Db, now
+from pkb_letters.job.sql import Db, now
+from pkb_letters.records import PrintFile, PurgeRecord, Step
 
 # Done-markers as journals written before the stages had one vocabulary name them.
 _FORMER_NAMES = {Step.FIT: "address-fit", Step.MANIFEST: "job"}

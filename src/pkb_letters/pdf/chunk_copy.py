@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pikepdf
 
-from .pages import INHERITABLE, inherited_attributes
-from .syntax import qpdf_text, references, renumberer
-from .writer import StreamingPdfWriter
+from pkb_letters.pdf.pages import INHERITABLE, inherited_attributes
+from pkb_letters.pdf.syntax import qpdf_text, references, renumberer
+from pkb_letters.pdf.writer import StreamingPdfWriter
 
 _LENGTH = re.compile(rb"/Length (?:\d+ \d+ R|\d+)(?=[\s/>\]])")
 # The page tree, annotations, article beads and the structure tree stay behind in the chunk.

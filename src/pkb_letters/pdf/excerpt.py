@@ -28,8 +28,8 @@ from typing import Protocol
 
 import pikepdf
 
-from .pages import INHERITABLE, inherited
-from .syntax import ObjectFile, qpdf_dictionary_text, qpdf_text, references, renumberer
+from pkb_letters.pdf.pages import INHERITABLE, inherited
+from pkb_letters.pdf.syntax import ObjectFile, qpdf_dictionary_text, qpdf_text, references, renumberer
 
 __all__ = ["ExcerptObjects", "excerpt"]
 

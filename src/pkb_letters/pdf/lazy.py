@@ -31,11 +31,11 @@ from pathlib import Path
 
 from pypdf.generic import DictionaryObject, IndirectObject, NameObject, NullObject, PdfObject, StreamObject
 
-from .excerpt import CATALOG_KEYS, Body, ObjGen
-from .pages import INHERITABLE, inherited_attributes
-from .pypdf_internals import raw_data, read_object_in
-from .syntax import pypdf_dictionary_text, pypdf_text
-from .xref_table import NotLazilyReadable, XrefTable
+from pkb_letters.pdf.excerpt import CATALOG_KEYS, Body, ObjGen
+from pkb_letters.pdf.pages import INHERITABLE, inherited_attributes
+from pkb_letters.pdf.pypdf_internals import raw_data, read_object_in
+from pkb_letters.pdf.syntax import pypdf_dictionary_text, pypdf_text
+from pkb_letters.pdf.xref_table import NotLazilyReadable, XrefTable
 
 __all__ = ["LazyExcerptObjects", "LazyPdf", "NotLazilyReadable", "resolved"]
 

@@ -3,7 +3,7 @@
 Takes pypdf objects; gives what pypdf has no public call for: a stream's data as read, still
 encoded; a bare object added to a writer; a name escaped as the file writes it; objects parsed
 with a document of our own (`lazy.LazyPdf`) as the one their references resolve in. Nothing else
-in the project reaches into pypdf; `tests/test_pdf_pypdf_internals.py` checks each of these on real
+in the project reaches into pypdf; `tests/pdf/test_pdf_pypdf_internals.py` checks each of these on real
 objects and fails if a pypdf upgrade changes it. pikepdf is used through its public names only.
 """
 
@@ -14,7 +14,7 @@ from typing import BinaryIO
 from pypdf import PdfWriter
 from pypdf.generic import IndirectObject, NameObject, PdfObject, StreamObject, read_object
 
-PYPDF_TESTED_ON = "7.1.1"  # pyproject.toml pins it (tests/test_pdf_pypdf_internals.py keeps them in step)
+PYPDF_TESTED_ON = "7.1.1"  # pyproject.toml pins it (tests/pdf/test_pdf_pypdf_internals.py keeps them in step)
 
 
 def raw_data(stream: StreamObject) -> bytes:

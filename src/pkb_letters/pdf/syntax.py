@@ -145,7 +145,7 @@ def _name_text(name: str) -> bytes:
         return name.encode("ascii")
     if not name.isascii():  # pypdf decoded its bytes as UTF-8, or failing that GBK or Latin-1: which, it does not say
         raise ValueError(f"a name not in ASCII cannot be written back as it was read: {name!r}")
-    from .pypdf_internals import escaped_name  # imports pypdf
+    from pkb_letters.pdf.pypdf_internals import escaped_name  # imports pypdf
 
     return escaped_name(name)
 

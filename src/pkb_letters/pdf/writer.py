@@ -36,8 +36,8 @@ from pypdf.generic import (
     StreamObject,
 )
 
-from .pypdf_internals import copy_raw_data
-from .syntax import ObjectFile
+from pkb_letters.pdf.pypdf_internals import copy_raw_data
+from pkb_letters.pdf.syntax import ObjectFile
 
 _CATALOG = 1
 _PAGES = 2

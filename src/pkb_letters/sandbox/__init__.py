@@ -9,8 +9,8 @@ fake invitation/access code pairs and remembers every pair it issued, for tests 
         ...  # pkb.token_url, pkb.rest_base, pkb.fhir_base, pkb.client_id, pkb.issued()
 """
 
-from ._data import IssuedPair, SandboxData, load_sandbox_data
-from ._faults import Faults
-from ._server import SandboxServer, serve
+from pkb_letters.sandbox._data import IssuedPair, SandboxData, load_sandbox_data
+from pkb_letters.sandbox._faults import Faults
+from pkb_letters.sandbox._server import SandboxServer, serve
 
 __all__ = ["Faults", "IssuedPair", "SandboxData", "SandboxServer", "load_sandbox_data", "serve"]

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._data import NO_ACCESS, NOT_FOUND, IssuedPair, Patient, iso_utc
+from pkb_letters.sandbox._data import NO_ACCESS, NOT_FOUND, IssuedPair, Patient, iso_utc
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 CHI_SYSTEM = "urn:oid:2.16.840.1.113883.2.1.3.2.4.16.53"

@@ -29,8 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import _fhir as fhir
-from ._data import (
+from pkb_letters.sandbox import _fhir as fhir
+from pkb_letters.sandbox._data import (
     NATIONAL_ID_TYPES,
     NOT_FOUND,
     IssuedLog,
@@ -41,7 +41,7 @@ from ._data import (
     issued_pair_json,
     load_sandbox_data,
 )
-from ._faults import FaultInjector, Faults, Request, RequestStats
+from pkb_letters.sandbox._faults import FaultInjector, Faults, Request, RequestStats
 
 JSON = "application/json;charset=UTF-8"
 FHIR_JSON = "application/fhir+json;charset=UTF-8"

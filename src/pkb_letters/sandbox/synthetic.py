@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..nhs_number import check_digit
+from pkb_letters.intake.nhs_number import check_digit
 
 ORGANISATION_ID = "a14acc9a-a14b-4fb8-8558-539d93a038d3"
 CLIENT_ID = "pkb-letters-synthetic"
@@ -104,8 +104,8 @@ def synthetic_letter_page():
 def write_synthetic_print_job(folder: Path, pages: int, letter_page=None) -> tuple[Path, Path]:
     """`letters.pdf`, the letter page copied `pages` times by the streaming writer (its font and
     content written once), and a `manifest.json` of as many one-page letters, all of which pass."""
-    from ..manifest import stream_manifest
-    from ..pdf.writer import ObjectCopier, StreamingPdfWriter
+    from pkb_letters.job.manifest import stream_manifest
+    from pkb_letters.pdf.writer import ObjectCopier, StreamingPdfWriter
 
     page = letter_page or synthetic_letter_page()
     with (folder / "letters.pdf").open("wb") as handle:
