@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pkb_letters.check.print_check import check_files
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, sandbox_connection
 from pkb_letters.job.pipeline import run_job
+from pkb_letters.progress import TerminalProgress
 from pkb_letters.sandbox import SandboxServer, load_sandbox_data
 from pkb_letters.sandbox.synthetic import write_synthetic_job
 
@@ -68,3 +69,10 @@ def test_every_stage_reports_all_its_items_done_while_it_runs(tmp_path):
                          progress=alone)
     assert report.ok and alone.totals == {"check": summary.pages}
     assert sum(alone.advances["check"]) == summary.pages and not alone.late
+
+
+def test_the_terminal_bar_runs_without_deprecated_click_calls():
+    """The bar a terminal shows goes through click calls the installed click still stands by: a deprecated
+    one (click 8.5 deprecates `get_text_stream`) warns, which these tests treat as an error."""
+    with TerminalProgress().stage("render", 3) as advance:
+        advance(3)

@@ -15,7 +15,7 @@ from pkb_letters.assemble.marks import MarkKind
 from pkb_letters.assemble.print_files import SPLIT_FIELDS
 from pkb_letters.assemble.print_options import PDF_VARIANTS, POSTAGE_CLASSES, SORT_ORDERS, options_from_job
 from pkb_letters.deliver import DEFAULT_KNOWN_HOSTS, SshOptions, deliver_job, parse_destination
-from pkb_letters.errors import ConfigError, PkbApiError, PkbLettersError, RenderClusterError
+from pkb_letters.errors import ConfigError, InvariantError, PkbApiError, PkbLettersError, RenderClusterError
 from pkb_letters.intake.validate import ValidationReport, validate_list, write_report
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.pipeline import STOP_POINTS, JobSummary, run_job
@@ -420,6 +420,8 @@ def deliver_command(job_dir: Path, destination: str, identity: Path | None, know
         delivery = deliver_job(job_dir, parse_destination(destination), ssh, redeliver)
         with Journal.in_dir(job_dir) as journal:
             job_id, history = journal.job.id, journal.deliveries.attempts()
+        if job_id is None:  # deliver_job has just matched the journal's job id to the manifest's
+            raise InvariantError(f"the journal in {job_dir} records no job id")
     _print_delivery(job_id, delivery, history)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -36,7 +37,7 @@ class TerminalProgress:
 
         with click.progressbar(
             length=total, label=f"{label:<8}", show_pos=True, show_eta=True, item_show_func=rate,
-            file=click.get_text_stream("stderr"),
+            file=sys.stderr,
         ) as bar:
 
             def advance(n: int) -> None:

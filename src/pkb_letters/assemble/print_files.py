@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pikepdf
 from pypdf import PdfReader
+from pypdf.generic import DictionaryObject
 
 from pkb_letters.assemble import marks, output_intent, sheets
 from pkb_letters.assemble.marks import MarkLayout
@@ -37,6 +38,8 @@ RECORD_BATCH = 500  # placed pieces handed to `record` at a time
 # What a PDF/X or PDF/A reader looks for in the catalog; pypdf copies pages only, so
 # carry these (and the document info) over from the rendered chunks.
 _CATALOG_KEYS = ("/OutputIntents", "/Metadata")
+# A group of files: (postage class, sheet count), None for a field the job is not split on.
+Group = tuple[str | None, int | None]
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,10 @@ class Finishing:
     output_profile: Path | None = None  # the ICC profile the chunks' output intent was made from
 
 
-def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[tuple, int], int]:
+def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[Group, int], int]:
     """How many pieces go to each group of files, groups in order of first appearance, and the pages
     they need. A group is a (postage class, sheet count) pair, None for a field the job is not split on."""
-    groups: dict[tuple, int] = {}
+    groups: dict[Group, int] = {}
     pages = 0
     for piece in pieces:
         key = _group(piece, finishing)
@@ -84,7 +87,7 @@ def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[tup
     return groups, pages
 
 
-def _group(piece: Piece, finishing: Finishing) -> tuple[str | None, int | None]:
+def _group(piece: Piece, finishing: Finishing) -> Group:
     return (
         piece.postage_class if "class" in finishing.split_by else None,
         sheets.sheet_count(piece.page_count, finishing.duplex) if "sheets" in finishing.split_by else None,
@@ -177,7 +180,7 @@ class _ChunkPages:
             self._open = None
 
 
-def _write_file(name: str, group: tuple[str | None, int | None], pieces: Iterable[Piece], chunks: _ChunkPages,
+def _write_file(name: str, group: Group, pieces: Iterable[Piece], chunks: _ChunkPages,
                 finishing: Finishing, target: Path, record: Callable[[Sequence[PlacedPiece]], None]) -> PrintFile:
     placed: list[PlacedPiece] = []
     letters, sheet_in_file = 0, 1
@@ -229,6 +232,8 @@ def _print_metadata(template: PdfReader, writer: StreamingPdfWriter, profile: Pa
     intent carrying the profile's own bytes; and WeasyPrint's document information as it wrote it
     (/Trapped stays a name, /Producer matches the XMP's, as PDF/A wants)."""
     root = template.trailer["/Root"]
+    if not isinstance(root, DictionaryObject):
+        raise InvariantError("the first rendered chunk's catalog is not a dictionary")
     if profile is not None:
         for intent in root.get("/OutputIntents", []):
             output_intent.restore(intent.get_object(), profile.read_bytes())

@@ -277,7 +277,9 @@ class PdfPages:
     (`_cut_excerpt`), not the file: what they hold then depends on those pages alone."""
 
     def __init__(self, path: Path, pages: range | None = None) -> None:
-        data, count, self._cut_disagreements = None, 0, {}
+        data: bytes | None = None
+        count = 0
+        self._cut_disagreements: dict[tuple[int, int], str] = {}
         if pages is not None:
             data, count, self._cut_disagreements = _cut_excerpt(path, pages)
         # not inherit_page_attributes: copying inherited attributes down walks every page; we read them up

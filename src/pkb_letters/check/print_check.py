@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zxingcpp
 
@@ -175,7 +175,7 @@ def check_files(
              for position, (path, name, counted) in enumerate(zip(paths, listed, _page_counts(paths, workers),
                                                                   strict=True))]
     size = _pages_per_job(sum(f.page_count for f in files), workers)
-    letters = _manifest_letters(manifest) if job is not None else iter(())
+    letters = _manifest_letters(manifest) if job is not None and manifest is not None else iter(())
     with (progress or NoProgress()).stage("check", sum(f.page_count for f in files)) as advance:
         for result in _run(_JobStream(files, letters, size), workers):
             files[result.file].take(result)
@@ -234,7 +234,8 @@ def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | N
     here, read an object at a time (`page_facts.lazy_page_count`). Opening any other has qpdf and PDFium
     read its whole cross-reference table, so a big one is opened in a process of its own, which gives
     that memory back when it ends."""
-    counted = {path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None}
+    counted: dict[Path, tuple[int, str | None, list[tuple[tuple, str]]]] = {
+        path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None}
     elsewhere = sorted({path for path in paths
                         if path not in counted and workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})
     if elsewhere:
@@ -730,7 +731,9 @@ def _decode_datamatrix(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rec
     if image.getextrema()[0] == 255:  # nothing drawn (a blank back, a page without marks): no mark to read
         return None
     # only as our marks print: dark on light, at the resolution rendered
-    found = zxingcpp.read_barcode(image, formats=zxingcpp.BarcodeFormat.DataMatrix, try_invert=False,
+    # cast: zxing-cpp's stub leaves out that a single BarcodeFormat converts to BarcodeFormats, as its docs say
+    formats = cast(zxingcpp.BarcodeFormats, zxingcpp.BarcodeFormat.DataMatrix)
+    found = zxingcpp.read_barcode(image, formats=formats, try_invert=False,
                                   try_downscale=False)
     if found is not None:
         return found.bytes.decode("ascii", "replace")

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pkb_letters.assemble import marks, print_options
 from pkb_letters.assemble.print_files import Finishing, Piece, PlacedPiece, pieces_from_placements, stream_print_files
@@ -117,6 +118,8 @@ def run_job(
     with Journal.in_dir(settings.out_dir) as journal:
         if resuming:
             job = journal.job.identity()
+            if job is None:  # _check_same_job matched its fingerprint, which is written with the job's identity
+                raise InvariantError(f"the journal in {settings.out_dir} records no job id")
             settings = _with_job_letter_date(settings, job)
             logger.info("resuming job %s", job.id, extra={"event": "resume", "job_id": job.id})
         else:
@@ -454,15 +457,17 @@ def _render_and_assemble(
     last_chunk, last_sequence, last_page = journal.placements.render_position()
     to_render = journal.rows.count_at(Stage.CODED)
     # read from the journal a page at a time as chunks go out, in print order
-    chunks = batched(journal.placements.coded_in_print_order(options.sort), settings.chunk_size)
+    batches = batched(journal.placements.coded_in_print_order(options.sort), settings.chunk_size)
     next_page = last_page + 1
     executor = chunk_executor(settings.executor, spec, settings.workers, -(-to_render // settings.chunk_size))
     try:
         with progress.stage(Step.RENDER, to_render) as advance:
-            for outcome in render_in_order(executor, chunks, last_chunk + 1, last_sequence + 1):
+            for outcome in render_in_order(executor, batches, last_chunk + 1, last_sequence + 1):
                 for refusal in outcome.refused:
                     journal.rows.exclude(refusal.patient.input_row, refusal.reason, refusal.detail)
                 if outcome.letters:
+                    if outcome.pdf is None:
+                        raise InvariantError(f"chunk {outcome.task.index} has letters but no PDF")
                     write_atomic(_chunk_path(work, outcome.task.index), outcome.pdf)
                     next_page = _place(journal, outcome.letters, outcome.page_counts, next_page, outcome.task.index)
                     fast.shared += outcome.shared_letters
@@ -547,7 +552,7 @@ def _place(
 
 
 def _finish(
-    journal: Journal, out_dir: Path, job: dict[str, object], files: list[PrintFile], resumed: bool
+    journal: Journal, out_dir: Path, job: dict[str, Any], files: list[PrintFile], resumed: bool
 ) -> JobSummary:
     """The hand-off files, written a letter at a time from the journal, and the job's summary."""
     letters = journal.rows.count_at(Stage.PLACED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 # Rows read back per query by the streaming readers: memory holds one page, whatever the job's size.
@@ -37,7 +37,7 @@ class Db:
     def execute(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
         return self.connection.execute(sql, tuple(params))
 
-    def executemany(self, sql: str, params: Iterable[Iterable]) -> sqlite3.Cursor:
+    def executemany(self, sql: str, params: Iterable[Sequence]) -> sqlite3.Cursor:
         return self.connection.executemany(sql, params)
 
     def pages(self, query: str, params: tuple, keys: tuple[str, ...]) -> Iterator[sqlite3.Row]:

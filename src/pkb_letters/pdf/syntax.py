@@ -19,7 +19,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import BinaryIO
+from typing import IO
 
 import pikepdf
 
@@ -40,7 +40,7 @@ class ObjectFile:
     """A PDF file written to `out` an object at a time: numbers are handed out (`allocate`), each object is
     written when its text is known, in any order, and only its offset is kept (8 bytes an object)."""
 
-    def __init__(self, out: BinaryIO, header: str) -> None:
+    def __init__(self, out: IO[bytes], header: str) -> None:
         self._out = out
         self._offsets = array("Q", [0])  # by object number; 0 is the free-list head
         out.write(header.encode("ascii") + b"\n" + _BINARY_MARK)

@@ -22,7 +22,7 @@ import zlib
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from pypdf import PdfReader
 from pypdf.generic import (
@@ -36,6 +36,7 @@ from pypdf.generic import (
     StreamObject,
 )
 
+from pkb_letters.errors import InvariantError
 from pkb_letters.pdf.pypdf_internals import copy_raw_data
 from pkb_letters.pdf.syntax import ObjectFile
 
@@ -50,7 +51,7 @@ _COMPRESS_OVER = 64  # bytes: a separation mark is a few hundred path operators,
 
 
 class StreamingPdfWriter:
-    def __init__(self, handle: BinaryIO, header: str = "%PDF-1.6") -> None:
+    def __init__(self, handle: IO[bytes], header: str = "%PDF-1.6") -> None:
         self._file = ObjectFile(handle, header)
         if (self._file.allocate(), self._file.allocate()) != (_CATALOG, _PAGES):
             raise AssertionError("the catalog and the page tree's root are objects 1 and 2")
@@ -234,7 +235,10 @@ class ObjectCopier:
             number = self._numbers.get(value.idnum)
             if number is None:
                 number = self._numbers[value.idnum] = self._writer.allocate()
-                self._todo.append((number, value.get_object()))
+                target = value.get_object()
+                if target is None:  # pypdf, not strict, answers None for an object the file does not define
+                    raise InvariantError(f"the PDF refers to object {value.idnum}, which it does not define")
+                self._todo.append((number, target))
             return IndirectObject(number, 0, None)
         if isinstance(value, StreamObject):
             stream = StreamObject()

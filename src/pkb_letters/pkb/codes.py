@@ -14,7 +14,7 @@ of `$status-query` (which creates nothing), so the exclusion is as specific as P
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from itertools import islice
 from typing import Protocol
 
@@ -199,7 +199,7 @@ def issue_rest(
     fresh = iter(eligible)
     again: list[Eligible] = []
 
-    def send(item: Eligible) -> tuple[str, str] | Exclusion:
+    def send(item: Eligible) -> CodePair | Exclusion:
         issued_on = dt.datetime.now(dt.UTC).date()
         try:
             invitation_code, access_code = client.record_access_token(item.pkb_id or "")
@@ -218,7 +218,7 @@ def issue_rest(
                 raise ValueError(f"input row {item.patient.input_row}: REST route needs a PKB id")
         return group
 
-    def begin() -> Iterator[Eligible]:
+    def begin() -> Generator[Eligible, None, None]:
         """Rows are written down as requested a group at a time (one commit, not one per row); a group
         left unsent when the run stops is taken back, so only a crash can leave rows marked unasked."""
         unsent: list[Eligible] = []

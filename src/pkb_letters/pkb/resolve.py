@@ -134,7 +134,7 @@ def resolve_rest(
     again: list[PatientRow] = []
     decided: list[Decision] = []
 
-    def on_answer(patient: PatientRow, outcome: dict[str, Any] | None | PkbApiError) -> None:
+    def on_answer(patient: PatientRow, outcome: dict[str, Any] | UserDenied | None | PkbApiError) -> None:
         if isinstance(outcome, PkbApiError):
             if not is_batch_failure(outcome):
                 raise outcome

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode, urlsplit
 from xml.etree import ElementTree
 
@@ -34,11 +34,12 @@ import tinyhtml5
 import zxingcpp
 from PIL import Image
 from weasyprint import CSS, HTML
+from weasyprint.document import Document
 from weasyprint.text.fonts import FontConfiguration
 
 from pkb_letters.config import LetterSettings
 from pkb_letters.envelope import EnvelopeProfile
-from pkb_letters.errors import TemplateError, TemplateResourceError
+from pkb_letters.errors import InvariantError, TemplateError, TemplateResourceError
 from pkb_letters.records import CodePair, Letter, PatientRow, Reason
 from pkb_letters.render import stamp
 from pkb_letters.render import weasyprint_adapter as wp
@@ -55,8 +56,12 @@ from pkb_letters.render.shared_layout import (
     shared_candidates,
     underlay,
 )
+from pkb_letters.render.stamp import Prototype
 from pkb_letters.render.template_fetcher import TemplateFolderFetcher
 from pkb_letters.render.template_sandbox import render_error, template_environment
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 LETTER_TEMPLATE = "letter.html"
 LETTER_STYLESHEET = "letter.css"
@@ -154,8 +159,9 @@ def qr_data_uri(url: str) -> str:
     black plate alone. The template draws it `image-rendering: pixelated`, so the PDF says
     /Interpolate false and a RIP scales each module up as a sharp square."""
     code = zxingcpp.create_barcode(url, zxingcpp.BarcodeFormat.QRCode, ec_level="M")
-    modules = memoryview(code.to_image(scale=1, add_quiet_zones=False))
-    height, width = modules.shape
+    bitmap = code.to_image(scale=1, add_quiet_zones=False)
+    height, width = bitmap.shape
+    modules = memoryview(cast("ReadableBuffer", bitmap))  # cast: zxing-cpp's stub leaves out its buffer protocol
     buffer = io.BytesIO()
     Image.frombytes("L", (width, height), modules.tobytes()).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -198,7 +204,11 @@ class ChunkLetter:
     @property
     def html(self) -> str:
         """What WeasyPrint lays out for this letter."""
-        return self.placeholder_body if self.placeholders is Placeholders.SET else self.body
+        if self.placeholders is not Placeholders.SET:
+            return self.body
+        if self.placeholder_body is None:
+            raise InvariantError(f"letter {self.letter.sequence} is set to placeholders it was never given")
+        return self.placeholder_body
 
     @property
     def anchor(self) -> str:
@@ -219,7 +229,7 @@ class FullLayout:
         self.pdf_options = dict(pdf_options)  # WeasyPrint's write_pdf options: the PDF variant
         self.fetcher = TemplateFolderFetcher(template.directory)
         self.expected_pages = 1  # the first pass's guess at each letter's "Page n of m"
-        self._shell = None  # an empty WeasyPrint document: what chunks of pages are written through
+        self._shell: Document | None = None  # an empty WeasyPrint document: what chunks of pages are written through
 
     def css(self, string: str) -> CSS:
         return CSS(string=string, font_config=self.font_config)
@@ -260,6 +270,8 @@ class FullLayout:
 
     def write(self, pages: Sequence) -> bytes:
         """Pages of any of this layout's documents, as one PDF."""
+        if self._shell is None:
+            raise InvariantError("pages written before any chunk's layout settled")
         with self.fetcher.guarded():
             return self._shell.copy(list(pages)).write_pdf(**self.pdf_options)
 
@@ -302,10 +314,16 @@ class SharedLayer:
         """The letters laid out around placeholders that did not land where the shared blocks were laid out."""
         moved, first = [], 0
         for letter, count in zip(letters, counts, strict=True):
-            if letter.placeholders is Placeholders.SET and not self.layout.fits(pages[first:first + count]):
+            if letter.placeholders is Placeholders.SET and not self._built().fits(pages[first:first + count]):
                 moved.append(letter)
             first += count
         return moved
+
+    def _built(self) -> SharedLayout:
+        """The shared layout, for a letter given placeholders: only a shared layout gives them."""
+        if self.layout is None:
+            raise InvariantError("a letter has placeholders, but the template has no shared layout")
+        return self.layout
 
     def layers(self, letter: ChunkLetter) -> list[list[Layer]]:
         """The shared layer's page (if any) under each of the letter's pages."""
@@ -324,7 +342,7 @@ class Stamping:
         self._prototypes: dict[tuple[str, bool], list[stamp.Prototype | None]] = {}  # None: never stamped
         self._count = 0
 
-    def prototypes(self) -> Iterator[stamp.Prototype]:
+    def prototypes(self) -> Iterator[Prototype]:
         return (proto for known in self._prototypes.values() for proto in known if proto is not None)
 
     def shape(self, html: str) -> stamp.Skeleton | None:
@@ -351,13 +369,14 @@ class Stamping:
 
     def remember(self, letter: ChunkLetter, pages: list) -> None:
         """Make the laid-out letter its shape's prototype, unless one already covers it."""
-        if not self.is_new(letter) or self._stamped(letter):
-            return  # the shape's places are full, or an earlier letter of this chunk already covers this one
+        key, shape = _shape_key(letter), letter.shape
+        if key is None or shape is None or not self.is_new(letter) or self._stamped(letter):
+            return  # no shape; its places are full; or an earlier letter of this chunk already covers this one
         try:
-            proto = stamp.prototype(pages, letter.anchor, letter.letter.piece_id, letter.shape)
+            proto = stamp.prototype(pages, letter.anchor, letter.letter.piece_id, shape)
         except stamp.NoStamp:
             proto = None
-        self._prototypes.setdefault(_shape_key(letter), []).append(proto)
+        self._prototypes.setdefault(key, []).append(proto)
         self._count += 1
 
     def stamp(self, letter: ChunkLetter) -> None:
@@ -368,10 +387,14 @@ class Stamping:
             if letter.path is LayoutPath.PENDING:
                 letter.path = LayoutPath.STAMPED
 
-    def _stamped(self, letter: ChunkLetter) -> tuple[stamp.Prototype, list] | None:
-        for proto in self._prototypes.get(_shape_key(letter), ()):
-            pages = proto and stamp.stamped_pages(proto, letter.shape, letter.anchor, letter.letter.piece_id,
-                                                  self._image_options)
+    def _stamped(self, letter: ChunkLetter) -> tuple[Prototype, list] | None:
+        key, shape = _shape_key(letter), letter.shape
+        if key is None or shape is None:
+            return None  # a letter of no shape is laid out
+        for proto in self._prototypes.get(key, ()):
+            if proto is None:
+                continue  # the shape's letter that could not become a prototype
+            pages = stamp.stamped_pages(proto, shape, letter.anchor, letter.letter.piece_id, self._image_options)
             if pages:
                 return proto, pages
         return None
@@ -436,9 +459,9 @@ class AddressFit:
         page each, as letters, would cost a page's overhead per patient. A block of a shape not seen
         before that fits is kept, so later blocks of that shape need no layout."""
         shapes = {row: stamp.skeleton(block) if self.reuse_shapes else None for row, block in blocks.items()}
-        new = {row for row, shape in shapes.items() if shape is not None and self._wants_shape(shape)}
+        new = {row: shape for row, shape in shapes.items() if shape is not None and self._wants_shape(shape)}
         sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
-                             f'{stamp.marked(block, shapes[row]) if row in new else block}</section>'
+                             f'{stamp.marked(block, new[row]) if row in new else block}</section>'
                              for row, block in blocks.items())
         if self._css is None:
             self._css = self._full.css(fit_css(self._envelope))
@@ -450,7 +473,7 @@ class AddressFit:
                 if misfit:
                     misfits.append(misfit)
         if new:
-            self._remember_fitting_shapes(document, shapes, new - {m.sequence for m in misfits})
+            self._remember_fitting_shapes(document, shapes, new.keys() - {m.sequence for m in misfits})
         return misfits
 
     def _wants_shape(self, shape: stamp.Skeleton) -> bool:
@@ -556,7 +579,7 @@ class ChunkRenderer:
         page_totals = [self.full.expected_pages] * len(letters)
         for _ in range(_MAX_LAYOUT_PASSES + 1):
             new = [self.stamping.is_new(letter) for letter in letters]
-            bodies = [stamp.marked(letter.html, letter.shape) if is_new else letter.html
+            bodies = [stamp.marked(letter.html, letter.shape) if is_new and letter.shape is not None else letter.html
                       for letter, is_new in zip(letters, new, strict=True)]
             document = self.full.lay_out([letter.letter for letter in letters], bodies, page_totals,
                                          self.shared.css if shared else None)
@@ -575,7 +598,7 @@ class ChunkRenderer:
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
 
-    def _laid_out(self, letters: Sequence[ChunkLetter], pages: Sequence, counts: Sequence[int],
+    def _laid_out(self, letters: Sequence[ChunkLetter], pages: list, counts: Sequence[int],
                   new: Sequence[bool]) -> None:
         first = 0
         for letter, count, is_new in zip(letters, counts, new, strict=True):
@@ -866,6 +889,7 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
         renderer = _renderers.setdefault(spec, spec.renderer())
     candidates = list(task.items)
     refused: list[Refusal] = []
+    failed: Sequence[tuple[Letter, TemplateError | Misfit]]
     while True:
         letters = [Letter(n, f"{spec.job_id}-{n:06d}", patient, codes)
                    for n, (patient, codes) in enumerate(candidates, task.first_sequence)]

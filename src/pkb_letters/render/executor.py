@@ -138,8 +138,8 @@ def fit_batches(
         todo = iter(batches)
         pending: deque[tuple[Sequence[PatientRow], Future]] = deque()
         while True:
-            while len(pending) < 2 * workers and (batch := next(todo, None)) is not None:
-                pending.append((batch, pool.submit(fit_batch, renderer.fit_spec, batch)))
+            while len(pending) < 2 * workers and (queued := next(todo, None)) is not None:
+                pending.append((queued, pool.submit(fit_batch, renderer.fit_spec, queued)))
             if not pending:
                 return
             batch, future = pending.popleft()

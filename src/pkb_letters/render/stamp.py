@@ -408,11 +408,11 @@ def stamped_pages(proto: Prototype, shape: Skeleton, anchor: str, piece_id: str,
         if box is None:
             return None
         swaps[id(slot.box)] = box
-    for slot in proto.piece_slots:
-        box = restyled(slot, piece_id)
+    for piece_slot in proto.piece_slots:
+        box = restyled(piece_slot, piece_id)
         if box is None:
             return None
-        swaps[id(slot.box)] = box
+        swaps[id(piece_slot.box)] = box
     pages = []
     for number, page in enumerate(proto.pages):
         own = [swaps[id(slot.box)] for slot in proto._slots() if slot.page == number]

@@ -50,9 +50,9 @@ except ImportError as exc:  # a release that moved them: check() says so, and th
 else:
     _MISSING_INTERNALS = ""
 
-# package -> the releases the fast paths were tested on: tests/render/test_stamp.py and tests/render/test_shared_layout.py
-# passed, stamped and shared letters printing every character where a full layout does (pydyf writes the
-# PDFs the stamped layers come from). Add a release only after they pass on it.
+# package -> the releases the fast paths were tested on: tests/render/test_stamp.py and
+# tests/render/test_shared_layout.py passed, stamped and shared letters printing every character where a
+# full layout does (pydyf writes the PDFs the stamped layers come from). Add a release only after they pass on it.
 TESTED_VERSIONS: dict[str, tuple[str, ...]] = {
     "weasyprint": ("70.0",),
     "pydyf": ("0.13.0",),

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pkb_letters.sandbox import _fhir as fhir
 from pkb_letters.sandbox._data import (
@@ -277,6 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _require_bearer(self) -> None:
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        problem: str | None
         if scheme.lower() != "bearer" or not token.strip():
             problem = "Full authentication is required to access this resource"
         else:
@@ -500,7 +501,8 @@ class SandboxServer:
                 self._httpd.socket, server_side=True, do_handshake_on_connect=False
             )
             scheme = "https"
-        bound_host, bound_port = self._httpd.server_address[:2]
+        # cast: typeshed allows a bytes host for any AF_INET server; one bound to a str host reports a str
+        bound_host, bound_port = cast(tuple[str, int], self._httpd.server_address[:2])
         self.url = f"{scheme}://{bound_host}:{bound_port}"
         self.token_url = self.url + "/oauth/token"
         self.rest_base = self.url + "/json"
