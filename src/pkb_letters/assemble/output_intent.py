@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pypdf.generic import DictionaryObject, NameObject, StreamObject, TextStringObject
 
-DEFAULT_PROFILE = Path(__file__).parent.parent / "profiles" / "pkb-letters-fogra39.icc"
+DEFAULT_PROFILE = Path(__file__).parent / "profiles" / "pkb-letters-fogra39.icc"
 ICC_REGISTRY = "http://www.color.org"
 
 
