@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pkb_letters.errors import ConfigError
-from pkb_letters.packaged import DEFAULT_TEMPLATE
+from pkb_letters.packaged import DEFAULT_TEMPLATE as DEFAULT_TEMPLATE  # a setting's default: re-exported
 from pkb_letters.pkb.retry import RetryPolicy
 from pkb_letters.pkb.tls import pkb_ssl_context
 
