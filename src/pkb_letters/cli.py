@@ -29,8 +29,13 @@ DEFAULT_SANDBOX_DATA = packaged.SANDBOX_DATA
 @click.group()
 @click.version_option(package_name="pkb-letters")
 @click.option("-v", "--verbose", is_flag=True, help="Log each stage's progress to stderr.")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-              help="Log lines for people (text) or one JSON object per line for a log collector (json).")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or one JSON object per line for a log collector (json).",
+)
 def main(verbose: bool, log_format: str) -> None:
     """Patients Know Best invitation letters, from patient list to print-ready PDF."""
     configure_logging(verbose, log_format)
@@ -38,60 +43,164 @@ def main(verbose: bool, log_format: str) -> None:
 
 @main.command()
 @click.argument("patients", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for letters.pdf, the manifests, exceptions.csv and the job journal.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for letters.pdf, the manifests, exceptions.csv and the job journal.",
+)
 @click.option("--sandbox", is_flag=True, help="Start the embedded PKB sandbox and use it (no PKB account needed).")
-@click.option("--sandbox-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=DEFAULT_SANDBOX_DATA, show_default=True, help="Patients the sandbox knows.")
-@click.option("--api", type=click.Choice(config.APIS), default="fhir", show_default=True,
-              help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.")
-@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
-@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope], "
-                   "[render].")
-@click.option("--international-post/--uk-post-only", "international_post", default=None,
-              help="Post letters abroad too (the last address line names the country). Default: the job "
-                   "file's [rules] international_post, else UK only.")
-@click.option("--postcode-check/--no-postcode-check", "postcode_check", default=None,
-              help="Compare the list's postcode with PKB's record (REST route). Surname and date of birth "
-                   "are always compared. Default: the job file's [rules] postcode_check, else on.")
-@click.option("--envelope", default=None, help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one "
-              "defined in the job file's [envelope] table.")
-@click.option("--simplex", is_flag=True, default=None, help="Print one side only (default: duplex, each letter "
-              "starting on the front of a sheet).")
+@click.option(
+    "--sandbox-data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX_DATA,
+    show_default=True,
+    help="Patients the sandbox knows.",
+)
+@click.option(
+    "--api",
+    type=click.Choice(config.APIS),
+    default="fhir",
+    show_default=True,
+    help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.",
+)
+@click.option(
+    "--template",
+    "template_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=config.DEFAULT_TEMPLATE,
+    show_default=True,
+    help="Letter template folder.",
+)
+@click.option(
+    "--config",
+    "job_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope], [render].",
+)
+@click.option(
+    "--international-post/--uk-post-only",
+    "international_post",
+    default=None,
+    help="Post letters abroad too (the last address line names the country). Default: the job "
+    "file's [rules] international_post, else UK only.",
+)
+@click.option(
+    "--postcode-check/--no-postcode-check",
+    "postcode_check",
+    default=None,
+    help="Compare the list's postcode with PKB's record (REST route). Surname and date of birth "
+    "are always compared. Default: the job file's [rules] postcode_check, else on.",
+)
+@click.option(
+    "--envelope",
+    default=None,
+    help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
+)
+@click.option(
+    "--simplex",
+    is_flag=True,
+    default=None,
+    help="Print one side only (default: duplex, each letter starting on the front of a sheet).",
+)
 @click.option("--pdf-variant", type=click.Choice(PDF_VARIANTS), default=None, help="PDF standard (default pdf/x-4).")
-@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
-              help="Letter separation marks on each sheet (default datamatrix).")
+@click.option(
+    "--marks",
+    type=click.Choice([kind.value for kind in MarkKind]),
+    default=None,
+    help="Letter separation marks on each sheet (default datamatrix).",
+)
 @click.option("--sort", type=click.Choice(SORT_ORDERS), default=None, help="Print order (default input).")
-@click.option("--postage-class", type=click.Choice(POSTAGE_CLASSES), default=None,
-              help="Postage class for rows without one in a postage class column (default second).")
-@click.option("--split-by", type=click.Choice(SPLIT_FIELDS), multiple=True,
-              help="One print file per postage class and/or per sheet count; repeat for both.")
-@click.option("--max-letters-per-file", type=click.IntRange(min=1), default=None,
-              help="Split print files into parts of at most N letters.")
-@click.option("--restart", is_flag=True,
-              help="Replace the job already in --out instead of resuming it (its code pairs are kept and reused).")
-@click.option("--min-validity-days", type=click.IntRange(min=0), default=21, show_default=True,
-              help="Re-issue codes from an earlier run that expire within this many days of printing.")
-@click.option("--concurrency", type=click.IntRange(min=1, max=64), default=8, show_default=True,
-              help="REST route: requests to PKB in flight at once.")
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="At most this many requests a second to PKB (what you agreed with PKB).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Letters laid out together; a resumed job redoes at most one chunk.")
-@click.option("--stop-after", type=click.Choice(STOP_POINTS), default=None,
-              help="Stop once this stage is done; run again without it to carry on.")
-@click.option("--executor", default=None, metavar="local|dask://HOST:PORT",
-              help="Where chunks are rendered: this machine's processes (local), or the workers of a running "
-                   "Dask scheduler. Default: the job file's [render] executor, else local.")
-def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: str,
-        template_dir: Path, job_file: Path | None, international_post: bool | None,
-        postcode_check: bool | None, restart: bool, min_validity_days: int,
-        concurrency: int, rate_limit: float | None, chunk_size: int, stop_after: str | None,
-        envelope: str | None, simplex: bool | None, pdf_variant: str | None, marks: str | None, sort: str | None,
-        postage_class: str | None, split_by: tuple[str, ...], max_letters_per_file: int | None,
-        executor: str | None) -> None:
+@click.option(
+    "--postage-class",
+    type=click.Choice(POSTAGE_CLASSES),
+    default=None,
+    help="Postage class for rows without one in a postage class column (default second).",
+)
+@click.option(
+    "--split-by",
+    type=click.Choice(SPLIT_FIELDS),
+    multiple=True,
+    help="One print file per postage class and/or per sheet count; repeat for both.",
+)
+@click.option(
+    "--max-letters-per-file",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Split print files into parts of at most N letters.",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Replace the job already in --out instead of resuming it (its code pairs are kept and reused).",
+)
+@click.option(
+    "--min-validity-days",
+    type=click.IntRange(min=0),
+    default=21,
+    show_default=True,
+    help="Re-issue codes from an earlier run that expire within this many days of printing.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=64),
+    default=8,
+    show_default=True,
+    help="REST route: requests to PKB in flight at once.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="At most this many requests a second to PKB (what you agreed with PKB).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Letters laid out together; a resumed job redoes at most one chunk.",
+)
+@click.option(
+    "--stop-after",
+    type=click.Choice(STOP_POINTS),
+    default=None,
+    help="Stop once this stage is done; run again without it to carry on.",
+)
+@click.option(
+    "--executor",
+    default=None,
+    metavar="local|dask://HOST:PORT",
+    help="Where chunks are rendered: this machine's processes (local), or the workers of a running "
+    "Dask scheduler. Default: the job file's [render] executor, else local.",
+)
+def run(
+    patients: Path,
+    out_dir: Path,
+    sandbox: bool,
+    sandbox_data: Path,
+    api: str,
+    template_dir: Path,
+    job_file: Path | None,
+    international_post: bool | None,
+    postcode_check: bool | None,
+    restart: bool,
+    min_validity_days: int,
+    concurrency: int,
+    rate_limit: float | None,
+    chunk_size: int,
+    stop_after: str | None,
+    envelope: str | None,
+    simplex: bool | None,
+    pdf_variant: str | None,
+    marks: str | None,
+    sort: str | None,
+    postage_class: str | None,
+    split_by: tuple[str, ...],
+    max_letters_per_file: int | None,
+    executor: str | None,
+) -> None:
     """Make letters for every eligible patient in PATIENTS (CSV).
 
     Running it again with the same --out resumes the job where it stopped: no patient is
@@ -101,8 +210,15 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
         job = config.load_job_file(job_file)
         job_dir = job_file.parent if job_file else Path.cwd()
         print_options = options_from_job(
-            job, job_dir, envelope=envelope, duplex=False if simplex else None, pdf_variant=pdf_variant,
-            marks=marks, sort=sort, postage_class=postage_class, split_by=split_by or None,
+            job,
+            job_dir,
+            envelope=envelope,
+            duplex=False if simplex else None,
+            pdf_variant=pdf_variant,
+            marks=marks,
+            sort=sort,
+            postage_class=postage_class,
+            split_by=split_by or None,
             max_letters_per_file=max_letters_per_file,
         )
         with _connection(job, job_dir, sandbox, sandbox_data, api) as (connection, join_url, organisation):
@@ -124,16 +240,32 @@ def run(patients: Path, out_dir: Path, sandbox: bool, sandbox_data: Path, api: s
                 executor=config.executor_setting(job, executor),
                 rules=config.rule_settings(job, international_post, postcode_check),
             )
-            summary = run_job(settings, connection, _terminal_progress(), print_options=print_options, restart=restart,
-                              stop_after=stop_after)
+            summary = run_job(
+                settings,
+                connection,
+                _terminal_progress(),
+                print_options=print_options,
+                restart=restart,
+                stop_after=stop_after,
+            )
         _print_summary(summary)
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the demo job's letters.pdf, manifests, exceptions.csv and journal.")
-@click.option("--api", type=click.Choice(config.APIS), default="fhir", show_default=True,
-              help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the demo job's letters.pdf, manifests, exceptions.csv and journal.",
+)
+@click.option(
+    "--api",
+    type=click.Choice(config.APIS),
+    default="fhir",
+    show_default=True,
+    help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.",
+)
 @click.pass_context
 def demo(ctx: click.Context, out_dir: Path, api: str) -> None:
     """Run the demo job that ships with pkb-letters: its 15-patient list, one row per outcome, with
@@ -141,22 +273,44 @@ def demo(ctx: click.Context, out_dir: Path, api: str) -> None:
 
     The same as `run PATIENTS --sandbox --config JOB` with the shipped list and job file.
     """
-    ctx.invoke(run, patients=packaged.DEMO_PATIENTS, out_dir=out_dir, sandbox=True, api=api,
-               job_file=packaged.DEMO_JOB_FILE)
+    ctx.invoke(
+        run, patients=packaged.DEMO_PATIENTS, out_dir=out_dir, sandbox=True, api=api, job_file=packaged.DEMO_JOB_FILE
+    )
 
 
 @main.command()
 @click.argument("patients", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder for exceptions.csv (it holds NHS numbers: keep it private).")
-@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template whose address window to fit.")
-@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML); its [letter] and [rules] tables are used.")
-@click.option("--international-post/--uk-post-only", "international_post", default=None,
-              help="Accept addresses abroad (the last line names the country).")
-def validate(patients: Path, out_dir: Path, template_dir: Path, job_file: Path | None,
-             international_post: bool | None) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for exceptions.csv (it holds NHS numbers: keep it private).",
+)
+@click.option(
+    "--template",
+    "template_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=config.DEFAULT_TEMPLATE,
+    show_default=True,
+    help="Letter template whose address window to fit.",
+)
+@click.option(
+    "--config",
+    "job_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Job file (TOML); its [letter] and [rules] tables are used.",
+)
+@click.option(
+    "--international-post/--uk-post-only",
+    "international_post",
+    default=None,
+    help="Accept addresses abroad (the last line names the country).",
+)
+def validate(
+    patients: Path, out_dir: Path, template_dir: Path, job_file: Path | None, international_post: bool | None
+) -> None:
     """Check PATIENTS (CSV) without calling PKB: intake and address rules, and that every address
     fits the envelope window in the letter's font. Writes exceptions.csv as a run would."""
     from pkb_letters.check.print_check import available_cpus
@@ -181,18 +335,41 @@ def _terminal_progress() -> Progress:
 
 @main.command()
 @click.argument("pdfs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--manifest", "manifest_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The job's manifest.json: also check page counts, addresses and marks against it.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The job's manifest.json: also check page counts, addresses and marks against it.",
+)
 @click.option("--envelope", default="c5", show_default=True, help="Envelope profile the letters are for.")
-@click.option("--marks", type=click.Choice([kind.value for kind in MarkKind]), default=None,
-              help="Marks to expect (default: the manifest's, else datamatrix).")
-@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file with a custom [envelope] or [marks] layout.")
+@click.option(
+    "--marks",
+    type=click.Choice([kind.value for kind in MarkKind]),
+    default=None,
+    help="Marks to expect (default: the manifest's, else datamatrix).",
+)
+@click.option(
+    "--config",
+    "job_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Job file with a custom [envelope] or [marks] layout.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes to check pages in (default: one per CPU; small jobs use one).")
-def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, marks: str | None,
-          job_file: Path | None, as_json: bool, workers: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to check pages in (default: one per CPU; small jobs use one).",
+)
+def check(
+    pdfs: tuple[Path, ...],
+    manifest_path: Path | None,
+    envelope: str,
+    marks: str | None,
+    job_file: Path | None,
+    as_json: bool,
+    workers: int | None,
+) -> None:
     """Preflight letter PDFs as a print room would; exits 1 when anything fails."""
     from pkb_letters.check.print_check import available_cpus, check_files
 
@@ -200,31 +377,77 @@ def check(pdfs: tuple[Path, ...], manifest_path: Path | None, envelope: str, mar
         job = config.load_job_file(job_file)
         options = options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope, marks=marks)
         layout = options.marks if (marks or "marks" in job or not manifest_path) else None
-        report = check_files(list(pdfs), manifest_path, options.envelope, layout,
-                             workers=workers or available_cpus(), progress=_terminal_progress())
+        report = check_files(
+            list(pdfs),
+            manifest_path,
+            options.envelope,
+            layout,
+            workers=workers or available_cpus(),
+            progress=_terminal_progress(),
+        )
     click.echo(report.json() if as_json else report.text())
     sys.exit(0 if report.ok else 1)
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for preview.pdf, proof.pdf, a PNG per page and index.html.")
-@click.option("--template", "template_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=config.DEFAULT_TEMPLATE, show_default=True, help="Letter template folder.")
-@click.option("--patients", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Preview the first rows of this list (CSV) instead of the built-in samples.")
-@click.option("--samples", "count", type=click.IntRange(min=1), default=None,
-              help="How many samples: built-in edge cases (default all), or rows of --patients (default 10).")
-@click.option("--envelope", default=None, help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one "
-              "defined in the job file's [envelope] table.")
-@click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Job file (TOML): its [letter], [rules], [print], [marks] and [envelope] tables are used.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for preview.pdf, proof.pdf, a PNG per page and index.html.",
+)
+@click.option(
+    "--template",
+    "template_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=config.DEFAULT_TEMPLATE,
+    show_default=True,
+    help="Letter template folder.",
+)
+@click.option(
+    "--patients",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Preview the first rows of this list (CSV) instead of the built-in samples.",
+)
+@click.option(
+    "--samples",
+    "count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many samples: built-in edge cases (default all), or rows of --patients (default 10).",
+)
+@click.option(
+    "--envelope",
+    default=None,
+    help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
+)
+@click.option(
+    "--config",
+    "job_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Job file (TOML): its [letter], [rules], [print], [marks] and [envelope] tables are used.",
+)
 @click.option("--watch", is_flag=True, help="Render again whenever a template file (or the list) changes.")
 @click.option("--serve", is_flag=True, help="Serve index.html on 127.0.0.1; the page reloads after each render.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Port for --serve (0: any free port).")
-def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int | None, envelope: str | None,
-            job_file: Path | None, watch: bool, serve: bool, port: int) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port for --serve (0: any free port).",
+)
+def preview(
+    out_dir: Path,
+    template_dir: Path,
+    patients: Path | None,
+    count: int | None,
+    envelope: str | None,
+    job_file: Path | None,
+    watch: bool,
+    serve: bool,
+    port: int,
+) -> None:
     """Render sample letters exactly as a run would, with made-up codes and a SAMPLE watermark,
     for people to sign off. Never calls PKB."""
     from pkb_letters.preview.live import render_or_report, run_live
@@ -233,9 +456,13 @@ def preview(out_dir: Path, template_dir: Path, patients: Path | None, count: int
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
         request = PreviewRequest(
-            out_dir=out_dir, template_dir=template_dir, patients=patients, count=count,
+            out_dir=out_dir,
+            template_dir=template_dir,
+            patients=patients,
+            count=count,
             options=options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope),
-            letter=config.letter_settings(job, config.PRODUCTION_JOIN_URL), rules=config.rule_settings(job),
+            letter=config.letter_settings(job, config.PRODUCTION_JOIN_URL),
+            rules=config.rule_settings(job),
         )
         outcome = render_or_report(request)
     _print_preview(outcome)
@@ -251,15 +478,19 @@ def _print_preview(outcome) -> None:
         click.echo(f"Error: {outcome}", err=True)
         return
     echo = click.echo
-    echo(f"Preview written to {outcome.out_dir}: {len(outcome.samples)} samples, {outcome.pages} pages "
-         "(preview.pdf, proof.pdf, page-NNN.png, index.html); no PKB call made")
+    echo(
+        f"Preview written to {outcome.out_dir}: {len(outcome.samples)} samples, {outcome.pages} pages "
+        "(preview.pdf, proof.pdf, page-NNN.png, index.html); no PKB call made"
+    )
     for sample in outcome.samples:
         failed = "; ".join(check.name for check in sample.checks if not check.passed)
         status = f"no letter: {sample.reason}" if sample.reason else f"failed: {failed}" if failed else "ok"
         echo(f"  {sample.label:<28} row {sample.input_row:<5} {status}")
     if outcome.list_rows:
-        echo(f"  the whole list: {outcome.list_rows} rows; by the list rules, no letter for "
-             f"{sum(outcome.list_exclusions.values())}")
+        echo(
+            f"  the whole list: {outcome.list_rows} rows; by the list rules, no letter for "
+            f"{sum(outcome.list_exclusions.values())}"
+        )
         for reason, number in outcome.list_exclusions.items():
             echo(f"    {reason:<28}{number:>5}")
 
@@ -267,25 +498,48 @@ def _print_preview(outcome) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8700, show_default=True, type=int)
-@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=DEFAULT_SANDBOX_DATA, show_default=True)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX_DATA,
+    show_default=True,
+)
 @click.option("--token-ttl", type=int, default=None, help="OAuth access token lifetime in seconds.")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay every answer by this much.")
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 500 or 503.")
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Requests a second before answering 429 with Retry-After.")
-@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0,
-              help="Share of requests whose connection is closed after the work is done (codes issued, never seen).")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests a second before answering 429 with Retry-After.",
+)
+@click.option(
+    "--drop-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of requests whose connection is closed after the work is done (codes issued, never seen).",
+)
 @click.option("--seed", type=int, default=None, help="Seed for the faults, for repeatable runs.")
-def sandbox(host: str, port: int, data_path: Path, token_ttl: int | None, latency_ms: int, fail_rate: float,
-            rate_limit: float | None, drop_rate: float, seed: int | None) -> None:
+def sandbox(
+    host: str,
+    port: int,
+    data_path: Path,
+    token_ttl: int | None,
+    latency_ms: int,
+    fail_rate: float,
+    rate_limit: float | None,
+    drop_rate: float,
+    seed: int | None,
+) -> None:
     """Serve the PKB sandbox (OAuth, REST and FHIR) until interrupted, optionally misbehaving."""
     from pkb_letters.sandbox import Faults, serve
 
     with _errors_to_exit_codes():
         _sandbox_data(data_path)  # refuse bad data with a clear message before binding the port
-        faults = Faults(latency_ms=latency_ms, fail_rate=fail_rate, rate_limit=rate_limit, drop_rate=drop_rate,
-                        seed=seed)
+        faults = Faults(
+            latency_ms=latency_ms, fail_rate=fail_rate, rate_limit=rate_limit, drop_rate=drop_rate, seed=seed
+        )
         serve(data_path, host=host, port=port, token_ttl=token_ttl, faults=faults)
 
 
@@ -301,8 +555,12 @@ def status(out_dir: Path) -> None:
 
 @main.command()
 @click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dispatched-on", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="The day the mail house confirmed it posted this job's letters (YYYY-MM-DD).")
+@click.option(
+    "--dispatched-on",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The day the mail house confirmed it posted this job's letters (YYYY-MM-DD).",
+)
 def purge(job_dir: Path, dispatched_on) -> None:
     """After dispatch: erase JOB_DIR's codes and delete its PDFs, keeping the manifests and a record."""
     from pkb_letters.job.purge import PURGE_RECORD, purge_job
@@ -356,16 +614,21 @@ def _errors_to_exit_codes(out_dir: Path | None = None) -> Iterator[None]:
         click.echo(f"Error: {exc}", err=True)
         resumable = isinstance(exc, PkbApiError | RenderClusterError) and getattr(exc, "resumable", True)
         if resumable and out_dir is not None and (out_dir / JOURNAL_NAME).exists():
-            click.echo(f"The job is saved in {out_dir}; run the same command again to resume it "
-                       f"(`pkb-letters status {out_dir}` shows where it stands).", err=True)
+            click.echo(
+                f"The job is saved in {out_dir}; run the same command again to resume it "
+                f"(`pkb-letters status {out_dir}` shows where it stands).",
+                err=True,
+            )
         sys.exit(exc.exit_code)
 
 
 def _print_summary(summary: JobSummary) -> None:
     echo = click.echo
     if not summary.complete:
-        echo(f"Job {summary.job_id} stopped as asked in {summary.out_dir}"
-             f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on")
+        echo(
+            f"Job {summary.job_id} stopped as asked in {summary.out_dir}"
+            f"{' (resumed)' if summary.resumed else ''}; run again without --stop-after to carry on"
+        )
         for stage, count in summary.by_stage.items():
             echo(f"  {stage:<12} {count:>7}")
         for warning in summary.warnings:
@@ -374,8 +637,10 @@ def _print_summary(summary: JobSummary) -> None:
         return
     echo(f"Job {summary.job_id} written to {summary.out_dir}{' (resumed)' if summary.resumed else ''}")
     echo(f"  input rows   {summary.input_rows:>7}")
-    echo(f"  letters      {summary.letters:>7}   {summary.pages} pages, {summary.sheets} sheets in "
-         f"{', '.join(summary.files) or 'no print file'}")
+    echo(
+        f"  letters      {summary.letters:>7}   {summary.pages} pages, {summary.sheets} sheets in "
+        f"{', '.join(summary.files) or 'no print file'}"
+    )
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
         echo(f"    {reason:<28}{count:>5}")
@@ -399,17 +664,31 @@ def _print_full_layout(summary: JobSummary) -> None:
 
 @main.command("deliver")
 @click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--to", "destination", required=True, metavar="sftp://USER@HOST[:PORT]/PATH | FOLDER",
-              help="The mail house's drop folder: an SFTP address, or a local or mounted folder.")
-@click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="SSH private key (default: the keys in ~/.ssh and the SSH agent).")
-@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
-              default=DEFAULT_KNOWN_HOSTS, show_default=True,
-              help="Known host keys; a server whose key is not there is refused.")
-@click.option("--redeliver", is_flag=True,
-              help="Send again a job this journal already delivered there and the mail house has since taken.")
-def deliver_command(job_dir: Path, destination: str, identity: Path | None, known_hosts: Path,
-                    redeliver: bool) -> None:
+@click.option(
+    "--to",
+    "destination",
+    required=True,
+    metavar="sftp://USER@HOST[:PORT]/PATH | FOLDER",
+    help="The mail house's drop folder: an SFTP address, or a local or mounted folder.",
+)
+@click.option(
+    "--identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="SSH private key (default: the keys in ~/.ssh and the SSH agent).",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_KNOWN_HOSTS,
+    show_default=True,
+    help="Known host keys; a server whose key is not there is refused.",
+)
+@click.option(
+    "--redeliver",
+    is_flag=True,
+    help="Send again a job this journal already delivered there and the mail house has since taken.",
+)
+def deliver_command(job_dir: Path, destination: str, identity: Path | None, known_hosts: Path, redeliver: bool) -> None:
     """Hand the job in JOB_DIR to the mail house: every file in its manifest, then JOB.done.
 
     The SFTP password, for servers that take no keys, comes only from

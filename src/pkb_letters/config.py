@@ -98,8 +98,10 @@ class JobSettings:
                 "[codes] rest_validity_days"
             )
         if self.unreadable_expiry not in UNREADABLE_EXPIRY:
-            raise ConfigError(f"[codes] unreadable_expiry must be one of {', '.join(UNREADABLE_EXPIRY)}, "
-                              f"not {self.unreadable_expiry!r}")
+            raise ConfigError(
+                f"[codes] unreadable_expiry must be one of {', '.join(UNREADABLE_EXPIRY)}, "
+                f"not {self.unreadable_expiry!r}"
+            )
         if self.chunk_size < 1:
             raise ConfigError(f"chunk size must be at least 1, not {self.chunk_size}")
         if self.concurrency < 1:
@@ -137,8 +139,11 @@ def pkb_connection(job: Mapping[str, Any], env: Mapping[str, str], job_dir: Path
     table = job.get("pkb", {})
     values = {key: env.get(var) or table.get(key) or "" for key, var in _ENV_KEYS.items()}
     # A REST job may have no FHIR base: it then cannot confirm who has registered, and says so.
-    missing = [f"{_ENV_KEYS[key]} (or [pkb] {key})" for key, value in values.items()
-               if not value and not (key == "fhir_base" and api == "rest")]
+    missing = [
+        f"{_ENV_KEYS[key]} (or [pkb] {key})"
+        for key, value in values.items()
+        if not value and not (key == "fhir_base" and api == "rest")
+    ]
     if missing:
         raise ConfigError("PKB connection incomplete; set " + ", ".join(missing))
     _refuse_insecure_transport(table, values)
@@ -185,9 +190,7 @@ def _client_secret(table: Mapping[str, Any], env: Mapping[str, str], job_dir: Pa
         return env["PKB_CLIENT_SECRET"]
     secret_file = table.get("client_secret_file")
     if not secret_file:
-        raise ConfigError(
-            "no PKB client secret: set PKB_CLIENT_SECRET or name a file in [pkb] client_secret_file"
-        )
+        raise ConfigError("no PKB client secret: set PKB_CLIENT_SECRET or name a file in [pkb] client_secret_file")
     return read_secret_file(job_dir / secret_file)
 
 
@@ -196,8 +199,7 @@ def read_secret_file(path: Path) -> str:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
-                f"secret file {path} can be read by other users (mode {stat.filemode(mode)}); "
-                f"run: chmod 600 {path}"
+                f"secret file {path} can be read by other users (mode {stat.filemode(mode)}); run: chmod 600 {path}"
             )
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -277,6 +279,7 @@ def dask_scheduler_address(executor: str) -> str:
     except ValueError:
         port = None
     if parts.scheme not in _DASK_SCHEMES or not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ConfigError(f"executor {executor!r} is neither {LOCAL_EXECUTOR!r} nor dask://HOST:PORT "
-                          "(or dask+tls://HOST:PORT)")
+        raise ConfigError(
+            f"executor {executor!r} is neither {LOCAL_EXECUTOR!r} nor dask://HOST:PORT (or dask+tls://HOST:PORT)"
+        )
     return f"{_DASK_SCHEMES[parts.scheme]}://{parts.netloc}"

@@ -360,10 +360,16 @@ def _connect(destination: SftpDestination, ssh: SshOptions) -> paramiko.SSHClien
             client.load_system_host_keys(str(known_hosts))  # "system": paramiko never writes to it
         client.set_missing_host_key_policy(_RefuseUnknownHost(known_hosts))
         client.connect(
-            destination.host, destination.port, username=destination.user,
-            key_filename=str(ssh.identity) if ssh.identity else None, password=ssh.password,
-            look_for_keys=ssh.identity is None, allow_agent=ssh.identity is None,
-            timeout=_TIMEOUT_S, banner_timeout=_TIMEOUT_S, auth_timeout=_TIMEOUT_S,
+            destination.host,
+            destination.port,
+            username=destination.user,
+            key_filename=str(ssh.identity) if ssh.identity else None,
+            password=ssh.password,
+            look_for_keys=ssh.identity is None,
+            allow_agent=ssh.identity is None,
+            timeout=_TIMEOUT_S,
+            banner_timeout=_TIMEOUT_S,
+            auth_timeout=_TIMEOUT_S,
         )
     except (paramiko.SSHException, OSError, EOFError) as exc:
         transport = client.get_transport()
@@ -430,17 +436,23 @@ def _check_folder_holds_this_job(job: Job, folder: DropFolder, present: set[str]
         )
     if job.done_name in present:
         if _parsed_json(folder.read(job.done_name)) != _parsed_json(job.done()):
-            raise DeliveryConflict(f"{folder.where}/{job.id} holds a different job with the same id (its "
-                                   f"{job.done_name} lists other files); refusing to overwrite it")
+            raise DeliveryConflict(
+                f"{folder.where}/{job.id} holds a different job with the same id (its "
+                f"{job.done_name} lists other files); refusing to overwrite it"
+            )
         return True
     manifest = job.files[0]
     if manifest.name in present:
         if hashlib.sha256(folder.read(manifest.name)).hexdigest() != manifest.sha256:
-            raise DeliveryConflict(f"{folder.where}/{job.id} holds a different job with the same id (another "
-                                   f"{manifest.name}); refusing to overwrite it")
+            raise DeliveryConflict(
+                f"{folder.where}/{job.id} holds a different job with the same id (another "
+                f"{manifest.name}); refusing to overwrite it"
+            )
     elif any(not name.endswith(PART_SUFFIX) for name in present):
-        raise DeliveryConflict(f"{folder.where}/{job.id} holds files but no {manifest.name}: not a delivery of "
-                               f"this job; refusing to overwrite it")
+        raise DeliveryConflict(
+            f"{folder.where}/{job.id} holds files but no {manifest.name}: not a delivery of "
+            f"this job; refusing to overwrite it"
+        )
     return False
 
 
@@ -453,8 +465,10 @@ def _parsed_json(data: bytes) -> object:
 
 def _send(folder: DropFolder, file: JobFile, present: set[str]) -> DeliveredFile:
     if (
-        file.name in present and file.sidecar_name in present
-        and folder.size(file.name) == file.size and folder.read(file.sidecar_name) == file.sidecar
+        file.name in present
+        and file.sidecar_name in present
+        and folder.size(file.name) == file.size
+        and folder.read(file.sidecar_name) == file.sidecar
     ):
         logger.info("%s: %s already in place", folder.where, file.name)
         return _delivered(file, ALREADY_THERE)

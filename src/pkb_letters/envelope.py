@@ -115,12 +115,12 @@ def profile(name: str, custom: Mapping[str, EnvelopeProfile] | None = None) -> E
 def profile_from_table(table: Mapping[str, Any]) -> EnvelopeProfile:
     """A custom profile from a job file's ``[envelope]`` table, for stock the built-in ones do not fit:
 
-        [envelope]
-        name = "dl-acme"
-        window = { left = 22, top = 48, width = 88, height = 40 }
-        body_top = 100
-        margins = { top = 10, right = 15, bottom = 20, left = 15 }   # optional, C5's by default
-        fold = "c"                                                  # optional
+    [envelope]
+    name = "dl-acme"
+    window = { left = 22, top = 48, width = 88, height = 40 }
+    body_top = 100
+    margins = { top = 10, right = 15, bottom = 20, left = 15 }   # optional, C5's by default
+    fold = "c"                                                  # optional
     """
     unknown = set(table) - {"name", "window", "body_top", "margins", "fold", "printable"}
     if unknown:

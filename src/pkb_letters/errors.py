@@ -77,7 +77,10 @@ class PkbUnavailable(PkbApiError):
     exit_code = 4
 
     def __init__(
-        self, message: str, status: int | None = None, retry_after: float | None = None,
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
         processed: bool | None = False,
     ) -> None:
         super().__init__(message, status)

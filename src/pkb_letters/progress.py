@@ -36,7 +36,11 @@ class TerminalProgress:
             return f"{done / elapsed:.0f}/s" if done and elapsed else ""
 
         with click.progressbar(
-            length=total, label=f"{label:<8}", show_pos=True, show_eta=True, item_show_func=rate,
+            length=total,
+            label=f"{label:<8}",
+            show_pos=True,
+            show_eta=True,
+            item_show_func=rate,
             file=sys.stderr,
         ) as bar:
 

@@ -34,4 +34,3 @@ def postcode_order_key(postcode: str) -> bytes:
             text = field.encode("utf-8", "surrogatepass")
             encoded += text.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01") + b"\x00"
     return bytes(encoded)
-

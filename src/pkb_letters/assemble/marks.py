@@ -173,15 +173,14 @@ class _LinearCode:
                 modules ^= flips[lowest.bit_length() - 1]
                 word ^= lowest
         cells = format(modules, f"0{self.rows * self.columns}b").encode("ascii").translate(_DARK)
-        return tuple(cells[start:start + self.columns] for start in range(0, len(cells), self.columns))
+        return tuple(cells[start : start + self.columns] for start in range(0, len(cells), self.columns))
 
 
 @lru_cache(maxsize=8)
 def _linear_code(length: int) -> _LinearCode:
     rows, columns, blank = _ppf_symbol(bytes(length))
     flips = tuple(
-        tuple(_ppf_symbol(bytes(length)[:n] + bytes([1 << bit]) + bytes(length - n - 1))[2] ^ blank
-              for bit in range(8))
+        tuple(_ppf_symbol(bytes(length)[:n] + bytes([1 << bit]) + bytes(length - n - 1))[2] ^ blank for bit in range(8))
         for n in range(length)
     )
     return _LinearCode(rows, columns, blank, flips)
@@ -238,7 +237,10 @@ def reserve_space(envelope: EnvelopeProfile, layout: MarkLayout, sample: str) ->
         return envelope
     # push the nearest page edge's margin past the zone: the least body text moves
     options = {
-        "left": zone.right, "right": A4_WIDTH_MM - zone.left, "top": zone.bottom, "bottom": A4_HEIGHT_MM - zone.top,
+        "left": zone.right,
+        "right": A4_WIDTH_MM - zone.left,
+        "top": zone.bottom,
+        "bottom": A4_HEIGHT_MM - zone.top,
     }
     side = min(options, key=lambda s: options[s] - getattr(margins, s))
     widened = dataclasses.replace(margins, **{side: round(options[side], 2)})
@@ -278,8 +280,9 @@ def _datamatrix_shapes(layout: MarkLayout, payload: str) -> list[str]:
     """One rectangle per run of dark modules in a row: a compact, exact vector symbol."""
     matrix = _matrix(payload)
     grid = _grid(layout, len(matrix), len(matrix[0]))
-    return [grid.rectangle(y, run.start(), run.end())
-            for y, row in enumerate(matrix) for run in _DARK_RUN.finditer(row)]
+    return [
+        grid.rectangle(y, run.start(), run.end()) for y, row in enumerate(matrix) for run in _DARK_RUN.finditer(row)
+    ]
 
 
 @dataclass(frozen=True)
@@ -300,8 +303,9 @@ class _Grid:
 def _grid(layout: MarkLayout, rows: int, columns: int) -> _Grid:
     size = layout.module
     # the same arithmetic as one Rect a module, so the numbers come out as they always have
-    cells = [[Rect(layout.left + x * size, layout.top + y * size, size, size) for x in range(columns)]
-             for y in range(rows)]
+    cells = [
+        [Rect(layout.left + x * size, layout.top + y * size, size, size) for x in range(columns)] for y in range(rows)
+    ]
     return _Grid(
         lefts=tuple(_pt(cell.left) for cell in cells[0]),
         bottoms=tuple(_pt(A4_HEIGHT_MM - row[0].bottom) for row in cells),
@@ -321,4 +325,3 @@ def _omr_rects(layout: MarkLayout, payload: str) -> list[Rect]:
 def omr_track_rects(layout: MarkLayout) -> list[Rect]:
     """Where each OMR track's dash would be, printed or not (for reading marks back)."""
     return _omr_rects(layout, "1" * len(OMR_TRACKS))
-

@@ -122,7 +122,10 @@ def write_print_files(
 
 
 def stream_print_files(
-    chunk_paths: Sequence[Path], pieces: Callable[[], Iterable[Piece]], finishing: Finishing, out_dir: Path,
+    chunk_paths: Sequence[Path],
+    pieces: Callable[[], Iterable[Piece]],
+    finishing: Finishing,
+    out_dir: Path,
     record: Callable[[Sequence[PlacedPiece]], None],
 ) -> list[PrintFile]:
     """Write each file a page at a time, reading one chunk at a time, and hand where the pieces
@@ -180,8 +183,15 @@ class _ChunkPages:
             self._open = None
 
 
-def _write_file(name: str, group: Group, pieces: Iterable[Piece], chunks: _ChunkPages,
-                finishing: Finishing, target: Path, record: Callable[[Sequence[PlacedPiece]], None]) -> PrintFile:
+def _write_file(
+    name: str,
+    group: Group,
+    pieces: Iterable[Piece],
+    chunks: _ChunkPages,
+    finishing: Finishing,
+    target: Path,
+    record: Callable[[Sequence[PlacedPiece]], None],
+) -> PrintFile:
     placed: list[PlacedPiece] = []
     letters, sheet_in_file = 0, 1
     first_chunk = chunks.first()
@@ -203,14 +213,25 @@ def _write_file(name: str, group: Group, pieces: Iterable[Piece], chunks: _Chunk
     record(placed)
     postage_class, sheet_count = group
     return PrintFile(
-        name=name, letters=letters, pages=pages, sheets=sheet_in_file - 1,
-        bytes=target.stat().st_size, sha256=sha256_of(target),
-        postage_class=postage_class, sheet_count=sheet_count,
+        name=name,
+        letters=letters,
+        pages=pages,
+        sheets=sheet_in_file - 1,
+        bytes=target.stat().st_size,
+        sha256=sha256_of(target),
+        postage_class=postage_class,
+        sheet_count=sheet_count,
     )
 
 
-def _add_letter(writer: StreamingPdfWriter, chunks: _ChunkPages, piece: Piece, payloads: Sequence[str],
-                finishing: Finishing, where: str) -> None:
+def _add_letter(
+    writer: StreamingPdfWriter,
+    chunks: _ChunkPages,
+    piece: Piece,
+    payloads: Sequence[str],
+    finishing: Finishing,
+    where: str,
+) -> None:
     front_pages = sheets.fronts(piece.page_count, finishing.duplex)
     width = height = 0.0
     for index in range(piece.page_count):
@@ -248,8 +269,14 @@ def _print_metadata(template: PdfReader, writer: StreamingPdfWriter, profile: Pa
 def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
     """Pieces from the render stage's placements (first pages counted over the chunks, from 1), as read."""
     for p in placed:
-        yield Piece(p.letter.sequence, p.letter.piece_id, p.page_count, p.letter.patient.postcode,
-                    postage_class_of(p.letter.patient), p.first_page - 1)
+        yield Piece(
+            p.letter.sequence,
+            p.letter.piece_id,
+            p.page_count,
+            p.letter.patient.postcode,
+            postage_class_of(p.letter.patient),
+            p.first_page - 1,
+        )
 
 
 def check_a4(width_pt: float, height_pt: float, where: str) -> None:

@@ -62,8 +62,7 @@ def print_css(options: PrintOptions) -> str:
     """Rendered with every letter, before the template's own CSS (which may override the colour)."""
     url = intent_profile(options).resolve().as_uri()
     return (
-        f"html {{ color: {K_BLACK}; }}\n"
-        f'@color-profile device-cmyk {{ src: url("{url}"); components: c, m, y, k; }}\n'
+        f'html {{ color: {K_BLACK}; }}\n@color-profile device-cmyk {{ src: url("{url}"); components: c, m, y, k; }}\n'
     )
 
 
@@ -76,8 +75,16 @@ def pdf_options(options: PrintOptions) -> dict[str, Any]:
 def options_from_job(job: Mapping[str, Any], job_dir: Path, **cli: Any) -> PrintOptions:
     """Command-line values (None when not given) over the job file's tables over the defaults."""
     table = dict(job.get("print", {}))
-    known = {"envelope", "duplex", "pdf_variant", "output_profile", "sort", "postage_class",
-             "split_by", "max_letters_per_file"}
+    known = {
+        "envelope",
+        "duplex",
+        "pdf_variant",
+        "output_profile",
+        "sort",
+        "postage_class",
+        "split_by",
+        "max_letters_per_file",
+    }
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown [print] settings: {', '.join(sorted(unknown))}")

@@ -70,8 +70,14 @@ _COLOUR_AND_TEXT_OPERATORS = "q Q cs sc scn g rg k Tj TJ ' \" Do"
 _MAX_FORM_DEPTH = 8
 _WORD = re.compile(r"\S+")
 # The colour `cs` starts a space with (ISO 32000-1, 8.6.5); ICC-based and CIE spaces start at zero.
-_INITIAL_COLOURS = {"/DeviceGray": (0.0,), "/DeviceRGB": (0.0, 0.0, 0.0), "/DeviceCMYK": K_BLACK,
-                    "/CalGray": (0.0,), "/CalRGB": (0.0, 0.0, 0.0), "/Lab": (0.0, 0.0, 0.0)}
+_INITIAL_COLOURS = {
+    "/DeviceGray": (0.0,),
+    "/DeviceRGB": (0.0, 0.0, 0.0),
+    "/DeviceCMYK": K_BLACK,
+    "/CalGray": (0.0,),
+    "/CalRGB": (0.0, 0.0, 0.0),
+    "/Lab": (0.0, 0.0, 0.0),
+}
 
 Colour = tuple  # the fill's component values (float), PATTERN, or None for the default DeviceGray black
 
@@ -101,8 +107,13 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
         try:
             data = excerpt(pdf, [tree.page(number) for number in pages])
         except Exception as exc:  # something qpdf cannot read: the file is read whole, as before
-            logger.warning("pages %d-%d of %s cannot be read on their own (%s); reading the whole file",
-                           pages.start, pages.stop - 1, path.name, exc)
+            logger.warning(
+                "pages %d-%d of %s cannot be read on their own (%s); reading the whole file",
+                pages.start,
+                pages.stop - 1,
+                path.name,
+                exc,
+            )
             data = None
         return data, tree.count, tree.disagreements
 
@@ -110,6 +121,7 @@ def _cut_excerpt(path: Path, pages: range) -> tuple[bytes | None, int, dict[tupl
 def _cut_lazily(path: Path, pages: range) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
     """`_cut_excerpt`'s answer, the file read an object at a time; None where qpdf is to read it: a file
     not read so (`_lazily`), or pages not all in the file (qpdf says why)."""
+
     def cut(pdf, tree: PageTree) -> tuple[bytes, int, dict[tuple[int, int], str]] | None:
         from pkb_letters.pdf.lazy import LazyExcerptObjects
 
@@ -161,8 +173,14 @@ class PageWords(Sequence[Word]):
 
     __slots__ = ("texts", "_lefts", "_rights", "_bottoms", "_offsets", "_sizes", "_origin", "_boxes", "_extremes")
 
-    def __init__(self, texts: list[str], chars: tuple[Sequence[float], Sequence[float], Sequence[float]],
-                 offsets: list[int], sizes: list[float], origin: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        texts: list[str],
+        chars: tuple[Sequence[float], Sequence[float], Sequence[float]],
+        offsets: list[int],
+        sizes: list[float],
+        origin: tuple[float, float],
+    ) -> None:
         self.texts = texts
         # the words' characters, in points; word k's are offsets[k]:offsets[k + 1]
         self._lefts, self._rights, self._bottoms = chars
@@ -185,20 +203,31 @@ class PageWords(Sequence[Word]):
         if self._boxes is not None:
             return self._boxes[index]
         start, end = self._offsets[index], self._offsets[index + 1]
-        return self._millimetres(min(self._lefts[start:end]), max(self._rights[start:end]),
-                                 min(self._bottoms[start:end]), self._sizes[index])
+        return self._millimetres(
+            min(self._lefts[start:end]), max(self._rights[start:end]), min(self._bottoms[start:end]), self._sizes[index]
+        )
 
     def _millimetres(self, x0: float, x1: float, y0: float, size: float) -> tuple[float, float, float, float]:
         left, top = self._origin
-        return ((x0 - left) * MM_PER_POINT, (top - y0 - size) * MM_PER_POINT, (x1 - x0) * MM_PER_POINT,
-                size * MM_PER_POINT)
+        return (
+            (x0 - left) * MM_PER_POINT,
+            (top - y0 - size) * MM_PER_POINT,
+            (x1 - x0) * MM_PER_POINT,
+            size * MM_PER_POINT,
+        )
 
     def _all_boxes(self) -> list[tuple[float, float, float, float]]:
         if self._boxes is None:
             pieces = list(map(slice, self._offsets, self._offsets[1:]))
-            self._boxes = list(map(self._millimetres, map(min, map(self._lefts.__getitem__, pieces)),
-                                   map(max, map(self._rights.__getitem__, pieces)),
-                                   map(min, map(self._bottoms.__getitem__, pieces)), self._sizes))
+            self._boxes = list(
+                map(
+                    self._millimetres,
+                    map(min, map(self._lefts.__getitem__, pieces)),
+                    map(max, map(self._rights.__getitem__, pieces)),
+                    map(min, map(self._bottoms.__getitem__, pieces)),
+                    self._sizes,
+                )
+            )
         return self._boxes
 
     def not_inside(self, area: Rect) -> list[int]:
@@ -217,16 +246,23 @@ class PageWords(Sequence[Word]):
         bottom edge is a sum whose rounding `_SLACK_MM` covers."""
         left, top = self._origin
         leftmost, rightmost, lowest, highest, largest = self._extreme_values()
-        return ((leftmost - left) * MM_PER_POINT >= area.left
-                and (rightmost - left) * MM_PER_POINT + _SLACK_MM <= area.right
-                and (top - highest - largest) * MM_PER_POINT >= area.top
-                and (top - lowest) * MM_PER_POINT + _SLACK_MM <= area.bottom)
+        return (
+            (leftmost - left) * MM_PER_POINT >= area.left
+            and (rightmost - left) * MM_PER_POINT + _SLACK_MM <= area.right
+            and (top - highest - largest) * MM_PER_POINT >= area.top
+            and (top - lowest) * MM_PER_POINT + _SLACK_MM <= area.bottom
+        )
 
     def _extreme_values(self) -> tuple[float, float, float, float, float]:
         """The leftmost character's left, the rightmost's right, the lowest and highest bottoms, the largest size."""
         if self._extremes is None:
-            self._extremes = (min(self._lefts), max(self._rights), min(self._bottoms), max(self._bottoms),
-                              max(self._sizes))
+            self._extremes = (
+                min(self._lefts),
+                max(self._rights),
+                min(self._bottoms),
+                max(self._bottoms),
+                max(self._sizes),
+            )
         return self._extremes
 
     def _in_band(self, area: Rect) -> list[int]:
@@ -309,8 +345,10 @@ class PdfPages:
 
     def _page_object(self, number: int) -> pikepdf.Dictionary:
         if number not in self._pages:
-            raise IndexError(f"page {number} is not among the {self._count} pages of the file, "
-                             f"or not among pages {self._pages.start}-{self._pages.stop - 1} this reader reads")
+            raise IndexError(
+                f"page {number} is not among the {self._count} pages of the file, "
+                f"or not among pages {self._pages.start}-{self._pages.stop - 1} this reader reads"
+            )
         return self._tree.page(number - self._pages.start + 1)
 
     def close(self) -> None:
@@ -387,8 +425,11 @@ class PdfPages:
                 colour = tuple(float(v) for v in instruction.operands)
             elif op in ("sc", "scn"):
                 operands = instruction.operands
-                colour = PATTERN if operands and isinstance(operands[-1], pikepdf.Name) else (
-                    tuple(float(v) for v in operands))
+                colour = (
+                    PATTERN
+                    if operands and isinstance(operands[-1], pikepdf.Name)
+                    else (tuple(float(v) for v in operands))
+                )
             elif op == "cs":
                 colour = _initial_colour(instruction.operands[0], resources)
             elif op == "Do":
@@ -410,8 +451,10 @@ class PdfPages:
     def _mediabox(self, number: int) -> tuple[float, float, float, float]:
         if self._last_box[0] != number:  # each page's is asked for its size, its words and its marks
             box = [float(v) for v in pikepdf.Page(self._page_object(number)).mediabox]
-            self._last_box = number, (min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]),
-                                      max(box[1], box[3]))
+            self._last_box = (
+                number,
+                (min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])),
+            )
         return self._last_box[1]
 
     # -- text and pixels (PDFium) ------------------------------------------------------------
@@ -440,9 +483,13 @@ class PdfPages:
         starts, ends = [start for start, _ in spans], [end for _, end in spans]
         # the words' characters only (no spaces, no line ends)
         chars = _loose_char_boxes(textpage, list(chain.from_iterable(map(range, starts, ends))))
-        return PageWords([text[start:end] for start, end in spans], chars,
-                         list(accumulate(map(sub, ends, starts), initial=0)), _word_sizes(textpage, starts),
-                         (page_left, page_top))
+        return PageWords(
+            [text[start:end] for start, end in spans],
+            chars,
+            list(accumulate(map(sub, ends, starts), initial=0)),
+            _word_sizes(textpage, starts),
+            (page_left, page_top),
+        )
 
     def _text(self, number: int, count: int) -> str:
         text = self._textpage(number).get_text_range(0, count)
@@ -458,8 +505,12 @@ class PdfPages:
         left, bottom, right, top = self._mediabox(number)
         to_pt = 1 / MM_PER_POINT
         width, height = right - left, top - bottom
-        crop = (max(zone.left * to_pt, 0), max(height - zone.bottom * to_pt, 0),
-                max(width - zone.right * to_pt, 0), max(zone.top * to_pt, 0))
+        crop = (
+            max(zone.left * to_pt, 0),
+            max(height - zone.bottom * to_pt, 0),
+            max(width - zone.right * to_pt, 0),
+            max(zone.top * to_pt, 0),
+        )
         return page.render(scale=dpi / 72, crop=crop, grayscale=True).to_pil()
 
     def _page(self, number: int) -> pypdfium2.PdfPage:
@@ -536,16 +587,17 @@ def _font_sizes(textpage, indices: Sequence[int]) -> list[float]:
     matrices = (pdfium.FS_MATRIX * len(indices))()
     _each(_CHAR_MATRIX, textpage, indices, matrices, ctypes.sizeof(pdfium.FS_MATRIX))
     values = array("f", bytes(matrices))  # FS_MATRIX is a, b, c, d, e, f, as 32-bit floats
-    return [size * math.hypot(c, d)
-            for size, c, d in zip(_each(_FONT_SIZE, textpage, indices), values[2::6], values[3::6], strict=True)]
+    return [
+        size * math.hypot(c, d)
+        for size, c, d in zip(_each(_FONT_SIZE, textpage, indices), values[2::6], values[3::6], strict=True)
+    ]
 
 
 def _shows_text(operator: str, operands) -> bool:
     if operator in ("Tj", "'", '"'):
         return bool(operands) and isinstance(operands[-1], pikepdf.String) and len(bytes(operands[-1])) > 0
     if operator == "TJ":
-        return bool(operands) and any(isinstance(item, pikepdf.String) and len(bytes(item)) > 0
-                                      for item in operands[0])
+        return bool(operands) and any(isinstance(item, pikepdf.String) and len(bytes(item)) > 0 for item in operands[0])
     return False
 
 

@@ -119,17 +119,26 @@ class Report:
         return not self.problems
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "files": self.files, "pages": self.pages, "matched": self.matched,
-                "problems": [asdict(p) for p in self.problems]}
+        return {
+            "ok": self.ok,
+            "files": self.files,
+            "pages": self.pages,
+            "matched": self.matched,
+            "problems": [asdict(p) for p in self.problems],
+        }
 
     def json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
 
     def text(self, limit: int | None = None) -> str:
-        lines = [f"{len(self.files)} file(s), {self.pages} page(s) checked: "
-                 + ("no problems" if self.ok else f"{len(self.problems)} problem(s)")]
-        lines.extend(f"  {name}: checked as the manifest's {listed}, whose SHA-256 it has"
-                     for name, listed in self.matched.items())
+        lines = [
+            f"{len(self.files)} file(s), {self.pages} page(s) checked: "
+            + ("no problems" if self.ok else f"{len(self.problems)} problem(s)")
+        ]
+        lines.extend(
+            f"  {name}: checked as the manifest's {listed}, whose SHA-256 it has"
+            for name, listed in self.matched.items()
+        )
         shown = self.problems if limit is None else self.problems[:limit]
         for p in shown:
             where = f"{p.file} page {p.page}" if p.page else p.file
@@ -170,10 +179,20 @@ def check_files(
         layout = marks.DEFAULT_LAYOUTS[MarkKind(kind)]
     zone = marks.clear_zone(layout, marks.sample_payload("PKB-00000000-000000"))
     listed = [_listed_as(job, path) for path in paths]
-    files = [_FileCheck(position, path, _expected_for(job, name), envelope, layout, zone, *counted,
-                        listed_as=name, unlisted=job is not None and name is None)
-             for position, (path, name, counted) in enumerate(zip(paths, listed, _page_counts(paths, workers),
-                                                                  strict=True))]
+    files = [
+        _FileCheck(
+            position,
+            path,
+            _expected_for(job, name),
+            envelope,
+            layout,
+            zone,
+            *counted,
+            listed_as=name,
+            unlisted=job is not None and name is None,
+        )
+        for position, (path, name, counted) in enumerate(zip(paths, listed, _page_counts(paths, workers), strict=True))
+    ]
     size = _pages_per_job(sum(f.page_count for f in files), workers)
     letters = _manifest_letters(manifest) if job is not None and manifest is not None else iter(())
     with (progress or NoProgress()).stage("check", sum(f.page_count for f in files)) as advance:
@@ -183,9 +202,13 @@ def check_files(
         late = [late_job for f in files for late_job in f.late_jobs(size)]
         for result in _run(late, workers) if late else ():
             files[result.file].take(result)
-    report = Report(files=[path.name for path in paths], pages=sum(f.page_count for f in files),
-                    matched={path.name: name for path, name in zip(paths, listed, strict=True)
-                             if name is not None and name != path.name})
+    report = Report(
+        files=[path.name for path in paths],
+        pages=sum(f.page_count for f in files),
+        matched={
+            path.name: name for path, name in zip(paths, listed, strict=True) if name is not None and name != path.name
+        },
+    )
     for f in files:
         report.problems.extend(f.problems_in_order())
     return report
@@ -235,9 +258,11 @@ def _page_counts(paths: Sequence[Path], workers: int) -> list[tuple[int, str | N
     read its whole cross-reference table, so a big one is opened in a process of its own, which gives
     that memory back when it ends."""
     counted: dict[Path, tuple[int, str | None, list[tuple[tuple, str]]]] = {
-        path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None}
-    elsewhere = sorted({path for path in paths
-                        if path not in counted and workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES})
+        path: found for path in dict.fromkeys(paths) if (found := _lazy_page_count(path)) is not None
+    }
+    elsewhere = sorted(
+        {path for path in paths if path not in counted and workers > 1 and _file_size(path) > _COUNT_ELSEWHERE_BYTES}
+    )
     if elsewhere:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             counted.update(zip(elsewhere, pool.map(_page_count, elsewhere), strict=True))
@@ -265,8 +290,10 @@ def _page_count(path: Path) -> tuple[int, str | None, list[tuple[tuple, str]]]:
 def _tree_problems(disagreements: Mapping[tuple[int, int], str]) -> list[tuple[tuple, str]]:
     """Page tree nodes whose /Count is wrong: printers walk the tree's /Kids, so pages this check
     finds by /Count may not be the pages printed, and pages may be printed that it never read."""
-    return [((_FILE, -1, 1, *node), f"{detail}: a printer may print pages this check has not read")
-            for node, detail in sorted(disagreements.items())]
+    return [
+        ((_FILE, -1, 1, *node), f"{detail}: a printer may print pages this check has not read")
+        for node, detail in sorted(disagreements.items())
+    ]
 
 
 def _file_size(path: Path) -> int:
@@ -387,14 +414,22 @@ class _FileCheck:
         for key, detail in self.tree_problems:
             self.add(key, None, Code.UNREADABLE, detail)
         if self.unlisted:
-            self.add((_FILE, -2), None, Code.NOT_IN_MANIFEST,
-                     "not listed in the manifest, by name or by SHA-256: nothing in it was checked against the "
-                     "manifest (a file of the job changed since it was made, or another job's file)")
+            self.add(
+                (_FILE, -2),
+                None,
+                Code.NOT_IN_MANIFEST,
+                "not listed in the manifest, by name or by SHA-256: nothing in it was checked against the "
+                "manifest (a file of the job changed since it was made, or another job's file)",
+            )
         if self.unreadable is not None:
             self.add((_FILE, -1), None, Code.UNREADABLE, self.unreadable)
         elif self.expected is not None and self.expected.pages not in (None, self.page_count):
-            self.add((_FILE, -1), None, Code.PAGE_COUNT,
-                     f"the file has {self.page_count} pages; the manifest says {self.expected.pages}")
+            self.add(
+                (_FILE, -1),
+                None,
+                Code.PAGE_COUNT,
+                f"the file has {self.page_count} pages; the manifest says {self.expected.pages}",
+            )
 
     def add(self, key: tuple, page: int | None, code: Code, detail: str) -> None:
         self.problems.append((key, Problem(self.path.name, page, code, detail)))
@@ -428,13 +463,21 @@ class _FileCheck:
         sheets = entry.get("sheet_count", count)
         printed = 2 * sheets if self.expected.duplex else count
         if first != self.next_page:
-            self.add((_FILE, index, _START), first, Code.PAGE_COUNT,
-                     f"piece {piece} starts on page {first}; after the letter before it, it should start on page "
-                     f"{self.next_page}")
+            self.add(
+                (_FILE, index, _START),
+                first,
+                Code.PAGE_COUNT,
+                f"piece {piece} starts on page {first}; after the letter before it, it should start on page "
+                f"{self.next_page}",
+            )
         self.next_page = first + printed
         if first + printed - 1 > pages:
-            self.add((_FILE, index, _BEYOND), None, Code.PAGE_COUNT,
-                     f"piece {piece} needs pages {first}-{first + printed - 1}; the file has {pages}")
+            self.add(
+                (_FILE, index, _BEYOND),
+                None,
+                Code.PAGE_COUNT,
+                f"piece {piece} needs pages {first}-{first + printed - 1}; the file has {pages}",
+            )
             return None
         step = 2 if self.expected.duplex else 1
         fronts = zip((first + step * n for n in range(sheets)), entry.get("marks", []), strict=False)
@@ -442,8 +485,12 @@ class _FileCheck:
 
     def finish_letters(self) -> None:
         if self.reads_letters and self.letters_read and self.next_page - 1 != self.page_count:
-            self.add((_LAST,), None, Code.PAGE_COUNT,
-                     f"the manifest's letters fill {self.next_page - 1} pages; the file has {self.page_count}")
+            self.add(
+                (_LAST,),
+                None,
+                Code.PAGE_COUNT,
+                f"the manifest's letters fill {self.next_page - 1} pages; the file has {self.page_count}",
+            )
 
     def jobs(self, size: int) -> int:
         return -(-self.page_count // size)
@@ -459,8 +506,13 @@ class _FileCheck:
     def late_jobs(self, size: int) -> list[_Job]:
         """Jobs that check the late letters alone, on the pages of one job each."""
         spans = [(letter, letter.span()) for letter in self.late]
-        numbers = sorted({n for _, (low, high) in spans
-                          for n in range((max(low, 1) - 1) // size, (min(high, self.page_count) - 1) // size + 1)})
+        numbers = sorted(
+            {
+                n
+                for _, (low, high) in spans
+                for n in range((max(low, 1) - 1) // size, (min(high, self.page_count) - 1) // size + 1)
+            }
+        )
         jobs = []
         for number in numbers:
             first, last = number * size + 1, min((number + 1) * size, self.page_count)
@@ -470,8 +522,18 @@ class _FileCheck:
         return jobs
 
     def _job(self, first: int, last: int, letters: tuple[_Letter, ...], checks_pages: bool = True) -> _Job:
-        return _Job(self.position, self.path, first, last, letters, self.envelope, self.layout, self.zone,
-                    self.expected is None, checks_pages)
+        return _Job(
+            self.position,
+            self.path,
+            first,
+            last,
+            letters,
+            self.envelope,
+            self.layout,
+            self.zone,
+            self.expected is None,
+            checks_pages,
+        )
 
     def take(self, result: _JobResult) -> None:
         self.problems.extend(result.problems)
@@ -485,16 +547,23 @@ class _FileCheck:
             found.extend(self._judge_without_manifest())
         found.sort(key=lambda item: item[0])
         # what two jobs read both (a late letter's page, a page tree node above both) is reported once
-        return [problem for n, (key, problem) in enumerate(found)
-                if not (n and (key[0] == _PAGE or key[:3] == (_FILE, -1, 1)) and key == found[n - 1][0])]
+        return [
+            problem
+            for n, (key, problem) in enumerate(found)
+            if not (n and (key[0] == _PAGE or key[:3] == (_FILE, -1, 1)) and key == found[n - 1][0])
+        ]
 
     def _judge_without_manifest(self) -> list[tuple[tuple, Problem]]:
         """A customer's file: first pages are those whose mark says sheet 1 (or page 1 when none does);
         the jobs judged each page's mark and kept the window's problems of first pages."""
         found = []
         if self.layout.kind is MarkKind.DATAMATRIX and not self.marked:
-            found.append(((_FILE, 0), Problem(self.path.name, None, Code.MARK_MISSING,
-                                              "no DataMatrix separation mark found on any page")))
+            found.append(
+                (
+                    (_FILE, 0),
+                    Problem(self.path.name, None, Code.MARK_MISSING, "no DataMatrix separation mark found on any page"),
+                )
+            )
         if not self.first_found:
             found.extend(self.page_one_window)
         return found
@@ -614,18 +683,23 @@ def _check_page(pdf: PdfPages, number: int, envelope: EnvelopeProfile, zone: Rec
         add((*key, 1), Code.FONT_NOT_EMBEDDED, f"font {font} is not embedded")
     colours = sorted({_colour_name(c) for c in pdf.text_colours(number) if c != K_BLACK})
     if colours:
-        add((*key, 2), Code.NON_BLACK_TEXT,
-            f"text in {', '.join(colours)}; print rooms want K-only black (0 0 0 1 k)")
+        add((*key, 2), Code.NON_BLACK_TEXT, f"text in {', '.join(colours)}; print rooms want K-only black (0 0 0 1 k)")
     words = pdf.page_words(number)
     outside = words.not_inside(envelope.printable_area.grown(_POSITION_TOLERANCE_MM))
     if outside:
-        add((*key, 3), Code.OUTSIDE_PRINTABLE,
-            f"{len(outside)} word(s) outside the printable area, e.g. {words[outside[0]]}")
+        add(
+            (*key, 3),
+            Code.OUTSIDE_PRINTABLE,
+            f"{len(outside)} word(s) outside the printable area, e.g. {words[outside[0]]}",
+        )
     if zone is not None:
         intruders = words.overlapping(zone.grown(-_POSITION_TOLERANCE_MM))
         if intruders:
-            add((*key, 4), Code.IN_MARK_ZONE,
-                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {words[intruders[0]]}")
+            add(
+                (*key, 4),
+                Code.IN_MARK_ZONE,
+                f"{len(intruders)} word(s) in the marks' clear zone, e.g. {words[intruders[0]]}",
+            )
     return words
 
 
@@ -662,8 +736,14 @@ def _judge_unplanned(page: _PageResult, result: _JobResult) -> None:
     if page.mark:
         result.marked = True
         if not marks.payload_is_consistent(page.mark):
-            result.problems.append(((_FILE, 1, page.number), Problem(page.file, page.number, Code.MARK_MISMATCH,
-                                                                     f"mark {page.mark!r} fails its check character")))
+            result.problems.append(
+                (
+                    (_FILE, 1, page.number),
+                    Problem(
+                        page.file, page.number, Code.MARK_MISMATCH, f"mark {page.mark!r} fails its check character"
+                    ),
+                )
+            )
         if " 01/" in page.mark:
             result.first_found = True
             result.problems.extend(page.window)
@@ -671,8 +751,9 @@ def _judge_unplanned(page: _PageResult, result: _JobResult) -> None:
         result.page_one_window = page.window
 
 
-def _address_problems(words: PageWords, number: int, envelope: EnvelopeProfile,
-                      lines: list[str] | None) -> list[tuple[Code, str]]:
+def _address_problems(
+    words: PageWords, number: int, envelope: EnvelopeProfile, lines: list[str] | None
+) -> list[tuple[Code, str]]:
     window = envelope.window.grown(_POSITION_TOLERANCE_MM)
     name = envelope.name
     if lines is None:
@@ -688,8 +769,9 @@ def _address_problems(words: PageWords, number: int, envelope: EnvelopeProfile,
             found.append(f"address line {line!r} is not on the page")
         elif not all(window.contains(words[n].rect) for n in run):
             first = words[run.start].rect
-            found.append(f"address line {line!r} at ({first.left:.1f}, {first.top:.1f}) mm "
-                         f"is outside the {name} window")
+            found.append(
+                f"address line {line!r} at ({first.left:.1f}, {first.top:.1f}) mm is outside the {name} window"
+            )
     return [(Code.ADDRESS_NOT_IN_WINDOW, detail) for detail in found]
 
 
@@ -733,8 +815,7 @@ def _decode_datamatrix(pdf: PdfPages, number: int, layout: MarkLayout, zone: Rec
     # only as our marks print: dark on light, at the resolution rendered
     # cast: zxing-cpp's stub leaves out that a single BarcodeFormat converts to BarcodeFormats, as its docs say
     formats = cast(zxingcpp.BarcodeFormats, zxingcpp.BarcodeFormat.DataMatrix)
-    found = zxingcpp.read_barcode(image, formats=formats, try_invert=False,
-                                  try_downscale=False)
+    found = zxingcpp.read_barcode(image, formats=formats, try_invert=False, try_downscale=False)
     if found is not None:
         return found.bytes.decode("ascii", "replace")
     read = _libdmtx().decode(image, max_count=1, timeout=_DECODE_TIMEOUT_MS)

@@ -266,8 +266,7 @@ def _no_postcode(lines: list[str], postcode: str, international: bool, uk_names:
     if uk_names:
         return AddressRejected(
             Reason.ADDRESS_BAD_POSTCODE,
-            f"the address ends {_excerpt(uk_names[-1])}, in the UK, but has no postcode: "
-            "fill in the Post code column",
+            f"the address ends {_excerpt(uk_names[-1])}, in the UK, but has no postcode: fill in the Post code column",
         )
     also = ", or for a letter abroad name the country on the last line" if international else ""
     return AddressRejected(

@@ -55,8 +55,17 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "deceased": ("deceased", "datedeceased", "dateofdeath"),
     "postage_class": ("postageclass", "postage", "mailclass", "class"),
 }
-_POSTAGE_CLASSES = {"first": "first", "1st": "first", "1": "first", "second": "second", "2nd": "second",
-                    "2": "second", "economy": "economy", "3": "economy", "": ""}
+_POSTAGE_CLASSES = {
+    "first": "first",
+    "1st": "first",
+    "1": "first",
+    "second": "second",
+    "2nd": "second",
+    "2": "second",
+    "economy": "economy",
+    "3": "economy",
+    "": "",
+}
 MANDATORY = {"first_name": "First name", "last_name": "Last name", "nhs_number": "NHS number"}
 _NOT_DECEASED = {"", "n", "no", "false", "0"}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y")
@@ -126,8 +135,15 @@ class PatientList:
     """A patient list whose file is known to be usable; `rows` checks it a row at a time, in order.
     Close it (or use it as a context manager) to delete its index of NHS numbers."""
 
-    def __init__(self, path: Path, delimiter: str, columns: list[str], international: bool,
-                 numbers: _NumberIndex, read_as: _ReadAs) -> None:
+    def __init__(
+        self,
+        path: Path,
+        delimiter: str,
+        columns: list[str],
+        international: bool,
+        numbers: _NumberIndex,
+        read_as: _ReadAs,
+    ) -> None:
         self.path = path
         self.encoding = read_as.encoding  # as detected: utf-8, utf-8-sig (with BOM) or cp1252
         self.delimiter = delimiter
@@ -246,8 +262,8 @@ class _EncodingCheck:
         first_bad, byte = self.first_bad
         also = "" if self.cp1252_bad[0] == first_bad else f"; {_byte(*self.cp1252_bad)} is undefined in Windows-1252"
         raise _unreadable(
-            self.path, f"is neither UTF-8 nor Windows-1252 text: first bad byte at offset {first_bad} "
-            f"(0x{byte:02X}){also}"
+            self.path,
+            f"is neither UTF-8 nor Windows-1252 text: first bad byte at offset {first_bad} (0x{byte:02X}){also}",
         )
 
 
@@ -335,9 +351,7 @@ def _map_columns(header: list[str], path: Path) -> list[str]:
     missing = [label for key, label in MANDATORY.items() if key not in columns]
     if missing:
         found = ", ".join(repr(h) for h in header) or "(none)"
-        raise InputFileError(
-            f"{path}: missing mandatory column {' and '.join(missing)}; headers found: {found}"
-        )
+        raise InputFileError(f"{path}: missing mandatory column {' and '.join(missing)}; headers found: {found}")
     return columns
 
 
@@ -369,8 +383,7 @@ class _NumberIndex:
     def __init__(self) -> None:
         self._db = sqlite3.connect("")  # a temporary file, deleted on closing
         self._db.execute(
-            "CREATE TABLE numbers (nhs_number TEXT PRIMARY KEY, deceased_row INTEGER, first_row INTEGER)"
-            " WITHOUT ROWID"
+            "CREATE TABLE numbers (nhs_number TEXT PRIMARY KEY, deceased_row INTEGER, first_row INTEGER) WITHOUT ROWID"
         )
 
     def add(self, facts: Iterator[tuple[str, int | None, int | None]]) -> None:
@@ -462,8 +475,12 @@ def _patient(line: int, get, number: str, international: bool) -> PatientRow:
     _check_name_line(" ".join(part for part in (title, first_name, last_name) if part))
     try:
         address = normalise_address(
-            [get(f"address{n}") for n in range(1, 6)], get("town"), get("county"), get("postcode"),
-            get("country"), international=international,
+            [get(f"address{n}") for n in range(1, 6)],
+            get("town"),
+            get("county"),
+            get("postcode"),
+            get("country"),
+            international=international,
         )
     except AddressRejected as exc:
         raise _RowProblem(exc.reason, exc.detail) from exc

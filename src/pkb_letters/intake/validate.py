@@ -69,7 +69,9 @@ def validate_list(
 
 
 def address_fit_exclusions(
-    renderer: ChunkRenderer, patients: Sequence[PatientRow], workers: int = 1,
+    renderer: ChunkRenderer,
+    patients: Sequence[PatientRow],
+    workers: int = 1,
     advance: Callable[[int], None] = lambda done: None,
 ) -> list[Exclusion]:
     """An exclusion for each patient whose address block would not print as it is, in input order."""
@@ -78,7 +80,10 @@ def address_fit_exclusions(
 
 
 def fit_exclusions(
-    renderer: ChunkRenderer, patients: Iterable[PatientRow], count: int, workers: int = 1,
+    renderer: ChunkRenderer,
+    patients: Iterable[PatientRow],
+    count: int,
+    workers: int = 1,
     advance: Callable[[int], None] = lambda done: None,
 ) -> Iterator[list[Exclusion]]:
     """`address_fit_exclusions` a batch at a time, taking the `count` patients from `patients` as the fit

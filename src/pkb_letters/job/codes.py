@@ -45,8 +45,10 @@ class Codes:
                     "UPDATE rows SET reissue = ? WHERE input_row = ?", (Reissue.LOST_RESPONSE, earlier["input_row"])
                 )
                 self._events.add(
-                    "reissue", f"{Reissue.LOST_RESPONSE}: the answer to the code request sent at "
-                    f"{earlier['codes_requested']} never arrived; PKB may have issued a pair", earlier["input_row"],
+                    "reissue",
+                    f"{Reissue.LOST_RESPONSE}: the answer to the code request sent at "
+                    f"{earlier['codes_requested']} never arrived; PKB may have issued a pair",
+                    earlier["input_row"],
                 )
             self._db.executemany(
                 "UPDATE rows SET codes_requested = ?, updated = ? WHERE input_row = ?",
@@ -61,7 +63,9 @@ class Codes:
             )
 
     def record_issued(
-        self, pairs: Iterable[tuple[int, CodePair]], refusals: Iterable[Exclusion],
+        self,
+        pairs: Iterable[tuple[int, CodePair]],
+        refusals: Iterable[Exclusion],
         held: Iterable[tuple[int, HeldPair]] = (),
     ) -> None:
         """A code request's answer: pairs to print, pairs whose expiry could not be read (held, so they
@@ -73,8 +77,16 @@ class Codes:
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
                 " codes_issued = ?, codes_run = ?, codes_requested = NULL, updated = ? WHERE input_row = ?",
                 (
-                    (Stage.CODED, c.invitation_code, c.access_code, c.expires.isoformat(), stamp, self.run, stamp,
-                     input_row)
+                    (
+                        Stage.CODED,
+                        c.invitation_code,
+                        c.access_code,
+                        c.expires.isoformat(),
+                        stamp,
+                        self.run,
+                        stamp,
+                        input_row,
+                    )
                     for input_row, c in pairs
                 ),
             )
@@ -90,8 +102,17 @@ class Codes:
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = NULL,"
                 " codes_expiry_part = ?, detail = ?, codes_issued = ?, codes_run = ?, codes_requested = NULL,"
                 " updated = ? WHERE input_row = ?",
-                (Stage.HELD, pair.invitation_code, pair.access_code, pair.expiry_part, pair.problem, stamp, self.run,
-                 stamp, input_row),
+                (
+                    Stage.HELD,
+                    pair.invitation_code,
+                    pair.access_code,
+                    pair.expiry_part,
+                    pair.problem,
+                    stamp,
+                    self.run,
+                    stamp,
+                    input_row,
+                ),
             )
             self._events.add("held", f"PKB issued a pair whose expiry could not be read: {pair.problem}", input_row)
 
@@ -168,10 +189,16 @@ class Codes:
                 "INSERT OR REPLACE INTO carried_codes (nhs_number, invitation_code, access_code, codes_expire,"
                 " codes_issued, uncertain, codes_expiry_part) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (r["nhs_number"], r["invitation_code"], r["access_code"], r["codes_expire"], r["codes_issued"],
-                     int(r["invitation_code"] is None),
-                     # a held pair's problem travels with its expiry part (re-read when it is taken)
-                     r["codes_expiry_part"] if r["codes_expire"] is None and r["invitation_code"] else None)
+                    (
+                        r["nhs_number"],
+                        r["invitation_code"],
+                        r["access_code"],
+                        r["codes_expire"],
+                        r["codes_issued"],
+                        int(r["invitation_code"] is None),
+                        # a held pair's problem travels with its expiry part (re-read when it is taken)
+                        r["codes_expiry_part"] if r["codes_expire"] is None and r["invitation_code"] else None,
+                    )
                     for r in rows
                 ),
             )
@@ -186,8 +213,12 @@ class Codes:
         if row["uncertain"]:
             return None, True
         if row["codes_expire"] is None:
-            return HeldPair(row["invitation_code"], row["access_code"], row["codes_expiry_part"] or "null",
-                            "carried over from the job this one replaced, expiry not read"), False
+            return HeldPair(
+                row["invitation_code"],
+                row["access_code"],
+                row["codes_expiry_part"] or "null",
+                "carried over from the job this one replaced, expiry not read",
+            ), False
         return rowcodec.codes(row), False
 
     def hold_carried(self, input_row: int, pair: HeldPair) -> None:
@@ -199,8 +230,10 @@ class Codes:
     def eligible_with_carried_codes(self) -> Iterator[tuple[int, str]]:
         """(input row, NHS number) of eligible rows whose number the replaced job asked codes for, a page
         at a time; a row that takes its pair while this is read is not given again."""
-        query = ("SELECT rows.input_row, rows.nhs_number FROM rows JOIN carried_codes"
-                 " ON carried_codes.nhs_number = rows.nhs_number WHERE rows.stage = ?")
+        query = (
+            "SELECT rows.input_row, rows.nhs_number FROM rows JOIN carried_codes"
+            " ON carried_codes.nhs_number = rows.nhs_number WHERE rows.stage = ?"
+        )
         for r in self._db.pages(query, (Stage.ELIGIBLE,), ("rows.input_row",)):
             yield r["input_row"], r["nhs_number"]
 
@@ -217,8 +250,15 @@ class Codes:
             self._db.execute(
                 "UPDATE rows SET stage = ?, invitation_code = ?, access_code = ?, codes_expire = ?,"
                 " codes_issued = ?, updated = ? WHERE input_row = ?",
-                (Stage.CODED, codes.invitation_code, codes.access_code, codes.expires.isoformat(), now(), now(),
-                 input_row),
+                (
+                    Stage.CODED,
+                    codes.invitation_code,
+                    codes.access_code,
+                    codes.expires.isoformat(),
+                    now(),
+                    now(),
+                    input_row,
+                ),
             )
             self._events.add("carried", "code pair carried over from the job this one replaced", input_row)
 

@@ -20,8 +20,15 @@ class Deliveries:
             self._db.execute(
                 "INSERT INTO deliveries (started, finished, destination, outcome, host_key, files, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (delivery.started.isoformat(timespec="seconds"), delivery.finished.isoformat(timespec="seconds"),
-                 delivery.destination, delivery.outcome, delivery.host_key, files, delivery.detail),
+                (
+                    delivery.started.isoformat(timespec="seconds"),
+                    delivery.finished.isoformat(timespec="seconds"),
+                    delivery.destination,
+                    delivery.outcome,
+                    delivery.host_key,
+                    files,
+                    delivery.detail,
+                ),
             )
 
     def attempts(self) -> list[Delivery]:

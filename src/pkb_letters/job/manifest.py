@@ -23,16 +23,26 @@ MANIFEST_JSON = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
 EXCEPTIONS_CSV = "exceptions.csv"
 LETTER_FIELDS = (
-    "sequence", "piece_id", "file", "first_page", "page_count", "input_row",
-    "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage", "sheet_count",
-    "postage_class", "marks",
+    "sequence",
+    "piece_id",
+    "file",
+    "first_page",
+    "page_count",
+    "input_row",
+    "name",
+    "address_lines",
+    "postcode",
+    "codes_expire",
+    "codes_reissued",
+    "postage",
+    "sheet_count",
+    "postage_class",
+    "marks",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
 
-def letter_entry(
-    placed: PlacedLetter, piece: PieceRecord | None = None, reissued: str | None = None
-) -> dict[str, Any]:
+def letter_entry(placed: PlacedLetter, piece: PieceRecord | None = None, reissued: str | None = None) -> dict[str, Any]:
     """One envelope: the mail run data file's record. `marks` is the payload printed on each sheet;
     `codes_reissued` says why this patient's pair is a second one (see `records.Reissue`), or is empty."""
     letter = placed.letter
@@ -64,9 +74,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     pieces = pieces or {}
     reissues = reissues or {}
-    letters = [
-        letter_entry(p, pieces.get(p.letter.sequence), reissues.get(p.letter.patient.input_row)) for p in placed
-    ]
+    letters = [letter_entry(p, pieces.get(p.letter.sequence), reissues.get(p.letter.patient.input_row)) for p in placed]
     return {"job": manifest_job(job, len(letters), files, bool(pieces)), "letters": letters}
 
 

@@ -125,17 +125,26 @@ def run_job(
         else:
             job = _start(journal, settings, template, fingerprint, previous)
         try:
-            return _run_stages(journal, job, settings, connection, template, options, progress, stop_after,
-                               today, resuming, intake)
+            return _run_stages(
+                journal, job, settings, connection, template, options, progress, stop_after, today, resuming, intake
+            )
         except (PkbApiError, RenderClusterError) as exc:
             journal.events.add("stopped", str(exc))
             raise
 
 
 def _run_stages(
-    journal: Journal, job: JobIdentity, settings: JobSettings, connection: PkbConnection,
-    template: LetterTemplate, options: PrintOptions, progress: Progress, stop_after: str | None,
-    today: Callable[[], dt.date], resumed: bool, intake: PatientList | None,
+    journal: Journal,
+    job: JobIdentity,
+    settings: JobSettings,
+    connection: PkbConnection,
+    template: LetterTemplate,
+    options: PrintOptions,
+    progress: Progress,
+    stop_after: str | None,
+    today: Callable[[], dt.date],
+    resumed: bool,
+    intake: PatientList | None,
 ) -> JobSummary:
     layout = layout_decision()
     spec = render_spec(template, settings, options, job.id, layout.fast_path)
@@ -150,8 +159,12 @@ def _run_stages(
             _check_addresses(journal, renderer, settings.workers, advance)
         renderer.trial_letter(journal.rows.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops
         journal.job.mark_done(Step.FIT)
-    with PkbClient(connection, retry=settings.retry, requests_per_second=settings.requests_per_second,
-                   max_connections=max(settings.concurrency, 2)) as client:
+    with PkbClient(
+        connection,
+        retry=settings.retry,
+        requests_per_second=settings.requests_per_second,
+        max_connections=max(settings.concurrency, 2),
+    ) as client:
         _resolve(journal, client, settings, progress)
         if stop_after == Step.RESOLVE:
             return _partial_summary(journal, job, resumed, layout)
@@ -161,10 +174,12 @@ def _run_stages(
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress, today)
     files, fast = _render_and_assemble(journal, spec, settings, progress, options)
-    summary = _finish(journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files,
-                      resumed)
-    summary = dataclasses.replace(summary, full_layout=layout.note, shared_letters=fast.shared,
-                                  stamped_letters=fast.stamped)
+    summary = _finish(
+        journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files, resumed
+    )
+    summary = dataclasses.replace(
+        summary, full_layout=layout.note, shared_letters=fast.shared, stamped_letters=fast.stamped
+    )
     if options.preflight and files:
         _preflight(settings.out_dir, files, options, progress)
     return summary
@@ -187,14 +202,23 @@ def _warnings(journal: Journal) -> tuple[str, ...]:
     return tuple(dict.fromkeys(event["detail"] for event in journal.events.of_kind("warning")))
 
 
-def render_spec(template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str,
-                fast_path: bool) -> RenderSpec:
+def render_spec(
+    template: LetterTemplate, settings: JobSettings, options: PrintOptions, job_id: str, fast_path: bool
+) -> RenderSpec:
     """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone;
     `fast_path`: whether the WeasyPrint found is one the shared layout and stamping were tested on."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
-    return RenderSpec(job_id, template.directory, settings.letter, page, print_options.print_css(options),
-                      tuple(sorted(print_options.pdf_options(options).items())), _directory_digest(template.directory),
-                      settings.share_layout, fast_path)
+    return RenderSpec(
+        job_id,
+        template.directory,
+        settings.letter,
+        page,
+        print_options.print_css(options),
+        tuple(sorted(print_options.pdf_options(options).items())),
+        _directory_digest(template.directory),
+        settings.share_layout,
+        fast_path,
+    )
 
 
 def layout_decision() -> wp.LayoutDecision:
@@ -228,8 +252,14 @@ def _print_summary(options: PrintOptions) -> dict:
 def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions, progress: Progress) -> None:
     from pkb_letters.check.print_check import available_cpus, check_files
 
-    report = check_files([out_dir / f.name for f in files], out_dir / MANIFEST_JSON, options.envelope, options.marks,
-                         workers=available_cpus(), progress=progress)
+    report = check_files(
+        [out_dir / f.name for f in files],
+        out_dir / MANIFEST_JSON,
+        options.envelope,
+        options.marks,
+        workers=available_cpus(),
+        progress=progress,
+    )
     if not report.ok:
         raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
     logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)
@@ -246,9 +276,15 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: Pr
         template_sha256=_directory_digest(template.directory),
         api=settings.api,
         letter_settings=json.dumps(letter, sort_keys=True),
-        print=json.dumps({**_print_summary(options), "postage_class": options.postage_class,
-                          "envelope_geometry": str(options.envelope), "marks_layout": str(options.marks)},
-                         sort_keys=True),
+        print=json.dumps(
+            {
+                **_print_summary(options),
+                "postage_class": options.postage_class,
+                "envelope_geometry": str(options.envelope),
+                "marks_layout": str(options.marks),
+            },
+            sort_keys=True,
+        ),
         rules=json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
     )
 
@@ -304,7 +340,10 @@ def _with_job_letter_date(settings: JobSettings, job: JobIdentity) -> JobSetting
 
 
 def _start(
-    journal: Journal, settings: JobSettings, template: LetterTemplate, fingerprint: Fingerprint,
+    journal: Journal,
+    settings: JobSettings,
+    template: LetterTemplate,
+    fingerprint: Fingerprint,
     previous: Path | None,
 ) -> JobIdentity:
     job = JobIdentity(
@@ -335,9 +374,7 @@ def _record_intake(journal: Journal, patient_list: PatientList) -> None:
     logger.info("intake: %d rows, %d excluded", rows, excluded)
 
 
-def _check_addresses(
-    journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]
-) -> None:
+def _check_addresses(journal: Journal, renderer: ChunkRenderer, workers: int, advance: Callable[[int], None]) -> None:
     """Exclude, before any code is issued, rows whose letter could not be printed as it is."""
     patients, count = journal.rows.iter_patients_at(Stage.READ), journal.rows.count_at(Stage.READ)
     misfits = 0
@@ -357,15 +394,26 @@ def _resolve(journal: Journal, client: PkbClient, settings: JobSettings, progres
         if settings.api == "fhir":
             resolve.resolve_fhir(patients, client, settings.letter.date, journal.rows.record_decisions, advance)
         else:
-            resolve.resolve_rest(patients, client, settings.letter.date, journal.rows.record_decisions, advance,
-                                 workers=settings.concurrency, failure_limit=settings.failure_limit,
-                                 check_postcode=settings.rules.postcode_check,
-                                 confirm=bool(client.connection.fhir_base))
+            resolve.resolve_rest(
+                patients,
+                client,
+                settings.letter.date,
+                journal.rows.record_decisions,
+                advance,
+                workers=settings.concurrency,
+                failure_limit=settings.failure_limit,
+                check_postcode=settings.rules.postcode_check,
+                confirm=bool(client.connection.fhir_base),
+            )
     logger.info("resolve: %d patients asked, %d eligible", to_ask, journal.rows.count_at(Stage.ELIGIBLE))
 
 
 def _issue(
-    journal: Journal, client: PkbClient, settings: JobSettings, progress: Progress, today: Callable[[], dt.date],
+    journal: Journal,
+    client: PkbClient,
+    settings: JobSettings,
+    progress: Progress,
+    today: Callable[[], dt.date],
 ) -> None:
     _take_carried_codes(journal)
     _settle_held(journal, settings)
@@ -384,9 +432,16 @@ def _issue(
         if settings.api == "fhir":
             codes.issue_fhir(eligible, client, journal.codes, record, advance, today)
         else:
-            codes.issue_rest(eligible, client, journal.codes, record, advance,
-                              validity_days=settings.rest_code_validity_days, workers=settings.concurrency,
-                              failure_limit=settings.failure_limit)
+            codes.issue_rest(
+                eligible,
+                client,
+                journal.codes,
+                record,
+                advance,
+                validity_days=settings.rest_code_validity_days,
+                workers=settings.concurrency,
+                failure_limit=settings.failure_limit,
+            )
     logger.info("codes: %d asked, %d pairs held", to_ask, journal.rows.count_at(Stage.CODED))
 
 
@@ -400,9 +455,12 @@ def _settle_held(journal: Journal, settings: JobSettings) -> None:
         if isinstance(expires, dt.date):
             journal.codes.release_held(input_row, expires)
         elif settings.unreadable_expiry == "exclude":
-            journal.rows.exclude(input_row, Reason.EXPIRY_UNREADABLE,
-                            f"PKB issued a pair whose expiry could not be read ({expires}); it was never printed "
-                            "and lapses unused at PKB. Include the row in a new job for a letter")
+            journal.rows.exclude(
+                input_row,
+                Reason.EXPIRY_UNREADABLE,
+                f"PKB issued a pair whose expiry could not be read ({expires}); it was never printed "
+                "and lapses unused at PKB. Include the row in a new job for a letter",
+            )
         else:
             unreadable.append((input_row, expires))
     if unreadable:
@@ -427,7 +485,8 @@ def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date)
     expiring = journal.codes.coded_expiring_before(deadline)
     for input_row, expires in expiring:
         journal.codes.send_back_for_reissue(
-            [input_row], Reissue.EXPIRING,
+            [input_row],
+            Reissue.EXPIRING,
             f"the pair expires on {expires.isoformat()}, within {settings.min_validity_days} days of "
             f"printing on {today.isoformat()}",
         )
@@ -476,13 +535,19 @@ def _render_and_assemble(
     finally:
         executor.close()
     chunks = journal.placements.placed_chunks()
-    logger.info("render: %d chunks, %d pages; this run drew %d letters with the shared layout, stamped %d",
-                len(chunks), next_page - 1, fast.shared, fast.stamped)
+    logger.info(
+        "render: %d chunks, %d pages; this run drew %d letters with the shared layout, stamped %d",
+        len(chunks),
+        next_page - 1,
+        fast.shared,
+        fast.stamped,
+    )
     files: list[PrintFile] = []
     if chunks:  # a job where nobody is eligible hands over no PDF at all
         with progress.stage(Step.ASSEMBLE, journal.rows.count_at(Stage.PLACED)) as advance:
-            files = _finish_print_files(journal, [_chunk_path(work, c) for c in chunks], spec.job_id,
-                                        settings.out_dir, options, advance)
+            files = _finish_print_files(
+                journal, [_chunk_path(work, c) for c in chunks], spec.job_id, settings.out_dir, options, advance
+            )
             journal.job.record_print_files(files)
     journal.job.mark_done(Step.ASSEMBLE)
     for path in work.iterdir():
@@ -492,12 +557,22 @@ def _render_and_assemble(
 
 
 def _finish_print_files(
-    journal: Journal, chunk_paths: Sequence[Path], job_id: str, out_dir: Path, options: PrintOptions,
+    journal: Journal,
+    chunk_paths: Sequence[Path],
+    job_id: str,
+    out_dir: Path,
+    options: PrintOptions,
     advance: Callable[[int], None] = lambda done: None,
 ) -> list[PrintFile]:
     """Blank backs, marks and splitting, recording where the letters landed a batch at a time."""
-    finishing = Finishing(job_id, options.duplex, options.marks, options.split_by, options.max_letters_per_file,
-                          output_profile=print_options.intent_profile(options))
+    finishing = Finishing(
+        job_id,
+        options.duplex,
+        options.marks,
+        options.split_by,
+        options.max_letters_per_file,
+        output_profile=print_options.intent_profile(options),
+    )
 
     def pieces() -> Iterator[Piece]:
         return pieces_from_placements(
@@ -540,9 +615,7 @@ def _lay_out_again_from_missing_chunk(journal: Journal, work: Path) -> None:
             return
 
 
-def _place(
-    journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int, chunk: int
-) -> int:
+def _place(journal: Journal, letters: Sequence[Letter], page_counts: Sequence[int], first_page: int, chunk: int) -> int:
     placed = []
     for letter, pages in zip(letters, page_counts, strict=True):
         placed.append(PlacedLetter(letter, PRINT_FILE, first_page, pages))
@@ -551,18 +624,21 @@ def _place(
     return first_page
 
 
-def _finish(
-    journal: Journal, out_dir: Path, job: dict[str, Any], files: list[PrintFile], resumed: bool
-) -> JobSummary:
+def _finish(journal: Journal, out_dir: Path, job: dict[str, Any], files: list[PrintFile], resumed: bool) -> JobSummary:
     """The hand-off files, written a letter at a time from the journal, and the job's summary."""
     letters = journal.rows.count_at(Stage.PLACED)
     exceptions = journal.rows.count_at(Stage.EXCLUDED)
     input_rows = journal.rows.row_count()
     _check_every_row_accounted(journal, input_rows, letters, exceptions)
-    record = manifest_job({**job, "input_rows": input_rows, "exceptions": exceptions,
-                           "reissued": journal.codes.count_reissues()}, letters, files, journal.placements.has_pieces())
-    entries = (letter_entry(placed, piece, reissued)
-               for placed, piece, reissued in journal.placements.placed_for_manifest())
+    record = manifest_job(
+        {**job, "input_rows": input_rows, "exceptions": exceptions, "reissued": journal.codes.count_reissues()},
+        letters,
+        files,
+        journal.placements.has_pieces(),
+    )
+    entries = (
+        letter_entry(placed, piece, reissued) for placed, piece, reissued in journal.placements.placed_for_manifest()
+    )
     stream_manifest(out_dir, record, entries)
     write_exceptions_csv(out_dir, journal.rows.iter_exclusions())
     journal.job.mark_done(Step.MANIFEST)
@@ -582,20 +658,32 @@ def _finish(
         warnings=_warnings(journal),
     )
     logger.info(
-        "job %s: %d rows, %d letters, %d exceptions", summary.job_id, input_rows, summary.letters, summary.exceptions,
+        "job %s: %d rows, %d letters, %d exceptions",
+        summary.job_id,
+        input_rows,
+        summary.letters,
+        summary.exceptions,
         extra={"event": "job-finished", "job_id": summary.job_id},
     )
     return summary
 
 
-def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool,
-                     layout: wp.LayoutDecision) -> JobSummary:
+def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool, layout: wp.LayoutDecision) -> JobSummary:
     by_stage = journal.rows.count_by_stage()
     return JobSummary(
-        job_id=job.id, out_dir=journal.path.parent, input_rows=journal.rows.row_count(), letters=0,
-        exceptions=by_stage.get(Stage.EXCLUDED, 0), pages=0, by_reason=journal.rows.count_by_reason(),
-        reissues=_count(journal.codes.reissues().values()), resumed=resumed, complete=False, by_stage=by_stage,
-        warnings=_warnings(journal), full_layout=layout.note,
+        job_id=job.id,
+        out_dir=journal.path.parent,
+        input_rows=journal.rows.row_count(),
+        letters=0,
+        exceptions=by_stage.get(Stage.EXCLUDED, 0),
+        pages=0,
+        by_reason=journal.rows.count_by_reason(),
+        reissues=_count(journal.codes.reissues().values()),
+        resumed=resumed,
+        complete=False,
+        by_stage=by_stage,
+        warnings=_warnings(journal),
+        full_layout=layout.note,
     )
 
 
@@ -607,9 +695,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _check_every_row_accounted(
-    journal: Journal, input_rows: int, letters: int, exceptions: int
-) -> None:
+def _check_every_row_accounted(journal: Journal, input_rows: int, letters: int, exceptions: int) -> None:
     by_stage = journal.rows.count_by_stage().items()
     stuck = {stage: n for stage, n in by_stage if stage not in (Stage.PLACED, Stage.EXCLUDED)}
     if stuck or input_rows != letters + exceptions:

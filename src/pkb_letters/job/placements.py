@@ -30,8 +30,7 @@ class Placements:
         if order == "postcode":
             with self._db.transaction():  # the key never changes once made: a row's postcode is fixed at intake
                 self._db.execute(
-                    "UPDATE rows SET print_key = print_order_key(patient)"
-                    " WHERE stage = ? AND print_key IS NULL",
+                    "UPDATE rows SET print_key = print_order_key(patient) WHERE stage = ? AND print_key IS NULL",
                     (Stage.CODED,),
                 )
             keys = ("print_key", "input_row")  # ties keep input order, as a stable sort does
@@ -47,8 +46,18 @@ class Placements:
                 "UPDATE rows SET stage = ?, sequence = ?, piece_id = ?, file = ?, first_page = ?, layout_page = ?,"
                 " page_count = ?, chunk = ?, updated = ? WHERE input_row = ?",
                 (
-                    (Stage.PLACED, p.letter.sequence, p.letter.piece_id, p.file, p.first_page, p.first_page,
-                     p.page_count, chunk, stamp, p.letter.patient.input_row)
+                    (
+                        Stage.PLACED,
+                        p.letter.sequence,
+                        p.letter.piece_id,
+                        p.file,
+                        p.first_page,
+                        p.first_page,
+                        p.page_count,
+                        chunk,
+                        stamp,
+                        p.letter.patient.input_row,
+                    )
                     for p in placed
                 ),
             )
@@ -101,8 +110,10 @@ class Placements:
             self._db.executemany(
                 "INSERT OR REPLACE INTO pieces (sequence, file, first_page, sheet_count, postage_class, marks)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                ((p.sequence, p.file, p.first_page, p.sheet_count, p.postage_class, json.dumps(list(p.marks)))
-                 for p in pieces),
+                (
+                    (p.sequence, p.file, p.first_page, p.sheet_count, p.postage_class, json.dumps(list(p.marks)))
+                    for p in pieces
+                ),
             )
 
     def has_pieces(self) -> bool:
@@ -120,6 +131,12 @@ class Placements:
         for r in self._db.pages(query, (Stage.PLACED,), ("rows.sequence",)):
             piece = None
             if r["piece_sequence"] is not None:
-                piece = PieceRecord(r["piece_sequence"], r["piece_file"], r["piece_first_page"], r["sheet_count"],
-                                    r["postage_class"], tuple(json.loads(r["marks"])))
+                piece = PieceRecord(
+                    r["piece_sequence"],
+                    r["piece_file"],
+                    r["piece_first_page"],
+                    r["sheet_count"],
+                    r["postage_class"],
+                    tuple(json.loads(r["marks"])),
+                )
             yield rowcodec.placed_letter(r), piece, r["reissue"]

@@ -34,18 +34,21 @@ class Rows:
 
     def _insert_patients(self, patients: Iterable[PatientRow]) -> None:
         self._db.executemany(
-            "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, patient, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            ((p.input_row, p.customer_ref, p.nhs_number, Stage.READ, rowcodec.patient_json(p), now())
-             for p in patients),
+            "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, patient, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (p.input_row, p.customer_ref, p.nhs_number, Stage.READ, rowcodec.patient_json(p), now())
+                for p in patients
+            ),
         )
 
     def _insert_exclusions(self, exclusions: Iterable[Exclusion]) -> None:
         self._db.executemany(
             "INSERT INTO rows (input_row, customer_ref, nhs_number, stage, reason, detail, updated)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((e.input_row, e.customer_ref, e.nhs_number, Stage.EXCLUDED, e.reason, e.detail, now())
-             for e in exclusions),
+            (
+                (e.input_row, e.customer_ref, e.nhs_number, Stage.EXCLUDED, e.reason, e.detail, now())
+                for e in exclusions
+            ),
         )
 
     def exclude(self, input_row: int, reason: Reason, detail: str) -> None:

@@ -80,8 +80,15 @@ class JobState:
         stored = self._all()
         if "id" not in stored:
             return None
-        return JobIdentity(stored["id"], stored["created"], stored["template"], stored["api"], stored["patients"],
-                           dt.date.fromisoformat(stored["letter_date"]), stored.get("replaces"))
+        return JobIdentity(
+            stored["id"],
+            stored["created"],
+            stored["template"],
+            stored["api"],
+            stored["patients"],
+            dt.date.fromisoformat(stored["letter_date"]),
+            stored.get("replaces"),
+        )
 
     def fingerprint(self) -> Fingerprint:
         stored = self._all()

@@ -44,13 +44,17 @@ class JobStatus:
         if count(Stage.READ):
             steps.append(f"ask PKB about {count(Stage.READ)} patients not yet resolved")
         if count(Stage.HELD):
-            steps.append(f"read again the expiry of {count(Stage.HELD)} held pairs (PKB is never asked again for "
-                         "them); if still unreadable, stop again unless [codes] unreadable_expiry = \"exclude\"")
+            steps.append(
+                f"read again the expiry of {count(Stage.HELD)} held pairs (PKB is never asked again for "
+                'them); if still unreadable, stop again unless [codes] unreadable_expiry = "exclude"'
+            )
         if count(Stage.ELIGIBLE):
             step = f"request code pairs for {count(Stage.ELIGIBLE)} eligible patients"
             if self.awaiting_answer:
-                step += (f" ({self.awaiting_answer} of them were asked before and the answer never arrived: "
-                         "their new pair is a re-issue, marked lost-response)")
+                step += (
+                    f" ({self.awaiting_answer} of them were asked before and the answer never arrived: "
+                    "their new pair is a re-issue, marked lost-response)"
+                )
             steps.append(step)
         steps.append("re-issue any pair that would expire within --min-validity-days of printing")
         if count(Stage.CODED):

@@ -76,8 +76,7 @@ class ChunkCopier:
             left, bottom, right, top = (float(v) for v in own) if own is not None else (0.0,) * 4
         return SourcePage(entries, contents, right - left, top - bottom)
 
-    def copy_page(self, page: SourcePage, before: list[bytes] | None = None,
-                  extra: list[bytes] | None = None) -> None:
+    def copy_page(self, page: SourcePage, before: list[bytes] | None = None, extra: list[bytes] | None = None) -> None:
         """Copy `page` (one of this chunk's) with content streams added before and after its own."""
         entries = self._renumber(page.entries)
         contents = [self._copy_alone(objid, generation) for objid, generation in page.contents]
@@ -136,14 +135,14 @@ class ChunkCopier:
             return self._renumber(head) + b"\nstream\n" + raw + b"\nendstream"
         return self._renumber(obj.unparse(resolved=True))
 
+
 def _read_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tuple] | None:
     """The page's entries but /Parent and /Contents, and its content streams, from qpdf's
     serialisation of it; None for a page this cannot be sure of (the entries are then built)."""
     if keys & {"/Annots", "/B", "/StructParents"}:
         return None
     serialised = page.unparse(resolved=True)[2:-3]  # without "<<" and " >>"
-    if serialised.count(b"/Parent ") != ("/Parent" in keys) or serialised.count(b"/Contents ") != (
-            "/Contents" in keys):
+    if serialised.count(b"/Parent ") != ("/Parent" in keys) or serialised.count(b"/Contents ") != ("/Contents" in keys):
         return None  # the name is also inside a value: leave it to the slow path
     contents: tuple = ()
     if "/Contents" in keys:
@@ -152,7 +151,7 @@ def _read_entries(page: pikepdf.Dictionary, keys: set[str]) -> tuple[bytes, tupl
             return None
         pairs = found.group(1) + b" R" if found.group(1) else found.group(2)
         contents = tuple(references(pairs))
-        serialised = serialised[:found.start()] + serialised[found.end():]
+        serialised = serialised[: found.start()] + serialised[found.end() :]
     return _PARENT.sub(b"", serialised, count=1), contents
 
 

@@ -135,8 +135,9 @@ class _QpdfObjects:
 
     def catalog_entries(self) -> bytes:
         root = self._pdf.Root
-        return b"".join(b" " + qpdf_text(pikepdf.Name(key)) + b" " + qpdf_text(root[key])
-                        for key in CATALOG_KEYS if key in root)
+        return b"".join(
+            b" " + qpdf_text(pikepdf.Name(key)) + b" " + qpdf_text(root[key]) for key in CATALOG_KEYS if key in root
+        )
 
     def body(self, objgen: ObjGen) -> Body | None:
         obj = self._pdf.get_object(objgen)

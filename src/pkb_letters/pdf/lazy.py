@@ -172,8 +172,11 @@ class LazyExcerptObjects:
 
     def catalog_entries(self) -> bytes:
         root = self._pdf.root
-        return b"".join(b" " + pypdf_text(NameObject(key)) + b" " + pypdf_text(root.raw_get(key))
-                        for key in CATALOG_KEYS if key in root)
+        return b"".join(
+            b" " + pypdf_text(NameObject(key)) + b" " + pypdf_text(root.raw_get(key))
+            for key in CATALOG_KEYS
+            if key in root
+        )
 
     def body(self, objgen: ObjGen) -> Body | None:
         obj = self._pdf.get_object(IndirectObject(*objgen, self._pdf))

@@ -23,15 +23,21 @@ from typing import IO
 
 import pikepdf
 
-__all__ = ["ObjectFile", "pypdf_dictionary_text", "pypdf_text", "qpdf_dictionary_text", "qpdf_text",
-           "references", "renumberer"]
+__all__ = [
+    "ObjectFile",
+    "pypdf_dictionary_text",
+    "pypdf_text",
+    "qpdf_dictionary_text",
+    "qpdf_text",
+    "references",
+    "renumberer",
+]
 
 _BINARY_MARK = b"%\xe2\xe3\xcf\xd3\n"  # the comment after the header that tells a reader the file is binary
 _XREF_LINES_A_WRITE = 4096
 # A reference "12 0 R"; or a literal string (qpdf writes every bracket and backslash inside one escaped)
 # or a hex string, skipped whole so that text inside one is never taken for a reference.
-_REFERENCE = re.compile(
-    rb"\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>|(?<![\w.#/+-])(\d+) (\d+) R(?![^\s()<>\[\]{}/%])", re.S)
+_REFERENCE = re.compile(rb"\((?:[^\\)]|\\.)*\)|<[0-9A-Fa-f\s]*>|(?<![\w.#/+-])(\d+) (\d+) R(?![^\s()<>\[\]{}/%])", re.S)
 # printable ASCII but delimiters and #: a name written as it reads
 _PLAIN_NAME = re.compile(r"/[^\x00-\x20\x7f-\U0010ffff#()<>\[\]{}/%]*\Z")
 
@@ -68,7 +74,7 @@ class ObjectFile:
         size = len(self._offsets)
         self._out.write(b"xref\n0 %d\n0000000000 65535 f \n" % size)
         for start in range(1, size, _XREF_LINES_A_WRITE):
-            offsets = self._offsets[start:start + _XREF_LINES_A_WRITE]
+            offsets = self._offsets[start : start + _XREF_LINES_A_WRITE]
             self._out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
         entries = [b"/Size %d" % size, b"/Root %d 0 R" % root]
         if info is not None:
@@ -91,6 +97,7 @@ def references(text: bytes) -> Iterator[tuple[int, int]]:
 def renumberer(new: Callable[[int, int], int | None]) -> Callable[[bytes], bytes]:
     """A function giving text with each reference "N G R" written "M 0 R", M being `new`(N, G); a
     reference for which `new` gives None (an object left out) reads as null, as the standard has it."""
+
     def replace(match: re.Match[bytes]) -> bytes:
         if match[1] is None:
             return match[0]  # a string
@@ -105,8 +112,11 @@ def renumberer(new: Callable[[int, int], int | None]) -> Callable[[bytes], bytes
 
 def qpdf_dictionary_text(items: dict) -> bytes:
     """A dictionary of pikepdf's values, its entries in the order given."""
-    return b"<< " + b"".join(qpdf_text(pikepdf.Name(key)) + b" " + qpdf_text(value) + b" "
-                             for key, value in items.items()) + b">>"
+    return (
+        b"<< "
+        + b"".join(qpdf_text(pikepdf.Name(key)) + b" " + qpdf_text(value) + b" " for key, value in items.items())
+        + b">>"
+    )
 
 
 def qpdf_text(value) -> bytes:
@@ -131,9 +141,15 @@ def pypdf_text(value) -> bytes:
 def pypdf_dictionary_text(items: dict, leave_out: str = "") -> bytes:
     """A dictionary of pypdf's values less its null entries, as qpdf leaves them out (and less `leave_out`)."""
     null = _pypdf_null()
-    return b"<< " + b"".join(_name_text(key) + b" " + pypdf_text(value) + b" "
-                             for key, value in items.items()
-                             if key != leave_out and not isinstance(value, null)) + b">>"
+    return (
+        b"<< "
+        + b"".join(
+            _name_text(key) + b" " + pypdf_text(value) + b" "
+            for key, value in items.items()
+            if key != leave_out and not isinstance(value, null)
+        )
+        + b">>"
+    )
 
 
 def _cannot_write(value) -> bytes:

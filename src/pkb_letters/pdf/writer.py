@@ -63,8 +63,7 @@ class StreamingPdfWriter:
     def page_count(self) -> int:
         return self._tree.count
 
-    def add_serialised_page(self, entries: bytes, contents: list[int], before: list[bytes],
-                            extra: list[bytes]) -> None:
+    def add_serialised_page(self, entries: bytes, contents: list[int], before: list[bytes], extra: list[bytes]) -> None:
         """A page whose dictionary entries other than /Contents and /Parent come serialised, drawing
         the streams numbered `contents` between new content streams holding `before` and `extra`."""
         number = self.allocate()
@@ -73,8 +72,9 @@ class StreamingPdfWriter:
         drawn = b" /Contents [ %s ]" % b" ".join(b"%d 0 R" % n for n in streams) if streams else b""
         self.write_serialised(number, b"<< %s%s /Parent %d 0 R >>" % (entries, drawn, parent))
 
-    def add_page(self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (),
-                 before: Iterable[bytes] = ()) -> None:
+    def add_page(
+        self, page: DictionaryObject, copier: ObjectCopier, extra: Iterable[bytes] = (), before: Iterable[bytes] = ()
+    ) -> None:
         """Copy `page`, read with pypdf, with content streams added before and after its own: every
         object parsed and serialised again in Python (the print files are copied with `chunk_copy`)."""
         number = self.allocate()
@@ -83,8 +83,11 @@ class StreamingPdfWriter:
             if key not in ("/Parent", "/Contents", "/Annots", "/B", "/StructParents"):
                 copied[NameObject(key)] = copier.copy(page.raw_get(key))
         own = [copier.copy(c) for c in _content_streams(page)]
-        streams = ([IndirectObject(self._stream(data), 0, None) for data in before] + own
-                   + [IndirectObject(self._stream(data), 0, None) for data in extra])
+        streams = (
+            [IndirectObject(self._stream(data), 0, None) for data in before]
+            + own
+            + [IndirectObject(self._stream(data), 0, None) for data in extra]
+        )
         if streams:
             copied[NameObject("/Contents")] = ArrayObject(streams)
         copied[NameObject("/Parent")] = IndirectObject(self._tree.add_page(number), 0, None)
@@ -95,17 +98,26 @@ class StreamingPdfWriter:
         number = self.allocate()
         box = ArrayObject([NumberObject(0), NumberObject(0), FloatObject(width), FloatObject(height)])
         parent = self._tree.add_page(number)
-        self.write(number, DictionaryObject({
-            NameObject("/Type"): NameObject("/Page"), NameObject("/Parent"): IndirectObject(parent, 0, None),
-            NameObject("/MediaBox"): box, NameObject("/TrimBox"): box, NameObject("/BleedBox"): box,
-            NameObject("/Resources"): DictionaryObject(),
-        }))
+        self.write(
+            number,
+            DictionaryObject(
+                {
+                    NameObject("/Type"): NameObject("/Page"),
+                    NameObject("/Parent"): IndirectObject(parent, 0, None),
+                    NameObject("/MediaBox"): box,
+                    NameObject("/TrimBox"): box,
+                    NameObject("/BleedBox"): box,
+                    NameObject("/Resources"): DictionaryObject(),
+                }
+            ),
+        )
 
     def close(self, catalog: dict[str, PdfObject], info: dict[str, PdfObject]) -> None:
         """Write the page tree, catalog, document information and cross-reference table."""
         self._tree.close()
-        root = DictionaryObject({NameObject("/Type"): NameObject("/Catalog"),
-                                 NameObject("/Pages"): IndirectObject(_PAGES, 0, None)})
+        root = DictionaryObject(
+            {NameObject("/Type"): NameObject("/Catalog"), NameObject("/Pages"): IndirectObject(_PAGES, 0, None)}
+        )
         root.update({NameObject(k): v for k, v in catalog.items()})
         self.write(_CATALOG, root)
         info_number = self.allocate()
@@ -144,8 +156,9 @@ class StreamingPdfWriter:
             return self.write_shared(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(data), data))
         packed = zlib.compress(data)
         number = self.allocate()
-        self.write_serialised(number, b"<< /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream"
-                              % (len(packed), packed))
+        self.write_serialised(
+            number, b"<< /Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (len(packed), packed)
+        )
         return number
 
 
@@ -212,10 +225,13 @@ class _Node:
 
 
 def _pages_node(parent: int | None, kids: list[int], count: int) -> DictionaryObject:
-    node = DictionaryObject({
-        NameObject("/Type"): NameObject("/Pages"), NameObject("/Count"): NumberObject(count),
-        NameObject("/Kids"): ArrayObject(IndirectObject(k, 0, None) for k in kids),
-    })
+    node = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Pages"),
+            NameObject("/Count"): NumberObject(count),
+            NameObject("/Kids"): ArrayObject(IndirectObject(k, 0, None) for k in kids),
+        }
+    )
     if parent is not None:
         node[NameObject("/Parent")] = IndirectObject(parent, 0, None)
     return node

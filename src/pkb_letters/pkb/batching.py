@@ -71,7 +71,8 @@ class _Tree(Generic[T, R]):
         self.consecutive_failures += 1
         if self.consecutive_failures >= self.failure_limit:
             raise PkbUnavailable(
-                f"PKB failed {self.consecutive_failures} requests in a row (last: {error})", error.status,
+                f"PKB failed {self.consecutive_failures} requests in a row (last: {error})",
+                error.status,
                 processed=None,
             ) from error
 
@@ -85,9 +86,7 @@ class _Tree(Generic[T, R]):
             yield from self.walk(half, SINGLE_ATTEMPTS if len(half) == 1 else 1)
 
 
-def isolate_failures(
-    batch: Sequence[T], call: Callable[[Sequence[T]], R]
-) -> Iterator[tuple[Sequence[T], R | Failed]]:
+def isolate_failures(batch: Sequence[T], call: Callable[[Sequence[T]], R]) -> Iterator[tuple[Sequence[T], R | Failed]]:
     """Yield (part, result) for the parts that succeeded, then (patient, Failed) for the rest."""
     tree: _Tree[T, R] = _Tree(call, len(batch))
     failures = []
@@ -97,8 +96,9 @@ def isolate_failures(
         else:
             yield part, outcome
     if failures and not tree.successes and len(batch) > 1:
-        raise PkbUnavailable(f"PKB failed every request for a batch of {len(batch)} (last: {tree.last_error})",
-                             processed=None)
+        raise PkbUnavailable(
+            f"PKB failed every request for a batch of {len(batch)} (last: {tree.last_error})", processed=None
+        )
     yield from failures
 
 
@@ -122,8 +122,9 @@ class ConsecutiveFailures:
     def failed(self, error: PkbApiError) -> None:
         self.count += 1
         if self.count >= self.limit:
-            raise PkbUnavailable(f"PKB failed {self.count} patients in a row (last: {error})", error.status,
-                                 processed=None) from error
+            raise PkbUnavailable(
+                f"PKB failed {self.count} patients in a row (last: {error})", error.status, processed=None
+            ) from error
 
 
 def run_bounded(
@@ -142,6 +143,7 @@ def run_bounded(
     and what is already in flight is still recorded, and settled, before the error goes up:
     an answer carrying codes must never be dropped.
     """
+
     def guarded(item: T) -> R | PkbApiError:
         try:
             return function(item)
@@ -186,4 +188,3 @@ def _record_in_flight(pending: dict[Future, T], record: Callable[[T, R | PkbApiE
             record(item, result)
         except PkbApiError:
             pass  # the first error is the one to report
-

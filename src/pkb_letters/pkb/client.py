@@ -233,8 +233,9 @@ def _network_error(what: str, exc: httpx.HTTPError, creates_codes: bool) -> PkbA
     if isinstance(exc, httpx.HTTPStatusError):  # authlib raises these for the token endpoint
         status = exc.response.status_code
         if status in _TRANSIENT_STATUSES:
-            return PkbUnavailable(f"PKB {what}: HTTP {status}", status, retry_after=_retry_after(exc.response),
-                                  processed=None)
+            return PkbUnavailable(
+                f"PKB {what}: HTTP {status}", status, retry_after=_retry_after(exc.response), processed=None
+            )
         return PkbApiError(f"PKB {what}: HTTP {status}", status)
     if isinstance(exc, httpx.TransportError):
         if creates_codes:

@@ -53,7 +53,11 @@ class RequestLog(Protocol):
 
 
 def issue_fhir(
-    eligible: Iterable[Eligible], client: PkbClient, log: RequestLog, record: Record, advance: Advance,
+    eligible: Iterable[Eligible],
+    client: PkbClient,
+    log: RequestLog,
+    record: Record,
+    advance: Advance,
     today: Callable[[], dt.date] = dt.date.today,
 ) -> None:
     """`$generate-invitation-tokens` in batches, each taken from `eligible` as it is sent; a failing batch
@@ -70,8 +74,9 @@ def issue_fhir(
                 record(explain_omissions(omitted, client, today()))
             held = [(item, pair) for item, pair in answered if isinstance(pair, HeldPair)]
             if held:
-                raise ExpiryUnreadable(expiry_unreadable_message(
-                    [item.patient.input_row for item, _ in held], held[0][1].problem))
+                raise ExpiryUnreadable(
+                    expiry_unreadable_message([item.patient.input_row for item, _ in held], held[0][1].problem)
+                )
         advance(len(batch))
 
 
@@ -84,7 +89,7 @@ def expiry_unreadable_message(input_rows: Sequence[int], problem: str) -> str:
         "is printed for them until their expiry is known, and no more codes were requested. What you can do: "
         "send this message (it holds no codes) to the pkb-letters maintainers; a version that reads PKB's answer "
         "resumes this job and prints these letters with PKB's expiry. Or, to finish the job without these "
-        "patients, set [codes] unreadable_expiry = \"exclude\" in the job file and run again: their rows become "
+        'patients, set [codes] unreadable_expiry = "exclude" in the job file and run again: their rows become '
         "exceptions (expiry-unreadable), their codes lapse unused at PKB, and every other patient carries on."
     )
 
@@ -110,9 +115,7 @@ def _fhir_request(
     return request
 
 
-def _match_answers(
-    part: Sequence[Eligible], answers: Sequence[PatientTokens]
-) -> tuple[list[Issued], list[Eligible]]:
+def _match_answers(part: Sequence[Eligible], answers: Sequence[PatientTokens]) -> tuple[list[Issued], list[Eligible]]:
     """(the patients PKB answered for, the patients it left out: its documented way of refusing)."""
     by_number = {a.nhs_number: a for a in answers}
     answered: list[Issued] = []
@@ -145,8 +148,12 @@ def explain_omissions(omitted: Sequence[Eligible], client: PkbClient, today: dt.
 def _omission(item: Eligible, status: PatientStatus | None, today: dt.date, unasked: str) -> Exclusion:
     patient = item.patient
     if status is None:
-        return exclusion(patient, Reason.PKB_REFUSED, f"{_LEFT_OUT}; PKB does so when a patient is "
-                         f"{_DOCUMENTED_CAUSES}, and did not say which{unasked}; check the record on PKB")
+        return exclusion(
+            patient,
+            Reason.PKB_REFUSED,
+            f"{_LEFT_OUT}; PKB does so when a patient is "
+            f"{_DOCUMENTED_CAUSES}, and did not say which{unasked}; check the record on PKB",
+        )
     if status.diagnostics == "Not found":
         return exclusion(patient, Reason.NOT_FOUND, f"{_LEFT_OUT}; $status-query now finds no record")
     if status.deceased:
@@ -158,11 +165,19 @@ def _omission(item: Eligible, status: PatientStatus | None, today: dt.date, unas
     if status.diagnostics is None and status.date_of_birth is None:
         return exclusion(patient, Reason.NO_DATE_OF_BIRTH, f"{_LEFT_OUT}; $status-query shows no date of birth")
     if status.date_of_birth is not None and age_on(status.date_of_birth, today) < MINIMUM_AGE:
-        return exclusion(patient, Reason.UNDER_16, f"{_LEFT_OUT}; the patient is under 16 today, the day PKB "
-                         "counts age from, though 16 on the letter date: include the row in a later job")
+        return exclusion(
+            patient,
+            Reason.UNDER_16,
+            f"{_LEFT_OUT}; the patient is under 16 today, the day PKB "
+            "counts age from, though 16 on the letter date: include the row in a later job",
+        )
     said = f" (it says {status.diagnostics!r})" if status.diagnostics else ""
-    return exclusion(patient, Reason.PKB_REFUSED, f"{_LEFT_OUT}; PKB does so when a patient is {_DOCUMENTED_CAUSES}, "
-                     f"and $status-query now shows none of these{said}; check the record on PKB")
+    return exclusion(
+        patient,
+        Reason.PKB_REFUSED,
+        f"{_LEFT_OUT}; PKB does so when a patient is {_DOCUMENTED_CAUSES}, "
+        f"and $status-query now shows none of these{said}; check the record on PKB",
+    )
 
 
 def _refusal(item: Eligible, diagnostics: str | None) -> Exclusion:
@@ -174,7 +189,8 @@ def _refusal(item: Eligible, diagnostics: str | None) -> Exclusion:
 
 def _failed(item: Eligible, failure: Failed) -> Exclusion:
     return exclusion(
-        item.patient, Reason.PKB_REFUSED,
+        item.patient,
+        Reason.PKB_REFUSED,
         f"PKB failed on this patient {failure.attempts} times while other patients succeeded ({failure.error}); "
         "check the patient's record on PKB, then include the row in a new job",
     )

@@ -47,8 +47,7 @@ _DETAILS = {
 
 
 def exclusion(patient: PatientRow, reason: Reason, detail: str | None = None) -> Exclusion:
-    return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason,
-                     detail or _DETAILS[reason])
+    return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason, detail or _DETAILS[reason])
 
 
 def age_on(date_of_birth: dt.date, day: dt.date) -> int:
@@ -69,8 +68,7 @@ def resolve_fhir(
             if isinstance(outcome, Failed):
                 record([_failed(patient, outcome) for patient in part])
             else:
-                record([_decide_from_status(patient, outcome.get(patient.nhs_number), letter_date)
-                        for patient in part])
+                record([_decide_from_status(patient, outcome.get(patient.nhs_number), letter_date) for patient in part])
         advance(len(batch))
 
 
@@ -83,7 +81,8 @@ def client_status_query(client: PkbClient) -> Callable[[Sequence[PatientRow]], d
 
 def _failed(patient: PatientRow, failure: Failed) -> Exclusion:
     return exclusion(
-        patient, Reason.PKB_REFUSED,
+        patient,
+        Reason.PKB_REFUSED,
         f"PKB failed on this patient {failure.attempts} times while other patients succeeded ({failure.error}); "
         "check the patient's record on PKB, then include the row in a new job",
     )
@@ -96,8 +95,11 @@ def _decide_from_status(patient: PatientRow, status: PatientStatus | None, lette
         return exclusion(patient, Reason.NOT_FOUND)
     if status.diagnostics == "No access":  # PKB still says whether they died: that must not be lost
         if status.deceased:
-            return exclusion(patient, Reason.DECEASED, "PKB records this patient as deceased (the record belongs "
-                             "to another organisation); no letter is sent")
+            return exclusion(
+                patient,
+                Reason.DECEASED,
+                "PKB records this patient as deceased (the record belongs to another organisation); no letter is sent",
+            )
         return exclusion(patient, Reason.NO_ACCESS)
     if status.diagnostics or status.deceased is None or status.registered is None:
         return exclusion(patient, Reason.PKB_REFUSED, f"PKB said: {status.diagnostics or 'no status'}")
@@ -147,8 +149,14 @@ def resolve_rest(
         elif isinstance(outcome, UserDenied):
             failures.succeeded()
             denials.denied(outcome)
-            decided.append(exclusion(patient, Reason.NO_ACCESS, f"PKB refused to show this patient's record "
-                                     f"(byNationalId answered {outcome.status}); ask the organisation that holds it"))
+            decided.append(
+                exclusion(
+                    patient,
+                    Reason.NO_ACCESS,
+                    f"PKB refused to show this patient's record "
+                    f"(byNationalId answered {outcome.status}); ask the organisation that holds it",
+                )
+            )
         else:
             failures.succeeded()
             denials.found()
@@ -188,7 +196,9 @@ class _Denials:
             raise PkbAuthError(
                 f"PKB refused byNationalId for the first {self.count} patients (HTTP {denial.status}) and showed "
                 "none: the client may not be allowed this REST API (PKB's system clients mainly reach the FHIR "
-                "API); check its permissions with PKB, or run with --api fhir", denial.status)
+                "API); check its permissions with PKB, or run with --api fhir",
+                denial.status,
+            )
 
 
 def _flush(decided: list[Decision], record: Record, advance: Advance, confirm_with: PkbClient | None) -> None:
@@ -214,8 +224,12 @@ def _confirm(eligible: Eligible, status: PatientStatus | None) -> Decision:
     patient = eligible.patient
     if status is None or status.deceased is None or status.registered is None:
         said = f" ({status.diagnostics})" if status is not None and status.diagnostics else ""
-        return exclusion(patient, Reason.PKB_REFUSED, f"$status-query could not confirm{said} that the patient is "
-                         "alive and not yet registered, so no code is asked for; check the record on PKB")
+        return exclusion(
+            patient,
+            Reason.PKB_REFUSED,
+            f"$status-query could not confirm{said} that the patient is "
+            "alive and not yet registered, so no code is asked for; check the record on PKB",
+        )
     if status.deceased:
         return exclusion(patient, Reason.DECEASED, "$status-query records this patient as deceased; no letter is sent")
     if status.registered:

@@ -64,7 +64,11 @@ class Retries:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
         logger.warning(
-            "%s; retry %d of %d in %.1f s", error, state.attempt_number, self.policy.attempts - 1, wait,
+            "%s; retry %d of %d in %.1f s",
+            error,
+            state.attempt_number,
+            self.policy.attempts - 1,
+            wait,
             extra={"event": "retry", "attempt": state.attempt_number},
         )
 

@@ -68,8 +68,9 @@ class PreviewServer:
         try:
             self._server = ThreadingHTTPServer((LOOPBACK, port), handler)
         except OSError as exc:
-            raise ConfigError(f"cannot serve the preview on {LOOPBACK}:{port}: {exc.strerror}; "
-                              "choose another --port") from exc
+            raise ConfigError(
+                f"cannot serve the preview on {LOOPBACK}:{port}: {exc.strerror}; choose another --port"
+            ) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="preview-server", daemon=True)
         self._thread.start()

@@ -120,24 +120,37 @@ def _proof_svg(role: PageRole, envelope: EnvelopeProfile, mark_zone: Rect | None
     if role.letter_first_page:
         window = envelope.window
         shapes.append(_rect(window, WINDOW_COLOUR, None))
-        labels.append(_label(window.left, window.top - 3, WINDOW_COLOUR,
-                             f"{envelope.name} envelope window {window.width:g} × {window.height:g} mm"))
+        labels.append(
+            _label(
+                window.left,
+                window.top - 3,
+                WINDOW_COLOUR,
+                f"{envelope.name} envelope window {window.width:g} × {window.height:g} mm",
+            )
+        )
     if role.front and mark_zone is not None:
         shapes.append(_rect(mark_zone, ZONE_COLOUR, None))
         labels.append(_label(mark_zone.right + 1, mark_zone.top, ZONE_COLOUR, "marks' clear zone: keep clear"))
     for number, y in enumerate(fold_lines(envelope), 1):
-        shapes.append(f'<line x1="0" y1="{y:.2f}" x2="{A4_WIDTH_MM}" y2="{y:.2f}" stroke="{FOLD_COLOUR}" '
-                      'stroke-width="0.3" stroke-dasharray="4 2"/>')
+        shapes.append(
+            f'<line x1="0" y1="{y:.2f}" x2="{A4_WIDTH_MM}" y2="{y:.2f}" stroke="{FOLD_COLOUR}" '
+            'stroke-width="0.3" stroke-dasharray="4 2"/>'
+        )
         labels.append(_label(A4_WIDTH_MM - 14, y - 3, FOLD_COLOUR, f"fold {number}"))
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {A4_WIDTH_MM} {A4_HEIGHT_MM}">'
-           + "".join(shapes) + "</svg>")
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {A4_WIDTH_MM} {A4_HEIGHT_MM}">'
+        + "".join(shapes)
+        + "</svg>"
+    )
     return svg + "".join(labels)
 
 
 def _rect(rect: Rect, colour: str, dashes: str | None) -> str:
     dash = f' stroke-dasharray="{dashes}"' if dashes else ""
-    return (f'<rect x="{rect.left:.2f}" y="{rect.top:.2f}" width="{rect.width:.2f}" height="{rect.height:.2f}" '
-            f'fill="none" stroke="{colour}" stroke-width="0.3"{dash}/>')
+    return (
+        f'<rect x="{rect.left:.2f}" y="{rect.top:.2f}" width="{rect.width:.2f}" height="{rect.height:.2f}" '
+        f'fill="none" stroke="{colour}" stroke-width="0.3"{dash}/>'
+    )
 
 
 def _label(left: float, top: float, colour: str, text: str) -> str:

@@ -12,8 +12,21 @@ import csv
 import io
 from dataclasses import dataclass
 
-COLUMNS = ("Title", "First name", "Last name", "NHS number", "DoB", "Address1", "Address2", "Address3",
-           "Address4", "City", "County", "Post code", "Customer ref")
+COLUMNS = (
+    "Title",
+    "First name",
+    "Last name",
+    "NHS number",
+    "DoB",
+    "Address1",
+    "Address2",
+    "Address3",
+    "Address4",
+    "City",
+    "County",
+    "Post code",
+    "Customer ref",
+)
 
 
 @dataclass(frozen=True)
@@ -30,25 +43,88 @@ class Sample:
 
     def cells(self, reference: str) -> list[str]:
         street = [*self.street, "", "", "", ""][:4]
-        return [self.title, self.first_name, self.last_name, self.nhs_number, "1970-01-01", *street,
-                self.town, self.county, self.postcode, reference]
+        return [
+            self.title,
+            self.first_name,
+            self.last_name,
+            self.nhs_number,
+            "1970-01-01",
+            *street,
+            self.town,
+            self.county,
+            self.postcode,
+            reference,
+        ]
 
 
 SAMPLES: tuple[Sample, ...] = (
-    Sample("Ordinary address", "Mrs", "Alice", "Example", "9990000018",
-           ("Flat 4", "12 Grey Street"), "Newcastle upon Tyne", "", "NE1 7RU"),
+    Sample(
+        "Ordinary address",
+        "Mrs",
+        "Alice",
+        "Example",
+        "9990000018",
+        ("Flat 4", "12 Grey Street"),
+        "Newcastle upon Tyne",
+        "",
+        "NE1 7RU",
+    ),
     # The longest name line that fits the narrowest built-in window (DL, 90 mm) in the default template.
-    Sample("Longest name", "Professor", "Maximiliana B", "Featherstonehaugh-Ashworth", "9990000026",
-           ("The Old Rectory",), "Great Snoring", "", "NR21 0HP"),
-    Sample("Seven-line address", "Mr", "Tom", "Lines", "9990000034",
-           ("Flat 12 Rosebank House", "Upper Mill Court", "14 Long Causeway", "Little Snoring"), "Fakenham",
-           "", "NR21 0AJ"),
-    Sample("BFPO address", "Sgt", "Sam", "Atkins", "9990000042",
-           ("Unit 2 Royal Signals", "Operation Example", "BFPO 58"), "", "", "BF1 3AA"),
-    Sample("Accents and apostrophes", "Ms", "Zoë", "O'Brien-Ng", "9990000050",
-           ("Flat 3 St John's Court", "27 Headingley Lane"), "Leeds", "West Yorkshire", "LS6 1BN"),
-    Sample("Welsh place name", "Mr", "Dafydd", "ap Gwilym", "9990000069",
-           ("Tŷ Gwyn", "Ffordd yr Orsaf"), "Llanfairpwllgwyngyll", "Ynys Môn", "LL61 5UJ"),
+    Sample(
+        "Longest name",
+        "Professor",
+        "Maximiliana B",
+        "Featherstonehaugh-Ashworth",
+        "9990000026",
+        ("The Old Rectory",),
+        "Great Snoring",
+        "",
+        "NR21 0HP",
+    ),
+    Sample(
+        "Seven-line address",
+        "Mr",
+        "Tom",
+        "Lines",
+        "9990000034",
+        ("Flat 12 Rosebank House", "Upper Mill Court", "14 Long Causeway", "Little Snoring"),
+        "Fakenham",
+        "",
+        "NR21 0AJ",
+    ),
+    Sample(
+        "BFPO address",
+        "Sgt",
+        "Sam",
+        "Atkins",
+        "9990000042",
+        ("Unit 2 Royal Signals", "Operation Example", "BFPO 58"),
+        "",
+        "",
+        "BF1 3AA",
+    ),
+    Sample(
+        "Accents and apostrophes",
+        "Ms",
+        "Zoë",
+        "O'Brien-Ng",
+        "9990000050",
+        ("Flat 3 St John's Court", "27 Headingley Lane"),
+        "Leeds",
+        "West Yorkshire",
+        "LS6 1BN",
+    ),
+    Sample(
+        "Welsh place name",
+        "Mr",
+        "Dafydd",
+        "ap Gwilym",
+        "9990000069",
+        ("Tŷ Gwyn", "Ffordd yr Orsaf"),
+        "Llanfairpwllgwyngyll",
+        "Ynys Môn",
+        "LL61 5UJ",
+    ),
     Sample("Short name, no title", "", "Jo", "Li", "9990000077", ("1 Ash Road",), "Bath", "", "BA1 1AA"),
 )
 

@@ -108,7 +108,10 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     result = PreviewResult(
         out_dir=request.out_dir,
         samples=tuple(_results(found, letters, placed, excluded, report, request.options.duplex)),
-        pages=page_count, version=version, list_rows=found.list_rows, list_exclusions=found.list_by_reason,
+        pages=page_count,
+        version=version,
+        list_rows=found.list_rows,
+        list_exclusions=found.list_by_reason,
     )
     _write_index(request, result)
     return result
@@ -120,8 +123,10 @@ def check_out_dir(request: PreviewRequest) -> None:
     if (out_dir / JOURNAL_NAME).exists():
         raise ConfigError(f"{request.out_dir} holds a job; a preview goes in a folder of its own: choose another --out")
     if out_dir.is_relative_to(request.template_dir.resolve()):
-        raise ConfigError(f"--out {request.out_dir} is inside the template folder, which --watch watches and the "
-                          "template's fingerprint covers: choose a folder outside it")
+        raise ConfigError(
+            f"--out {request.out_dir} is inside the template folder, which --watch watches and the "
+            "template's fingerprint covers: choose a folder outside it"
+        )
 
 
 # -- which rows -----------------------------------------------------------------------------
@@ -141,8 +146,10 @@ def _candidates(request: PreviewRequest) -> _Candidates:
     if request.patients is None:
         count = request.count or len(SAMPLES)
         if count > len(SAMPLES):
-            raise ConfigError(f"there are {len(SAMPLES)} built-in samples; --samples {count} asks for more "
-                              "(use --patients to preview rows of a real list)")
+            raise ConfigError(
+                f"there are {len(SAMPLES)} built-in samples; --samples {count} asks for more "
+                "(use --patients to preview rows of a real list)"
+            )
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "samples.csv"
             path.write_text(samples_csv(count), encoding="utf-8")
@@ -170,8 +177,13 @@ def _by_reason(intake: IntakeResult) -> dict[str, int]:
 
 def _spec(template: LetterTemplate, request: PreviewRequest, job_id: str) -> RenderSpec:
     """The run's own layout: the marks' space reserved, the print CSS and PDF variant."""
-    settings = JobSettings(patients=request.patients or Path("samples.csv"), out_dir=request.out_dir,
-                           template_dir=request.template_dir, letter=request.letter, rules=request.rules)
+    settings = JobSettings(
+        patients=request.patients or Path("samples.csv"),
+        out_dir=request.out_dir,
+        template_dir=request.template_dir,
+        letter=request.letter,
+        rules=request.rules,
+    )
     return pipeline.render_spec(template, settings, request.options, job_id, pipeline.layout_decision().fast_path)
 
 
@@ -224,8 +236,9 @@ def _manifest(letters, page_counts, placed: Sequence[PlacedPiece], print_file: P
         for lt, count in zip(letters, page_counts, strict=True)
     ]
     records = {
-        p.piece.sequence: PieceRecord(p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class,
-                                      p.marks)
+        p.piece.sequence: PieceRecord(
+            p.piece.sequence, p.file, p.first_page, p.sheet_count, p.piece.postage_class, p.marks
+        )
         for p in placed
     }
     job = {"print": {"duplex": options.duplex, "marks": str(options.marks.kind)}}
@@ -299,8 +312,14 @@ TEMPLATE_CHECK = "template renders"
 _FIT_REASONS = {Reason.ADDRESS_TOO_WIDE, Reason.ADDRESS_TOO_TALL}
 
 
-def _results(found: _Candidates, letters: Sequence[Letter], placed: Sequence[PlacedPiece],
-             excluded: dict[int, Exclusion], report: Report, duplex: bool) -> Iterable[SampleResult]:
+def _results(
+    found: _Candidates,
+    letters: Sequence[Letter],
+    placed: Sequence[PlacedPiece],
+    excluded: dict[int, Exclusion],
+    report: Report,
+    duplex: bool,
+) -> Iterable[SampleResult]:
     patients = {p.input_row: p for p in found.patients}
     pieces = {p.piece.sequence: p for p in placed}
     letters_by_row = {lt.patient.input_row: lt for lt in letters}
@@ -309,15 +328,30 @@ def _results(found: _Candidates, letters: Sequence[Letter], placed: Sequence[Pla
         name, address = (patient.display_name, patient.address_lines) if patient else ("", ())
         if row in excluded:
             exclusion = excluded[row]
-            yield SampleResult(label, row, name, address, (), _failed_checks(exclusion), exclusion.reason.value,
-                               reference=exclusion.customer_ref)
+            yield SampleResult(
+                label,
+                row,
+                name,
+                address,
+                (),
+                _failed_checks(exclusion),
+                exclusion.reason.value,
+                reference=exclusion.customer_ref,
+            )
             continue
         piece = pieces[letters_by_row[row].sequence]
         pages = tuple(range(piece.first_page, piece.first_page + _printed_pages(piece, duplex)))
         passed = (Check(LIST_CHECK, True), Check(FIT_CHECK, True), Check(TEMPLATE_CHECK, True))
-        yield SampleResult(label, row, name, address, pages, passed + _print_checks(report, pages),
-                           blank_pages=pages[piece.piece.page_count :],
-                           reference=letters_by_row[row].patient.customer_ref)
+        yield SampleResult(
+            label,
+            row,
+            name,
+            address,
+            pages,
+            passed + _print_checks(report, pages),
+            blank_pages=pages[piece.piece.page_count :],
+            reference=letters_by_row[row].patient.customer_ref,
+        )
 
 
 def _failed_checks(exclusion: Exclusion) -> tuple[Check, ...]:
@@ -351,4 +385,3 @@ def write_error_page(request: PreviewRequest, error: Exception) -> str:
     write_atomic(request.out_dir / INDEX_HTML, index_html(request, result, error=str(error)).encode("utf-8"))
     write_atomic(request.out_dir / VERSION_FILE, version.encode("ascii"))
     return version
-

@@ -219,13 +219,15 @@ class FullLayout:
     """WeasyPrint documents of letters with one template, envelope and font set: the path every letter
     can take, and what the shared layer and stamping start from."""
 
-    def __init__(self, template: LetterTemplate, envelope: EnvelopeProfile, print_css: str,
-                 pdf_options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, template: LetterTemplate, envelope: EnvelopeProfile, print_css: str, pdf_options: Mapping[str, Any]
+    ) -> None:
         self.directory = template.directory
         self.font_config = FontConfiguration()
         self._color_profiles: dict = {}  # filled by an @color-profile rule in print_css: the output intent
-        self._css = CSS(string=layout_css(envelope) + print_css, font_config=self.font_config,
-                        color_profiles=self._color_profiles)
+        self._css = CSS(
+            string=layout_css(envelope) + print_css, font_config=self.font_config, color_profiles=self._color_profiles
+        )
         self.pdf_options = dict(pdf_options)  # WeasyPrint's write_pdf options: the PDF variant
         self.fetcher = TemplateFolderFetcher(template.directory)
         self.expected_pages = 1  # the first pass's guess at each letter's "Page n of m"
@@ -234,8 +236,9 @@ class FullLayout:
     def css(self, string: str) -> CSS:
         return CSS(string=string, font_config=self.font_config)
 
-    def lay_out(self, letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int],
-                extra_css: CSS | None = None):
+    def lay_out(
+        self, letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int], extra_css: CSS | None = None
+    ):
         return self.document(_sections(letters, bodies, page_totals), extra_css)
 
     def document(self, sections: str, extra_css: CSS | None = None):
@@ -247,7 +250,9 @@ class FullLayout:
         stylesheets = [self._css] if extra_css is None else [self._css, extra_css]
         with self.fetcher.guarded():
             return HTML(string=html, base_url=base_url, url_fetcher=self.fetcher).render(
-                stylesheets=stylesheets, font_config=self.font_config, color_profiles=self._color_profiles,
+                stylesheets=stylesheets,
+                font_config=self.font_config,
+                color_profiles=self._color_profiles,
                 **self.pdf_options,  # the PDF variant decides colour handling at layout time too
             )
 
@@ -306,15 +311,19 @@ class SharedLayer:
         document = self._full.document(_sections([probes[0]], [only_shared], [len(pages)]), _SHARED_ONLY_CSS)
         shared = SharedLayout(tuple(runs_of(blocks, first)), self._full.write_document(document))
         self.css = self._full.css(shared.css())
-        logger.debug("shared layout: %d of %d candidate blocks shared, in %d runs",
-                     len(blocks), len(candidates), len(shared.runs))
+        logger.debug(
+            "shared layout: %d of %d candidate blocks shared, in %d runs",
+            len(blocks),
+            len(candidates),
+            len(shared.runs),
+        )
         return shared
 
     def moved(self, letters: Sequence[ChunkLetter], pages: Sequence, counts: Sequence[int]) -> list[ChunkLetter]:
         """The letters laid out around placeholders that did not land where the shared blocks were laid out."""
         moved, first = [], 0
         for letter, count in zip(letters, counts, strict=True):
-            if letter.placeholders is Placeholders.SET and not self._built().fits(pages[first:first + count]):
+            if letter.placeholders is Placeholders.SET and not self._built().fits(pages[first : first + count]):
                 moved.append(letter)
             first += count
         return moved
@@ -406,9 +415,10 @@ class Stamping:
             return [[] for _ in letter.pages]
         if proto.static_layers is None:
             pdf = self._full.write(proto.hidden_pages())
-            proto.static_layers = [(f"PkbStamp{digest}", pdf, number)
-                                   for number, digest in enumerate(stamp.page_digests(pdf))]
-        return [[layer] for layer in proto.static_layers[:len(letter.pages)]]
+            proto.static_layers = [
+                (f"PkbStamp{digest}", pdf, number) for number, digest in enumerate(stamp.page_digests(pdf))
+            ]
+        return [[layer] for layer in proto.static_layers[: len(letter.pages)]]
 
 
 def _shape_key(letter: ChunkLetter) -> tuple[str, bool] | None:
@@ -419,8 +429,9 @@ class AddressFit:
     """Before any code is issued: each patient's address block laid out alone, with the template's own
     markup and CSS; a block of a shape seen fitting before is measured line by line instead (render/stamp.py)."""
 
-    def __init__(self, full: FullLayout, body: Callable[..., str], name: str, envelope: EnvelopeProfile,
-                 reuse_shapes: bool) -> None:
+    def __init__(
+        self, full: FullLayout, body: Callable[..., str], name: str, envelope: EnvelopeProfile, reuse_shapes: bool
+    ) -> None:
         self._full, self._body, self._name, self._envelope = full, body, name, envelope
         self.reuse_shapes = reuse_shapes
         self._css: CSS | None = None
@@ -431,7 +442,7 @@ class AddressFit:
         problems: dict[int, Misfit | TemplateError] = {}
         for start in range(0, len(patients), FIT_BATCH):
             blocks: dict[int, str] = {}
-            for patient in patients[start:start + FIT_BATCH]:
+            for patient in patients[start : start + FIT_BATCH]:
                 trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
                 try:
                     block = _address_block(self._body(trial, qr=False), self._name)
@@ -451,8 +462,10 @@ class AddressFit:
         return shape is not None and self._fits_known_shape(shape)
 
     def _fits_known_shape(self, shape: stamp.Skeleton) -> bool:
-        return any(stamp.swapped_texts(texts, slots, shape.texts) is not None
-                   for texts, slots in self._shapes.get(shape.key, ()))
+        return any(
+            stamp.swapped_texts(texts, slots, shape.texts) is not None
+            for texts, slots in self._shapes.get(shape.key, ())
+        )
 
     def _misfits(self, blocks: dict[int, str]) -> list[Misfit]:
         """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
@@ -460,9 +473,11 @@ class AddressFit:
         before that fits is kept, so later blocks of that shape need no layout."""
         shapes = {row: stamp.skeleton(block) if self.reuse_shapes else None for row, block in blocks.items()}
         new = {row: shape for row, shape in shapes.items() if shape is not None and self._wants_shape(shape)}
-        sections = "\n".join(f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
-                             f'{stamp.marked(block, new[row]) if row in new else block}</section>'
-                             for row, block in blocks.items())
+        sections = "\n".join(
+            f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
+            f"{stamp.marked(block, new[row]) if row in new else block}</section>"
+            for row, block in blocks.items()
+        )
         if self._css is None:
             self._css = self._full.css(fit_css(self._envelope))
         document = self._full.document(sections, self._css)
@@ -561,14 +576,22 @@ class ChunkRenderer:
         misfits = address_misfits(_Pages([page for letter in chunk for page in letter.pages]))
         if misfits:
             return RenderedChunk(None, counts, tuple(misfits))
-        return RenderedChunk(self._write(chunk), counts,
-                             shared_letters=sum(1 for lt in chunk if lt.placeholders is Placeholders.SET),
-                             stamped_letters=sum(1 for lt in chunk if lt.path is LayoutPath.STAMPED))
+        return RenderedChunk(
+            self._write(chunk),
+            counts,
+            shared_letters=sum(1 for lt in chunk if lt.placeholders is Placeholders.SET),
+            stamped_letters=sum(1 for lt in chunk if lt.path is LayoutPath.STAMPED),
+        )
 
     def _chunk_letter(self, letter: Letter, body: str, shared: SharedLayout | None) -> ChunkLetter:
         placeholder_body = shared.placeholders(body) if shared else None
-        return ChunkLetter(letter, body, placeholder_body, self.stamping.shape(placeholder_body or body),
-                           Placeholders.SET if placeholder_body else Placeholders.NONE)
+        return ChunkLetter(
+            letter,
+            body,
+            placeholder_body,
+            self.stamping.shape(placeholder_body or body),
+            Placeholders.SET if placeholder_body else Placeholders.NONE,
+        )
 
     def _lay_out(self, letters: Sequence[ChunkLetter], shared: SharedLayout | None) -> RenderedChunk | None:
         """Lay the letters out with WeasyPrint (until "Page n of m" settles); a letter of a shape not seen
@@ -579,10 +602,13 @@ class ChunkRenderer:
         page_totals = [self.full.expected_pages] * len(letters)
         for _ in range(_MAX_LAYOUT_PASSES + 1):
             new = [self.stamping.is_new(letter) for letter in letters]
-            bodies = [stamp.marked(letter.html, letter.shape) if is_new and letter.shape is not None else letter.html
-                      for letter, is_new in zip(letters, new, strict=True)]
-            document = self.full.lay_out([letter.letter for letter in letters], bodies, page_totals,
-                                         self.shared.css if shared else None)
+            bodies = [
+                stamp.marked(letter.html, letter.shape) if is_new and letter.shape is not None else letter.html
+                for letter, is_new in zip(letters, new, strict=True)
+            ]
+            document = self.full.lay_out(
+                [letter.letter for letter in letters], bodies, page_totals, self.shared.css if shared else None
+            )
             counts = pages_per_letter(document, [letter.letter.sequence for letter in letters])
             misfits = address_misfits(document)
             if misfits:
@@ -598,11 +624,12 @@ class ChunkRenderer:
             page_totals = counts  # "Page n of m" changed the layout: lay out again with real totals
         raise TemplateError(f"{self.template.name}: page counts did not settle after {_MAX_LAYOUT_PASSES} layouts")
 
-    def _laid_out(self, letters: Sequence[ChunkLetter], pages: list, counts: Sequence[int],
-                  new: Sequence[bool]) -> None:
+    def _laid_out(
+        self, letters: Sequence[ChunkLetter], pages: list, counts: Sequence[int], new: Sequence[bool]
+    ) -> None:
         first = 0
         for letter, count, is_new in zip(letters, counts, new, strict=True):
-            letter.pages, letter.path = pages[first:first + count], LayoutPath.LAID_OUT
+            letter.pages, letter.path = pages[first : first + count], LayoutPath.LAID_OUT
             first += count
             if is_new:
                 self.stamping.remember(letter, letter.pages)
@@ -644,7 +671,8 @@ class ChunkRenderer:
                     raise TemplateError(
                         f"{self.template.name}/{LETTER_TEMPLATE}: <{tag}> is position: fixed, which prints on "
                         "every page of a chunk of letters, so one patient's details would reach other patients' "
-                        "letters; place it with position: absolute inside the letter instead")
+                        "letters; place it with position: absolute inside the letter instead"
+                    )
 
 
 def _sections(letters: Sequence[Letter], bodies: Sequence[str], page_totals: Sequence[int]) -> str:
@@ -658,17 +686,40 @@ def _sections(letters: Sequence[Letter], bodies: Sequence[str], page_totals: Seq
 _PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
 FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
 # A 1x1 white PNG: stands in for the QR code where only the address is measured.
-_BLANK_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEA"
-              "WaF9KQAAAABJRU5ErkJggg==")
+_BLANK_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAWaF9KQAAAABJRU5ErkJggg=="
+)
 _SHARED_ONLY_CSS = CSS(string=SHARED_ONLY_CSS)
 # Two made-up patients who differ in every value a letter may print, so only truly shared text matches.
 _PROBES = (
-    (PatientRow(2, "PROBE-REF-A", "0000000000", "Mr", "Probe", "Alpha", None,
-                ("1 Alpha Street", "ALPHATOWN", "AA1 1AA"), "AA1 1AA"),
-     CodePair("AAAAAAAAAA", "aaaaaaaaaa", dt.date(2000, 1, 1))),
-    (PatientRow(3, "", "0000000000", "", "Bea", "Betaworth-Ng", None,
-                ("Flat 2", "22 Beta Road", "Betaby", "BETACASTER", "Betashire", "BB2 2BB"), "BB2 2BB"),
-     CodePair("BBBBBBBBBB", "bbbbbbbbbb", dt.date(2001, 2, 2))),
+    (
+        PatientRow(
+            2,
+            "PROBE-REF-A",
+            "0000000000",
+            "Mr",
+            "Probe",
+            "Alpha",
+            None,
+            ("1 Alpha Street", "ALPHATOWN", "AA1 1AA"),
+            "AA1 1AA",
+        ),
+        CodePair("AAAAAAAAAA", "aaaaaaaaaa", dt.date(2000, 1, 1)),
+    ),
+    (
+        PatientRow(
+            3,
+            "",
+            "0000000000",
+            "",
+            "Bea",
+            "Betaworth-Ng",
+            None,
+            ("Flat 2", "22 Beta Road", "Betaby", "BETACASTER", "Betashire", "BB2 2BB"),
+            "BB2 2BB",
+        ),
+        CodePair("BBBBBBBBBB", "bbbbbbbbbb", dt.date(2001, 2, 2)),
+    ),
 )
 
 
@@ -677,7 +728,7 @@ def _address_block(body: str, template_name: str) -> str:
     for span in element_spans(body) or ():
         classes = CLASS_ATTRIBUTE.search(span.start_tag)
         if classes and ADDRESS_WINDOW_CLASS in (classes.group(2) or classes.group(3) or "").split():
-            return body[span.start:span.end]
+            return body[span.start : span.end]
     tree = tinyhtml5.parse(body, namespace_html_elements=False)
     for element in tree.iter():
         if ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
@@ -757,15 +808,21 @@ def _address_misfit(sequence: int, window) -> Misfit | None:
     for number, line in enumerate(lines, 1):
         right = max((child.position_x + child.margin_width() for child in line.children), default=left)
         if right - left > window.width + 0.01:
-            return Misfit(sequence, Reason.ADDRESS_TOO_WIDE,
-                          f"address line {number} is {(right - left) * MM_PER_PX:.1f} mm wide in the letter's font; "
-                          f"the envelope window is {window.width * MM_PER_PX:.1f} mm: shorten that line "
-                          "(for a name, use initials for middle names)")
+            return Misfit(
+                sequence,
+                Reason.ADDRESS_TOO_WIDE,
+                f"address line {number} is {(right - left) * MM_PER_PX:.1f} mm wide in the letter's font; "
+                f"the envelope window is {window.width * MM_PER_PX:.1f} mm: shorten that line "
+                "(for a name, use initials for middle names)",
+            )
     bottom = max((line.position_y + line.height for line in lines), default=top)
     if bottom - top > window.height + 0.01:
-        return Misfit(sequence, Reason.ADDRESS_TOO_TALL,
-                      f"the address is {(bottom - top) * MM_PER_PX:.1f} mm tall in the letter's font; the envelope "
-                      f"window is {window.height * MM_PER_PX:.1f} mm: use fewer address lines")
+        return Misfit(
+            sequence,
+            Reason.ADDRESS_TOO_TALL,
+            f"the address is {(bottom - top) * MM_PER_PX:.1f} mm tall in the letter's font; the envelope "
+            f"window is {window.height * MM_PER_PX:.1f} mm: use fewer address lines",
+        )
     return None
 
 
@@ -819,8 +876,14 @@ class RenderSpec:
     fast_path: bool = field(default_factory=lambda: wp.check().fast_path)
 
     def renderer(self) -> ChunkRenderer:
-        return ChunkRenderer(LetterTemplate(self.template_dir), self.letter, self.page, self.print_css,
-                             dict(self.pdf_options), share_layout=self.share_layout and self.fast_path)
+        return ChunkRenderer(
+            LetterTemplate(self.template_dir),
+            self.letter,
+            self.page,
+            self.print_css,
+            dict(self.pdf_options),
+            share_layout=self.share_layout and self.fast_path,
+        )
 
 
 @dataclass(frozen=True)
@@ -873,8 +936,9 @@ def fit_batch(spec: FitSpec, patients: Sequence[PatientRow]) -> dict[int, Misfit
     renderer = _fit_renderers.get(spec)
     if renderer is None:
         renderer = _fit_renderers.setdefault(
-            spec, ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page,
-                                share_layout=spec.share_layout))
+            spec,
+            ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page, share_layout=spec.share_layout),
+        )
     return renderer.check_addresses(patients)
 
 
@@ -891,8 +955,10 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
     refused: list[Refusal] = []
     failed: Sequence[tuple[Letter, TemplateError | Misfit]]
     while True:
-        letters = [Letter(n, f"{spec.job_id}-{n:06d}", patient, codes)
-                   for n, (patient, codes) in enumerate(candidates, task.first_sequence)]
+        letters = [
+            Letter(n, f"{spec.job_id}-{n:06d}", patient, codes)
+            for n, (patient, codes) in enumerate(candidates, task.first_sequence)
+        ]
         bodies, failed = _bodies(renderer, letters)
         if not failed and letters:
             try:
@@ -904,8 +970,15 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
             else:
                 failed = [(lt, m) for lt in letters for m in rendered.misfits if m.sequence == lt.sequence]
                 if not failed:
-                    return ChunkOutcome(task, tuple(letters), rendered.pdf, rendered.page_counts, tuple(refused),
-                                        rendered.shared_letters, rendered.stamped_letters)
+                    return ChunkOutcome(
+                        task,
+                        tuple(letters),
+                        rendered.pdf,
+                        rendered.page_counts,
+                        tuple(refused),
+                        rendered.shared_letters,
+                        rendered.stamped_letters,
+                    )
         if not letters:
             return ChunkOutcome(task, (), None, (), tuple(refused))
         refused.extend(_refusal(letter, problem) for letter, problem in failed)

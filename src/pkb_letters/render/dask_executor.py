@@ -86,8 +86,10 @@ def render_shipped_chunk(shipped: ShippedSpec, task: ChunkTask) -> ChunkOutcome 
     try:
         mismatch = _version_mismatch(shipped.versions)
         if mismatch:
-            raise RenderClusterError(f"a worker has {mismatch}: its pages would differ from a local run; "
-                                     "install the same versions on every worker")
+            raise RenderClusterError(
+                f"a worker has {mismatch}: its pages would differ from a local run; "
+                "install the same versions on every worker"
+            )
         with _one_chunk_at_a_time:
             return render_chunk(shipped.local_spec(), task)
     except Exception as exc:
@@ -131,8 +133,9 @@ class DaskExecutor:
         try:
             self._client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
         except (OSError, TimeoutError) as exc:
-            raise RenderClusterError(f"the Dask scheduler at {self.address} has no workers "
-                                     f"(waited {WORKER_WAIT_SECONDS} s)") from exc
+            raise RenderClusterError(
+                f"the Dask scheduler at {self.address} has no workers (waited {WORKER_WAIT_SECONDS} s)"
+            ) from exc
         return len(self._client.nthreads())  # one chunk at a time per worker process
 
     def submit(self, task: ChunkTask) -> Future[ChunkOutcome]:
@@ -177,8 +180,10 @@ class DaskExecutor:
     def _chunk_failed(self, exc: BaseException, task: ChunkTask) -> BaseException:
         distributed = _import_distributed()
         if isinstance(exc, distributed.KilledWorker):
-            return RenderClusterError(f"chunk {task.index} was running on each of the Dask workers that died "
-                                      f"({exc}); look for memory limits or crashes in the worker logs")
+            return RenderClusterError(
+                f"chunk {task.index} was running on each of the Dask workers that died "
+                f"({exc}); look for memory limits or crashes in the worker logs"
+            )
         if isinstance(exc, CancelledError | OSError | TimeoutError):  # cancelled by the client: the scheduler is gone
             return self._lost(exc)
         return exc
@@ -199,6 +204,7 @@ def _import_distributed():
     try:
         import distributed
     except ImportError as exc:
-        raise RenderClusterError("rendering on a Dask cluster needs dask.distributed: "
-                                 "pip install 'pkb-letters[dask]'") from exc
+        raise RenderClusterError(
+            "rendering on a Dask cluster needs dask.distributed: pip install 'pkb-letters[dask]'"
+        ) from exc
     return distributed

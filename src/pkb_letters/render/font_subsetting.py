@@ -15,8 +15,10 @@ import logging
 from pkb_letters.render.weasyprint_adapter import harfbuzz_subsetting
 
 _FALLBACK_MESSAGE_START = "Using fontTools instead of HarfBuzz-Subset"
-NOTE = ("fonts are subset with fontTools because HarfBuzz's subsetting library was not found, which is "
-        "slower; install it for faster rendering (Debian/Ubuntu: apt-get install libharfbuzz-subset0)")
+NOTE = (
+    "fonts are subset with fontTools because HarfBuzz's subsetting library was not found, which is "
+    "slower; install it for faster rendering (Debian/Ubuntu: apt-get install libharfbuzz-subset0)"
+)
 
 logger = logging.getLogger(__name__)
 

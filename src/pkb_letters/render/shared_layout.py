@@ -43,9 +43,11 @@ _RAW_TEXT = frozenset(("script", "style", "textarea", "title"))
 _TOLERANCE_PX = 0.01
 Layer = tuple[str, bytes, int]  # a form XObject's name, the PDF it comes from, and the page of that PDF
 # Every page-margin box: the prototype's own footer and header belong to the letter, not the shared layer.
-_MARGIN_BOXES = ("top-left-corner top-left top-center top-right top-right-corner right-top right-middle "
-                 "right-bottom bottom-right-corner bottom-right bottom-center bottom-left bottom-left-corner "
-                 "left-bottom left-middle left-top").split()
+_MARGIN_BOXES = (
+    "top-left-corner top-left top-center top-right top-right-corner right-top right-middle "
+    "right-bottom bottom-right-corner bottom-right bottom-center bottom-left bottom-left-corner "
+    "left-bottom left-middle left-top"
+).split()
 SHARED_ONLY_CSS = (
     "html, html * { visibility: hidden !important; }\n"
     f"[{SHARED_ATTRIBUTE}], [{SHARED_ATTRIBUTE}] * {{ visibility: visible !important; }}\n"
@@ -99,8 +101,8 @@ def shared_candidates(first: str, second: str) -> list[Span]:
     spans_a, spans_b = element_spans(first), element_spans(second)
     if spans_a is None or spans_b is None:
         return []
-    in_b = {(second[s.start:s.end], s.chain) for s in spans_b}
-    return [s for s in spans_a if (first[s.start:s.end], s.chain) in in_b]
+    in_b = {(second[s.start : s.end], s.chain) for s in spans_b}
+    return [s for s in spans_a if (first[s.start : s.end], s.chain) in in_b]
 
 
 def mark(body: str, spans: Sequence[Span], keys: Sequence[int]) -> str:
@@ -155,17 +157,21 @@ class Run:
     def css(self) -> str:
         first, last = self.blocks[0], self.blocks[-1]
         right, left = (0.0, 0.0) if self.merged else (first.margins[1], first.margins[3])
-        return (f"div.{_CLASS}-{self.key} {{ height: {self.rect[3]:.4f}px !important; margin: "
-                f"{first.margins[0]:.4f}px {right:.4f}px {last.margins[2]:.4f}px {left:.4f}px !important; }}")
+        return (
+            f"div.{_CLASS}-{self.key} {{ height: {self.rect[3]:.4f}px !important; margin: "
+            f"{first.margins[0]:.4f}px {right:.4f}px {last.margins[2]:.4f}px {left:.4f}px !important; }}"
+        )
 
 
 _CLASS = "pkb-shared"
 _BLOCKS = ("BlockBox", "FlexBox", "GridBox")  # boxes whose layout depends only on their width and content
 CLASS_ATTRIBUTE = re.compile(r"""\sclass\s*=\s*("([^"]*)"|'([^']*)')""", re.I)
-_PLACEHOLDER_CSS = (f"div.{_CLASS} {{ display: block !important; visibility: hidden !important; padding: 0 !important; "
-                    "border: 0 none !important; min-height: 0 !important; max-height: none !important; "
-                    "box-sizing: content-box !important; float: none !important; position: static !important; "
-                    "overflow: hidden !important; break-inside: auto !important; }\n")
+_PLACEHOLDER_CSS = (
+    f"div.{_CLASS} {{ display: block !important; visibility: hidden !important; padding: 0 !important; "
+    "border: 0 none !important; min-height: 0 !important; max-height: none !important; "
+    "box-sizing: content-box !important; float: none !important; position: static !important; "
+    "overflow: hidden !important; break-inside: auto !important; }\n"
+)
 
 
 def runs_of(blocks: Sequence[SharedBlock], body: str) -> list[Run]:
@@ -175,8 +181,12 @@ def runs_of(blocks: Sequence[SharedBlock], body: str) -> list[Run]:
     for block in blocks:
         start = body.find(block.html, max(end, 0))
         previous = runs[-1][-1] if runs else None
-        if (previous is not None and previous.page == block.page and previous.chain == block.chain
-                and not body[end:start].strip()):
+        if (
+            previous is not None
+            and previous.page == block.page
+            and previous.chain == block.chain
+            and not body[end:start].strip()
+        ):
             runs[-1].append(block)
         else:
             runs.append([block])
@@ -237,8 +247,9 @@ class SharedLayout:
     def layers(self, page_count: int) -> list[list[Layer]]:
         """For a letter on the fast path: the page of the shared PDF (if any) to go under each of its pages."""
         pages_with_blocks = {run.blocks[0].page for run in self.runs}
-        return [[(f"PkbShared{page}", self.pdf, page)] if page in pages_with_blocks else []
-                for page in range(page_count)]
+        return [
+            [(f"PkbShared{page}", self.pdf, page)] if page in pages_with_blocks else [] for page in range(page_count)
+        ]
 
 
 def placeholder_boxes(pages: Sequence) -> dict[int, list[tuple[int, object]]]:
@@ -252,7 +263,7 @@ def placeholder_boxes(pages: Sequence) -> dict[int, list[tuple[int, object]]]:
                 continue
             for name in (element.get("class") or "").split():
                 if name.startswith(prefix):
-                    found.setdefault(int(name[len(prefix):]), []).append((number, box))
+                    found.setdefault(int(name[len(prefix) :]), []).append((number, box))
     return found
 
 
@@ -301,8 +312,18 @@ def accepted_blocks(pages: Sequence, spans: Sequence[Span], body: str) -> list[S
         ancestors = [a for a in ancestors if type(a).__name__ != "PageBox"]
         if _shareable(box, ancestors):
             parent = ancestors[-1]
-            blocks.append(SharedBlock(key, body[span.start:span.end], span.chain, number, _border_rect(box),
-                                      _placeholder_margins(box), parent.content_box_x(), parent.width))
+            blocks.append(
+                SharedBlock(
+                    key,
+                    body[span.start : span.end],
+                    span.chain,
+                    number,
+                    _border_rect(box),
+                    _placeholder_margins(box),
+                    parent.content_box_x(),
+                    parent.width,
+                )
+            )
             covered_to = span.end
     return blocks
 
@@ -310,8 +331,11 @@ def accepted_blocks(pages: Sequence, spans: Sequence[Span], body: str) -> list[S
 def _reaches_outside(box) -> bool:
     """Floats and positioned boxes inside it could land on, or push, the letter's own parts (a list
     item's marker, which WeasyPrint positions itself, stays beside its item)."""
-    return any(d.is_floated() or d.is_absolutely_positioned() or d.is_running() for d in box.descendants()
-               if d is not box and not _is_marker(d))
+    return any(
+        d.is_floated() or d.is_absolutely_positioned() or d.is_running()
+        for d in box.descendants()
+        if d is not box and not _is_marker(d)
+    )
 
 
 def _shareable(box, ancestors: list) -> bool:
@@ -322,13 +346,16 @@ def _shareable(box, ancestors: list) -> bool:
         return False  # a flex item, table cell or inline-block sizes itself from its content
     if _reaches_outside(box):
         return False
-    return all(type(a).__name__ == "BlockBox" and a.style["position"] != "fixed" and not _painted(a)
-               for a in ancestors)
+    return all(type(a).__name__ == "BlockBox" and a.style["position"] != "fixed" and not _painted(a) for a in ancestors)
 
 
 def _placeholder_margins(box) -> tuple[float, float, float, float]:
-    return (_collapsed(_adjoining(box, "top")), box.margin_right, _collapsed(_adjoining(box, "bottom")),
-            box.margin_left)
+    return (
+        _collapsed(_adjoining(box, "top")),
+        box.margin_right,
+        _collapsed(_adjoining(box, "bottom")),
+        box.margin_left,
+    )
 
 
 def _adjoining(box, side: str) -> list[float]:
@@ -351,8 +378,13 @@ def _plain(box) -> bool:
     """Neither a list item nor touching counters or page strings outside itself: a list's own reset is fine."""
     style = box.style
     resets = {name for name, _ in style["counter_reset"] or ()}
-    return ("list-item" not in style["display"] and style["counter_increment"] == "auto"
-            and resets <= {"list-item"} and not style["counter_set"] and style["string_set"] == "none")
+    return (
+        "list-item" not in style["display"]
+        and style["counter_increment"] == "auto"
+        and resets <= {"list-item"}
+        and not style["counter_set"]
+        and style["string_set"] == "none"
+    )
 
 
 def _painted(box) -> bool:

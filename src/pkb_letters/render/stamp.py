@@ -42,8 +42,9 @@ from pkb_letters.render.shared_layout import element_spans
 
 SLOT_ATTRIBUTE = "data-pkb-slot"
 IMAGE_ATTRIBUTE = "data-pkb-image"
-_DATA_IMAGE = re.compile(r"""(<img\b[^>]*?\ssrc\s*=\s*)("data:image/png;base64,[^"]*"|'data:image/png;base64,[^']*')""",
-                         re.I)
+_DATA_IMAGE = re.compile(
+    r"""(<img\b[^>]*?\ssrc\s*=\s*)("data:image/png;base64,[^"]*"|'data:image/png;base64,[^']*')""", re.I
+)
 _COLLAPSIBLE = re.compile(r"[ \t\n\r\f]+")
 _TEXT_MARK, _IMAGE_MARK = "\x00", "\x01"
 _WIDTH_FREE_PARENTS = ("BlockBox", "PageBox")  # boxes whose width never depends on their content
@@ -87,8 +88,13 @@ def skeleton(body: str) -> Skeleton | None:
         pieces += [body[position:start], mark]
         position = end
     pieces.append(body[position:])
-    return Skeleton("".join(pieces), tuple(body[s:e] for s, e in text_spans),
-                    tuple(body[s:e] for s, e in image_spans), tuple(text_spans), tuple(m.start(1) for m in matches))
+    return Skeleton(
+        "".join(pieces),
+        tuple(body[s:e] for s, e in text_spans),
+        tuple(body[s:e] for s, e in image_spans),
+        tuple(text_spans),
+        tuple(m.start(1) for m in matches),
+    )
 
 
 def marked(body: str, shape: Skeleton) -> str:
@@ -110,8 +116,10 @@ def displayed(text_html: str) -> str:
 
 def _plain_text(text: str) -> bool:
     """Left-to-right text with no control, format or break characters (no soft hyphens, no bidi marks)."""
-    return bool(text) and all(unicodedata.bidirectional(c) in _SAFE_BIDI and unicodedata.category(c)[0] != "C"
-                              and c not in "\u2028\u2029" for c in text)
+    return bool(text) and all(
+        unicodedata.bidirectional(c) in _SAFE_BIDI and unicodedata.category(c)[0] != "C" and c not in "\u2028\u2029"
+        for c in text
+    )
 
 
 # -- a shape's prototype: where its slots are, and whether each can take other text --------------------
@@ -154,8 +162,7 @@ class Prototype:
         if self._hidden_pages is None:
             hidden = {id(slot.box) for slot in self._slots()}
             hide = lambda box: _hidden(box) if id(box) in hidden else None  # noqa: E731
-            self._hidden_pages = [wp.page_with_tree(page, wp.swap_tree(wp.page_box(page), hide))
-                                  for page in self.pages]
+            self._hidden_pages = [wp.page_with_tree(page, wp.swap_tree(wp.page_box(page), hide)) for page in self.pages]
         return self._hidden_pages
 
     def _slots(self) -> Iterator[TextSlot | ImageSlot]:
@@ -194,9 +201,13 @@ def prototype(pages: Sequence, anchor: str, piece_id: str, shape: Skeleton) -> P
     text_slots = text_slots_of(texts, shape)
     if text_slots is None:
         raise NoStamp
-    image_slots = {leaf: ImageSlot(box, page_number) for leaf, found in images.items() if len(found) == 1
-                   for page_number, box, path in found
-                   if _drawn_plainly(path) and wp.is_raster(box.replacement)}
+    image_slots = {
+        leaf: ImageSlot(box, page_number)
+        for leaf, found in images.items()
+        if len(found) == 1
+        for page_number, box, path in found
+        if _drawn_plainly(path) and wp.is_raster(box.replacement)
+    }
     changing = [slot.box.text for slot in [*text_slots.values(), *pieces]]
     if any(text in label for page in pages for _, label, _, _ in page.bookmarks for text in changing):
         raise NoStamp
@@ -265,17 +276,27 @@ def _text_slot(page: int, box, path: tuple, text_html: str | None) -> TextSlot |
     if text_html is not None and (block.element is not box.element or box.text != displayed(text_html)):
         return None
     style = box.style
-    if (style["white_space"] not in ("normal", "nowrap") or style["text_transform"] != "none"
-            or style["direction"] != "ltr" or style["text_indent"].value != 0 or style["text_decoration_line"] != "none"
-            or style["visibility"] != "visible" or block.style["text_overflow"] != "clip"
-            or block.style["direction"] != "ltr" or not _drawn_plainly(path)):
+    if (
+        style["white_space"] not in ("normal", "nowrap")
+        or style["text_transform"] != "none"
+        or style["direction"] != "ltr"
+        or style["text_indent"].value != 0
+        or style["text_decoration_line"] != "none"
+        or style["visibility"] != "visible"
+        or block.style["text_overflow"] != "clip"
+        or block.style["direction"] != "ltr"
+        or not _drawn_plainly(path)
+    ):
         return None
     align = _alignment(block.style)
     if align is None:
         return None
-    width_free = all(wp.box_kind(p) in _WIDTH_FREE_PARENTS and (p.style["position"] in ("static", "relative")
-                                                                or p.style["width"] != "auto")
-                     and p.style["float"] == "none" for p in path[:-1])
+    width_free = all(
+        wp.box_kind(p) in _WIDTH_FREE_PARENTS
+        and (p.style["position"] in ("static", "relative") or p.style["width"] != "auto")
+        and p.style["float"] == "none"
+        for p in path[:-1]
+    )
     if width_free and align and box.width >= block.width:
         return None  # text-align does nothing to a full line, so a narrower text would not stay aligned
     pieces = None if width_free else _piece_widths(box.text, style)
@@ -299,13 +320,17 @@ def _piece_widths(text: str, style) -> tuple[float, ...] | None:
         widths.append(line.width)
         if line.resume is None:
             return tuple(widths)
-        rest = rest.encode()[line.resume:].decode()
+        rest = rest.encode()[line.resume :].decode()
     return None
 
 
 def _same_widths(widths: tuple[float, ...] | None, others: tuple[float, ...] | None) -> bool:
-    return (widths is not None and others is not None and len(widths) == len(others)
-            and all(abs(a - b) <= _EPSILON for a, b in zip(widths, others, strict=True)))
+    return (
+        widths is not None
+        and others is not None
+        and len(widths) == len(others)
+        and all(abs(a - b) <= _EPSILON for a, b in zip(widths, others, strict=True))
+    )
 
 
 def _alignment(style) -> float | None:
@@ -318,9 +343,13 @@ def _drawn_plainly(path: tuple) -> bool:
     """Nothing between the page and the box changes how its content is drawn (clipping, opacity, transforms)."""
     for box in path:
         style = box.style
-        if (style["opacity"] != 1 or style["transform"] or style["clip"] != wp.initial_value("clip")
-                or style["mask_border_source"] != wp.initial_value("mask_border_source")
-                or (wp.box_kind(box) not in ("PageBox", "MarginBox", "LineBox") and style["overflow"] != "visible")):
+        if (
+            style["opacity"] != 1
+            or style["transform"]
+            or style["clip"] != wp.initial_value("clip")
+            or style["mask_border_source"] != wp.initial_value("mask_border_source")
+            or (wp.box_kind(box) not in ("PageBox", "MarginBox", "LineBox") and style["overflow"] != "visible")
+        ):
             return False
     return True
 

@@ -48,7 +48,9 @@ class NoPythonInternals(Extension):
                 raise jinja2.TemplateSyntaxError(
                     f"reaches for Python internals ({token.value!r}); a template may use only the "
                     "letter's variables listed in templates/README.md",
-                    token.lineno, stream.name, stream.filename,
+                    token.lineno,
+                    stream.name,
+                    stream.filename,
                 )
             previous = token
             yield token

@@ -91,8 +91,11 @@ def check() -> LayoutDecision:
         problems.append(f"WeasyPrint lacks an internal used ({_MISSING_INTERNALS})")
     if not problems:
         return LayoutDecision(True)
-    return LayoutDecision(False, f"every letter laid out in full (slower, the same print): {'; '.join(problems)} "
-                                 "is not a version the fast render path was tested on")
+    return LayoutDecision(
+        False,
+        f"every letter laid out in full (slower, the same print): {'; '.join(problems)} "
+        "is not a version the fast render path was tested on",
+    )
 
 
 # WeasyPrint's own test of the same thing (weasyprint/pdf/fonts.py): 4.1.0 added hb_set_add_sorted_array.

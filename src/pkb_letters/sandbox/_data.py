@@ -81,9 +81,7 @@ class SandboxData:
     patients: tuple[Patient, ...]
     token_ttl: int = DEFAULT_TOKEN_TTL
     token_validity_days: int = DEFAULT_TOKEN_VALIDITY_DAYS
-    _by_national_id: dict[tuple[str, str], Patient] = field(
-        init=False, repr=False, compare=False
-    )
+    _by_national_id: dict[tuple[str, str], Patient] = field(init=False, repr=False, compare=False)
     _by_pkb_id: dict[str, Patient] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -107,9 +105,7 @@ def age_on(dob: dt.date, today: dt.date) -> int:
     return today.year - dob.year - int(before_birthday)
 
 
-def ineligibility(
-    data: SandboxData, patient: Patient | None, today: dt.date
-) -> str | None:
+def ineligibility(data: SandboxData, patient: Patient | None, today: dt.date) -> str | None:
     """Why no invitation tokens may be issued for this patient, or None when they may."""
     if patient is None:
         return NOT_FOUND
@@ -212,9 +208,7 @@ def parse_sandbox_data(raw: Any) -> SandboxData:
         clients=clients,
         patients=patients,
         token_ttl=_positive_int(root, "token_ttl", DEFAULT_TOKEN_TTL),
-        token_validity_days=_positive_int(
-            root, "token_validity_days", DEFAULT_TOKEN_VALIDITY_DAYS
-        ),
+        token_validity_days=_positive_int(root, "token_validity_days", DEFAULT_TOKEN_VALIDITY_DAYS),
     )
 
 
@@ -235,9 +229,7 @@ def _parse_clients(raw: Any) -> tuple[Client, ...]:
     for i, item in enumerate(raw):
         where = f"clients[{i}]"
         obj = _object(item, where)
-        clients.append(
-            Client(_string(obj, "client_id", where), _string(obj, "client_secret", where))
-        )
+        clients.append(Client(_string(obj, "client_id", where), _string(obj, "client_secret", where)))
     return tuple(clients)
 
 

@@ -55,9 +55,17 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return bool(self.latency_ms or self.fail_rate or self.rate_limit or self.drop_rate or self.fail_on
-                    or self.expiry_key != "valueDateTime" or self.expiry_text is not None
-                    or self.refusal_diagnostics or self.deny_lookup)
+        return bool(
+            self.latency_ms
+            or self.fail_rate
+            or self.rate_limit
+            or self.drop_rate
+            or self.fail_on
+            or self.expiry_key != "valueDateTime"
+            or self.expiry_text is not None
+            or self.refusal_diagnostics
+            or self.deny_lookup
+        )
 
 
 @dataclass(frozen=True)

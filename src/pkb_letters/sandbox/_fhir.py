@@ -173,4 +173,3 @@ def _identifier_part(ident: RequestedIdentifier) -> dict[str, Any]:
 
 def _string_part(name: str, value: str) -> dict[str, Any]:
     return {"name": name, "valueString": value}
-

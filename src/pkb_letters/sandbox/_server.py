@@ -134,13 +134,10 @@ class _Route:
 
 _ROUTES = (
     _Route("POST", ("oauth", "token"), "api_token"),
-    _Route("GET", ("json", "v2-beta", "users", "byNationalId", "{id_value}", "{id_type}"),
-           "api_by_national_id"),
-    _Route("GET", ("json", "v1", "users", "{pkb_id}", "recordAccessToken"),
-           "api_record_access_token"),
+    _Route("GET", ("json", "v2-beta", "users", "byNationalId", "{id_value}", "{id_type}"), "api_by_national_id"),
+    _Route("GET", ("json", "v1", "users", "{pkb_id}", "recordAccessToken"), "api_record_access_token"),
     _Route("POST", ("fhir", "Patient", "$status-query"), "api_status_query"),
-    _Route("POST", ("fhir", "Organization", "$generate-invitation-tokens"),
-           "api_generate_tokens"),
+    _Route("POST", ("fhir", "Organization", "$generate-invitation-tokens"), "api_generate_tokens"),
     _Route("GET", ("_sandbox", "issued"), "api_issued_log"),
 )
 
@@ -173,8 +170,9 @@ def _find_route(method: str, target: str) -> tuple[_Route, dict[str, str]]:
             return route, captured
         allowed.append(route.method)
     if allowed:
-        raise _json_error(405, "method_not_allowed", f"Use {', '.join(allowed)}",
-                           headers=(("Allow", ", ".join(allowed)),))
+        raise _json_error(
+            405, "method_not_allowed", f"Use {', '.join(allowed)}", headers=(("Allow", ", ".join(allowed)),)
+        )
     raise _json_error(404, "not_found", "No such endpoint")
 
 
@@ -226,10 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
         if refusal is None:
             return
         if refusal.status == 429:
-            raise _json_error(429, "too_many_requests", "Rate limit exceeded",
-                              headers=(("Retry-After", str(refusal.retry_after)),))
-        raise _json_error(refusal.status, "server_error" if refusal.status == 500 else "unavailable",
-                          "Injected fault")
+            raise _json_error(
+                429, "too_many_requests", "Rate limit exceeded", headers=(("Retry-After", str(refusal.retry_after)),)
+            )
+        raise _json_error(refusal.status, "server_error" if refusal.status == 500 else "unavailable", "Injected fault")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
@@ -254,8 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _json_error(413, "invalid_request", "Body too large", close=True)
         body = self.rfile.read(length)
         if len(body) != length:
-            raise _json_error(400, "invalid_request", "Body shorter than Content-Length",
-                               close=True)
+            raise _json_error(400, "invalid_request", "Body shorter than Content-Length", close=True)
         return body
 
     def _send(self, response: _Response) -> None:
@@ -283,24 +280,24 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             problem = self._sandbox.tokens.problem(token.strip())
         if problem is not None:
-            raise _json_error(401, "invalid_token", problem,
-                               headers=(("WWW-Authenticate", 'Bearer error="invalid_token"'),))
+            raise _json_error(
+                401, "invalid_token", problem, headers=(("WWW-Authenticate", 'Bearer error="invalid_token"'),)
+            )
 
     # -- POST /oauth/token --
 
     def api_token(self) -> _Response:
-        form = urllib.parse.parse_qs(self._body.decode("utf-8", "replace"),
-                                     keep_blank_values=True)
+        form = urllib.parse.parse_qs(self._body.decode("utf-8", "replace"), keep_blank_values=True)
         client_id, secret = self._client_credentials(form)
         if not self._sandbox.client_is_valid(client_id, secret):
-            raise _json_error(401, "unauthorized", "Bad credentials",
-                               headers=(("WWW-Authenticate", 'Basic realm="oauth2/client"'),))
+            raise _json_error(
+                401, "unauthorized", "Bad credentials", headers=(("WWW-Authenticate", 'Basic realm="oauth2/client"'),)
+            )
         grant_type = form.get("grant_type", [""])[0]
         if not grant_type:
             raise _json_error(400, "invalid_request", "Missing grant type")
         if grant_type != "client_credentials":
-            raise _json_error(400, "unsupported_grant_type",
-                               f"Unsupported grant type: {grant_type}")
+            raise _json_error(400, "unsupported_grant_type", f"Unsupported grant type: {grant_type}")
         tokens = self._sandbox.tokens
         payload = {
             "access_token": tokens.issue(),
@@ -390,8 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._require_org_header()
         media_type = self.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         if media_type and media_type not in _FHIR_REQUEST_TYPES:
-            raise _fhir_error(415, "not-supported", f"Content-Type {media_type!r}: send "
-                              "application/fhir+json")
+            raise _fhir_error(415, "not-supported", f"Content-Type {media_type!r}: send application/fhir+json")
         try:
             return fhir.parse_identifiers(self._body, limit)
         except fhir.FhirRequestError as exc:
@@ -402,8 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
         if org is None or not org.strip():
             raise _fhir_error(400, "required", "Missing X-Org-Public-Id header")
         if org.strip().lower() != self._sandbox.org_id.lower():
-            raise _fhir_error(403, "forbidden", "X-Org-Public-Id is not this client's "
-                              "organisation")
+            raise _fhir_error(403, "forbidden", "X-Org-Public-Id is not this client's organisation")
 
     # -- sandbox only --
 
@@ -424,8 +419,7 @@ def _user_json(patient: Patient) -> dict[str, Any]:
         "dateDeceased": patient.date_deceased.isoformat() if patient.date_deceased else None,
         "postalCode": patient.postal_code,
         "nationalIds": [
-            {"value": n.value, "name": _NATIONAL_ID_NAMES[n.type], "countryCodes": ["GB"]}
-            for n in patient.national_ids
+            {"value": n.value, "name": _NATIONAL_ID_NAMES[n.type], "countryCodes": ["GB"]} for n in patient.national_ids
         ],
     }
 
@@ -519,8 +513,10 @@ class SandboxServer:
             raise RuntimeError("SandboxServer is closed")
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(_POLL_SECONDS,),
-                name="pkb-sandbox", daemon=True,
+                target=self._httpd.serve_forever,
+                args=(_POLL_SECONDS,),
+                name="pkb-sandbox",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -569,8 +565,7 @@ def serve(
     data = load_sandbox_data(data_path)
     with SandboxServer(data, host=host, port=port, token_ttl=token_ttl, faults=faults) as server:
         print(
-            f"PKB sandbox listening on {server.url} "
-            f"(client_id={server.client_id}, org_id={server.org_id})",
+            f"PKB sandbox listening on {server.url} (client_id={server.client_id}, org_id={server.org_id})",
             flush=True,
         )
         if server.faults.faults.any:
@@ -580,4 +575,3 @@ def serve(
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
-

@@ -24,10 +24,26 @@ CLIENT_SECRET = "synthetic-secret-not-for-production"
 _FIRST = ("Amelia", "Oliver", "Isla", "George", "Ava", "Noah", "Ivy", "Arthur", "Freya", "Leo", "Zoë", "Rhys")
 _LAST = ("Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Davies", "Evans", "O'Neill", "Patel")
 _STREETS = ("High Street", "Station Road", "Church Lane", "Victoria Road", "Mill Lane", "Park Avenue")
-_TOWNS = (("LEEDS", "LS6 1BN"), ("NEWCASTLE UPON TYNE", "NE1 7RU"), ("CARDIFF", "CF10 1EP"),
-          ("NORWICH", "NR2 4SX"), ("EXETER", "EX4 3LS"), ("YORK", "YO1 7HH"))
-HEADER = ("Title", "First name", "Last name", "NHS number", "DoB", "Address1", "Address2", "City",
-          "Post code", "Customer ref")
+_TOWNS = (
+    ("LEEDS", "LS6 1BN"),
+    ("NEWCASTLE UPON TYNE", "NE1 7RU"),
+    ("CARDIFF", "CF10 1EP"),
+    ("NORWICH", "NR2 4SX"),
+    ("EXETER", "EX4 3LS"),
+    ("YORK", "YO1 7HH"),
+)
+HEADER = (
+    "Title",
+    "First name",
+    "Last name",
+    "NHS number",
+    "DoB",
+    "Address1",
+    "Address2",
+    "City",
+    "Post code",
+    "Customer ref",
+)
 
 
 @dataclass(frozen=True)
@@ -58,13 +74,33 @@ def write_synthetic_job(directory: Path, count: int, seed: int = 1) -> Synthetic
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         town, postcode = rng.choice(_TOWNS)
         dob = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 60))
-        rows.append(("", first, last, number, dob.isoformat(), f"{rng.randrange(1, 300)} {rng.choice(_STREETS)}",
-                     "", town, postcode, f"SYN-{index:06d}"))
-        patients.append({
-            "id": str(5_000_000 + index), "firstName": first, "lastName": last, "dob": dob.isoformat(),
-            "dateDeceased": None, "postalCode": postcode, "registered": False,
-            "organisations": [ORGANISATION_ID], "nationalIds": [{"type": "NHS_NUMBER", "value": number}],
-        })
+        rows.append(
+            (
+                "",
+                first,
+                last,
+                number,
+                dob.isoformat(),
+                f"{rng.randrange(1, 300)} {rng.choice(_STREETS)}",
+                "",
+                town,
+                postcode,
+                f"SYN-{index:06d}",
+            )
+        )
+        patients.append(
+            {
+                "id": str(5_000_000 + index),
+                "firstName": first,
+                "lastName": last,
+                "dob": dob.isoformat(),
+                "dateDeceased": None,
+                "postalCode": postcode,
+                "registered": False,
+                "organisations": [ORGANISATION_ID],
+                "nationalIds": [{"type": "NHS_NUMBER", "value": number}],
+            }
+        )
     directory.mkdir(parents=True, exist_ok=True)
     patients_csv = directory / "patients.csv"
     with patients_csv.open("w", encoding="utf-8", newline="") as handle:
@@ -72,11 +108,16 @@ def write_synthetic_job(directory: Path, count: int, seed: int = 1) -> Synthetic
         writer.writerow(HEADER)
         writer.writerows(rows)
     sandbox_json = directory / "sandbox.json"
-    sandbox_json.write_text(json.dumps({
-        "organisation": {"id": ORGANISATION_ID, "name": "Synthetic NHS Trust"},
-        "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
-        "patients": patients,
-    }), encoding="utf-8")
+    sandbox_json.write_text(
+        json.dumps(
+            {
+                "organisation": {"id": ORGANISATION_ID, "name": "Synthetic NHS Trust"},
+                "clients": [{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}],
+                "patients": patients,
+            }
+        ),
+        encoding="utf-8",
+    )
     return SyntheticJob(patients_csv, sandbox_json, tuple(numbers))
 
 
@@ -114,11 +155,31 @@ def write_synthetic_print_job(folder: Path, pages: int, letter_page=None) -> tup
         for _ in range(pages):
             writer.add_page(page.pages[0], copier)
         writer.close({}, {})
-    job = {"id": "PKB-20300101-ABCDEF", "pages": pages, "print": {"duplex": False, "marks": "none"},
-           "files": [{"name": "letters.pdf", "pages": pages}]}
-    letters = ({"sequence": n, "piece_id": f"PKB-20300101-ABCDEF-{n:06d}", "file": "letters.pdf", "first_page": n,
-                "page_count": 1, "input_row": n + 1, "name": PRINT_NAME, "address_lines": list(PRINT_ADDRESS),
-                "postcode": PRINT_ADDRESS[-1], "codes_expire": "2030-03-12", "codes_reissued": "", "postage": "uk",
-                "sheet_count": 1, "postage_class": "second", "marks": []} for n in range(1, pages + 1))
+    job = {
+        "id": "PKB-20300101-ABCDEF",
+        "pages": pages,
+        "print": {"duplex": False, "marks": "none"},
+        "files": [{"name": "letters.pdf", "pages": pages}],
+    }
+    letters = (
+        {
+            "sequence": n,
+            "piece_id": f"PKB-20300101-ABCDEF-{n:06d}",
+            "file": "letters.pdf",
+            "first_page": n,
+            "page_count": 1,
+            "input_row": n + 1,
+            "name": PRINT_NAME,
+            "address_lines": list(PRINT_ADDRESS),
+            "postcode": PRINT_ADDRESS[-1],
+            "codes_expire": "2030-03-12",
+            "codes_reissued": "",
+            "postage": "uk",
+            "sheet_count": 1,
+            "postage_class": "second",
+            "marks": [],
+        }
+        for n in range(1, pages + 1)
+    )
     stream_manifest(folder, job, letters)
     return folder / "letters.pdf", folder / "manifest.json"
