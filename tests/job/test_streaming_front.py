@@ -26,6 +26,7 @@ from traced import traced_peak
 from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.config import SANDBOX_JOIN_URL, JobSettings, LetterSettings, PkbConnection
 from pkb_letters.errors import InputFileError
+from pkb_letters.fit import address_fit
 from pkb_letters.intake import patient_list
 from pkb_letters.job import pipeline
 from pkb_letters.job import sql as journal_sql
@@ -52,7 +53,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "pkb-letters"
 def _small_pages(monkeypatch):
     monkeypatch.setattr(patient_list, "_BLOCK", 4096)  # bytes of the file read at a time
     monkeypatch.setattr(journal_sql, "PAGE_ROWS", PAGE)
-    monkeypatch.setattr(chunks, "FIT_BATCH", PAGE)
+    monkeypatch.setattr(address_fit, "FIT_BATCH", PAGE)
     monkeypatch.setattr(resolve, "STATUS_QUERY_LIMIT", PKB_BATCH)
     monkeypatch.setattr(codes, "GENERATE_TOKENS_LIMIT", PKB_BATCH)
 
@@ -240,7 +241,7 @@ EXPECTED = {
 
 @pytest.fixture
 def _tiny_pages(monkeypatch):
-    for module, name in ((journal_sql, "PAGE_ROWS"), (chunks, "FIT_BATCH"),
+    for module, name in ((journal_sql, "PAGE_ROWS"), (address_fit, "FIT_BATCH"),
                          (resolve, "STATUS_QUERY_LIMIT"), (codes, "GENERATE_TOKENS_LIMIT")):
         monkeypatch.setattr(module, name, 3)
 

@@ -8,10 +8,10 @@ import multiprocessing
 from pkb_letters.assemble import marks, print_options
 from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
+from pkb_letters.fit.stage import fit_batches
 from pkb_letters.pkb.batching import batched
 from pkb_letters.records import CodePair, Letter, PatientRow
 from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate
-from pkb_letters.render.executor import fit_batches
 
 CODES = CodePair("Inv0000001", "acc0000001", dt.date(2026, 12, 21))
 

@@ -29,6 +29,7 @@ from pdf_inspect import page_texts
 from pkb_letters.cli import main
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings
 from pkb_letters.envelope import C5
+from pkb_letters.fit.stage import fit_spec
 from pkb_letters.job.pipeline import run_job
 from pkb_letters.render import weasyprint_adapter as wp
 from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate
@@ -104,7 +105,7 @@ def test_the_address_fit_reuses_no_shapes_on_an_untested_weasyprint(monkeypatch)
     see_untested_weasyprint(monkeypatch)
     renderer = ChunkRenderer(LetterTemplate(DEFAULT_TEMPLATE), LetterSettings(), C5)
     assert not renderer.share_layout
-    assert not renderer.fit_spec.share_layout  # what the fit's worker processes are told
+    assert not fit_spec(renderer).share_layout  # what the fit's worker processes are told
 
 
 def test_an_untested_weasyprint_still_refuses_an_address_too_wide(sandbox, tmp_path, monkeypatch):

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pkb_letters.config import DEFAULT_TEMPLATE, LetterSettings, RuleSettings
 from pkb_letters.envelope import C5, EnvelopeProfile
-from pkb_letters.errors import ConfigError, TemplateError
+from pkb_letters.errors import ConfigError
 from pkb_letters.files import PRIVATE_DIR
+from pkb_letters.fit.stage import address_fit_exclusions
 from pkb_letters.intake.patient_list import read_patient_list
 from pkb_letters.job.journal import JOURNAL_NAME
 from pkb_letters.job.manifest import EXCEPTIONS_CSV, write_exceptions_csv
-from pkb_letters.pkb.batching import batched
-from pkb_letters.records import Exclusion, PatientRow, Reason
-from pkb_letters.render import chunks
-from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, Misfit
-from pkb_letters.render.executor import fit_batches
+from pkb_letters.records import Exclusion, PatientRow
+from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate
 from pkb_letters.render.font_subsetting import note_slow_subsetting
 
 
@@ -66,41 +63,6 @@ def validate_list(
         encoding=intake.encoding,
         delimiter=intake.delimiter,
     )
-
-
-def address_fit_exclusions(
-    renderer: ChunkRenderer,
-    patients: Sequence[PatientRow],
-    workers: int = 1,
-    advance: Callable[[int], None] = lambda done: None,
-) -> list[Exclusion]:
-    """An exclusion for each patient whose address block would not print as it is, in input order."""
-    found = [e for batch in fit_exclusions(renderer, patients, len(patients), workers, advance) for e in batch]
-    return sorted(found, key=lambda e: e.input_row)
-
-
-def fit_exclusions(
-    renderer: ChunkRenderer,
-    patients: Iterable[PatientRow],
-    count: int,
-    workers: int = 1,
-    advance: Callable[[int], None] = lambda done: None,
-) -> Iterator[list[Exclusion]]:
-    """`address_fit_exclusions` a batch at a time, taking the `count` patients from `patients` as the fit
-    goes: for a list read from the journal, memory holds a few batches, not the list."""
-    size = chunks.FIT_BATCH
-    for batch, problems in fit_batches(renderer, batched(patients, size), workers, -(-count // size)):
-        by_row = {p.input_row: p for p in batch}
-        yield [_misfit_exclusion(by_row[row], problem) for row, problem in sorted(problems.items())]
-        advance(len(batch))
-
-
-def _misfit_exclusion(patient: PatientRow, problem: Misfit | TemplateError) -> Exclusion:
-    if isinstance(problem, TemplateError):
-        reason, detail = Reason.TEMPLATE_ERROR, str(problem)
-    else:
-        reason, detail = problem.reason, problem.detail
-    return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason, detail)
 
 
 def write_report(report: ValidationReport, out_dir: Path) -> Path:

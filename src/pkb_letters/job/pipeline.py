@@ -31,8 +31,8 @@ from pkb_letters.config import JobSettings, PkbConnection
 from pkb_letters.envelope import C5, EnvelopeProfile
 from pkb_letters.errors import ConfigError, ExpiryUnreadable, InvariantError, PkbApiError, RenderClusterError
 from pkb_letters.files import make_private_dir, sha256_of, write_atomic
+from pkb_letters.fit.stage import fit_exclusions
 from pkb_letters.intake.patient_list import PatientList, open_patient_list
-from pkb_letters.intake.validate import fit_exclusions
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from pkb_letters.job.state import Fingerprint, JobIdentity

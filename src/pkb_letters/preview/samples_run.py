@@ -41,8 +41,8 @@ from pkb_letters.check.print_check import Code, Report, check_files
 from pkb_letters.config import JobSettings
 from pkb_letters.errors import ConfigError, InvariantError
 from pkb_letters.files import make_private_dir, write_atomic
+from pkb_letters.fit.stage import address_fit_exclusions
 from pkb_letters.intake.patient_list import IntakeResult, read_patient_list
-from pkb_letters.intake.validate import address_fit_exclusions
 from pkb_letters.job import pipeline
 from pkb_letters.job.journal import JOURNAL_NAME
 from pkb_letters.job.manifest import build_manifest

@@ -10,8 +10,8 @@ from the envelope profile, a new page per letter and per-letter page numbers
 `ChunkRenderer` runs a chunk's letters (each a `ChunkLetter`) through three layout
 paths, each its own class: `Stamping` (drawn into a prototype of the letter's shape),
 `SharedLayer` (laid out around placeholders for the job's shared blocks) and
-`FullLayout` (WeasyPrint documents, which the other two start from). `AddressFit`
-measures address blocks before any code is issued.
+`FullLayout` (WeasyPrint documents, which the other two start from). The fit stage's
+`AddressFit` (fit/address_fit.py) measures address blocks with the same layout, before any code is issued.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode, urlsplit
-from xml.etree import ElementTree
 
 import jinja2
-import tinyhtml5
 import zxingcpp
 from PIL import Image
 from weasyprint import CSS, HTML
@@ -40,17 +38,17 @@ from weasyprint.text.fonts import FontConfiguration
 from pkb_letters.config import LetterSettings
 from pkb_letters.envelope import EnvelopeProfile
 from pkb_letters.errors import InvariantError, TemplateError, TemplateResourceError
+from pkb_letters.fit.address_fit import PLACEHOLDER_CODES, AddressFit
+from pkb_letters.fit.window import ANCHOR_PREFIX, Misfit, address_misfits
 from pkb_letters.records import CodePair, Letter, PatientRow, Reason
 from pkb_letters.render import stamp
 from pkb_letters.render import weasyprint_adapter as wp
 from pkb_letters.render.font_subsetting import quiet_fallback_warnings
 from pkb_letters.render.shared_layout import (
-    CLASS_ATTRIBUTE,
     SHARED_ONLY_CSS,
     Layer,
     SharedLayout,
     accepted_blocks,
-    element_spans,
     mark,
     runs_of,
     shared_candidates,
@@ -65,23 +63,11 @@ if TYPE_CHECKING:
 
 LETTER_TEMPLATE = "letter.html"
 LETTER_STYLESHEET = "letter.css"
-ANCHOR_PREFIX = "pkb-letter-"
-ADDRESS_WINDOW_CLASS = "pkb-address-window"
-MM_PER_PX = 25.4 / 96
 _MAX_LAYOUT_PASSES = 3
 
 logger = logging.getLogger(__name__)
 # on import, so in every render worker too: without libharfbuzz-subset0 WeasyPrint warns per chunk and font
 quiet_fallback_warnings()
-
-
-@dataclass(frozen=True)
-class Misfit:
-    """A letter whose address does not fit the envelope window at the template's font."""
-
-    sequence: int
-    reason: Reason
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -425,90 +411,6 @@ def _shape_key(letter: ChunkLetter) -> tuple[str, bool] | None:
     return None if letter.shape is None else (letter.shape.key, letter.placeholders is Placeholders.SET)
 
 
-class AddressFit:
-    """Before any code is issued: each patient's address block laid out alone, with the template's own
-    markup and CSS; a block of a shape seen fitting before is measured line by line instead (render/stamp.py)."""
-
-    def __init__(
-        self, full: FullLayout, body: Callable[..., str], name: str, envelope: EnvelopeProfile, reuse_shapes: bool
-    ) -> None:
-        self._full, self._body, self._name, self._envelope = full, body, name, envelope
-        self.reuse_shapes = reuse_shapes
-        self._css: CSS | None = None
-        self._shapes: dict[str, list[tuple[tuple[str, ...], dict]]] = {}  # address blocks seen fitting
-
-    def check(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
-        """The patients (by input row) whose address would not print."""
-        problems: dict[int, Misfit | TemplateError] = {}
-        for start in range(0, len(patients), FIT_BATCH):
-            blocks: dict[int, str] = {}
-            for patient in patients[start : start + FIT_BATCH]:
-                trial = Letter(patient.input_row, "", patient, _PLACEHOLDER_CODES)
-                try:
-                    block = _address_block(self._body(trial, qr=False), self._name)
-                except TemplateError as exc:
-                    problems[patient.input_row] = exc
-                    continue
-                if not self._fits_like_a_known_address(block):
-                    blocks[patient.input_row] = block
-            if blocks:
-                problems.update((m.sequence, m) for m in self._misfits(blocks))
-        return problems
-
-    def _fits_like_a_known_address(self, block: str) -> bool:
-        """Whether an address block of a shape seen fitting before fits too: each of its lines, shaped
-        alone, is one line in the same font, no wider than the window (render/stamp.py's rules)."""
-        shape = stamp.skeleton(block) if self.reuse_shapes else None
-        return shape is not None and self._fits_known_shape(shape)
-
-    def _fits_known_shape(self, shape: stamp.Skeleton) -> bool:
-        return any(
-            stamp.swapped_texts(texts, slots, shape.texts) is not None
-            for texts, slots in self._shapes.get(shape.key, ())
-        )
-
-    def _misfits(self, blocks: dict[int, str]) -> list[Misfit]:
-        """Address blocks stacked on tall pages, each in a box the window's size: laying them out a
-        page each, as letters, would cost a page's overhead per patient. A block of a shape not seen
-        before that fits is kept, so later blocks of that shape need no layout."""
-        shapes = {row: stamp.skeleton(block) if self.reuse_shapes else None for row, block in blocks.items()}
-        new = {row: shape for row, shape in shapes.items() if shape is not None and self._wants_shape(shape)}
-        sections = "\n".join(
-            f'<section class="pkb-fit" id="{ANCHOR_PREFIX}{row}">'
-            f"{stamp.marked(block, new[row]) if row in new else block}</section>"
-            for row, block in blocks.items()
-        )
-        if self._css is None:
-            self._css = self._full.css(fit_css(self._envelope))
-        document = self._full.document(sections, self._css)
-        misfits = []
-        for page in document.pages:
-            for sequence, window in _windows(wp.page_box(page)):
-                misfit = _address_misfit(sequence, window)
-                if misfit:
-                    misfits.append(misfit)
-        if new:
-            self._remember_fitting_shapes(document, shapes, new.keys() - {m.sequence for m in misfits})
-        return misfits
-
-    def _wants_shape(self, shape: stamp.Skeleton) -> bool:
-        known = self._shapes.get(shape.key, [])
-        return len(known) < stamp.MAX_PROTOTYPES_A_SHAPE and sum(map(len, self._shapes.values())) < stamp.MAX_SHAPES
-
-    def _remember_fitting_shapes(self, document, shapes: dict, rows: set[int]) -> None:
-        found: dict[int, dict[int, list]] = {}
-        for number, page in enumerate(document.pages):
-            for leaf, box, path in stamp.slot_boxes(wp.page_box(page)):
-                row = _section_row(path)
-                if row in rows:
-                    found.setdefault(row, {}).setdefault(leaf, []).append((number, box, path))
-        for row, texts in found.items():
-            shape = shapes[row]
-            slots = stamp.text_slots_of(texts, shape)
-            if slots is not None and self._wants_shape(shape) and not self._fits_known_shape(shape):
-                self._shapes.setdefault(shape.key, []).append((shape.texts, slots))
-
-
 class ChunkRenderer:
     """Lays out chunks of letters with one template, envelope and font set: each letter stamped into a
     prototype of its shape where one takes it, else laid out around the shared layer's placeholders
@@ -527,17 +429,14 @@ class ChunkRenderer:
         self.settings = settings
         # the shared layout and stamping read WeasyPrint's internals: by default, only on a tested version
         self.share_layout = wp.check().fast_path if share_layout is None else share_layout
-        self._page = envelope
+        self.envelope = envelope
         self.full = FullLayout(template, envelope, print_css, pdf_options or {})
         self.shared = SharedLayer(self.full, self.body, template.name)
         # a tagged PDF's structure tree is built from the boxes as they are drawn, which stamping skips
         self.stamping = Stamping(self.full, self.share_layout and not stamp.tagged(self.full.pdf_options))
-        self.fit = AddressFit(self.full, self.body, template.name, envelope, self.stamping.enabled)
-
-    @property
-    def fit_spec(self) -> FitSpec:
-        """What a worker process needs to run this renderer's address fit."""
-        return FitSpec(self.template.directory, self.settings, self._page, self.share_layout)
+        self.fit = AddressFit(
+            self.full, self.body, f"{template.name}/{LETTER_TEMPLATE}", envelope, self.stamping.enabled
+        )
 
     def body(self, letter: Letter, qr: bool = True) -> str:
         """One letter's HTML; raises TemplateError for this letter alone. Without `qr`, a blank
@@ -651,7 +550,7 @@ class ChunkRenderer:
         codes, so that a template reaching for a resource it may not read, or placing a box
         that would print on other patients' letters, stops the job now."""
         for patient in patients:
-            trial = Letter(1, "TRIAL", patient, _PLACEHOLDER_CODES)
+            trial = Letter(1, "TRIAL", patient, PLACEHOLDER_CODES)
             try:
                 body = self.body(trial)
             except TemplateError:
@@ -683,8 +582,6 @@ def _sections(letters: Sequence[Letter], bodies: Sequence[str], page_totals: Seq
     )
 
 
-_PLACEHOLDER_CODES = CodePair("X" * 10, "X" * 10, dt.date(2000, 1, 1))
-FIT_BATCH = 500  # address blocks laid out together before any code is issued (more holds more memory, no faster)
 # A 1x1 white PNG: stands in for the QR code where only the address is measured.
 _BLANK_PNG = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAWaF9KQAAAABJRU5ErkJggg=="
@@ -723,19 +620,6 @@ _PROBES = (
 )
 
 
-def _address_block(body: str, template_name: str) -> str:
-    """The template's address window element, cut out of one rendered letter body."""
-    for span in element_spans(body) or ():
-        classes = CLASS_ATTRIBUTE.search(span.start_tag)
-        if classes and ADDRESS_WINDOW_CLASS in (classes.group(2) or classes.group(3) or "").split():
-            return body[span.start : span.end]
-    tree = tinyhtml5.parse(body, namespace_html_elements=False)
-    for element in tree.iter():
-        if ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
-            return ElementTree.tostring(element, method="html", encoding="unicode")
-    raise TemplateError(f"{template_name}/{LETTER_TEMPLATE} has no element with class {ADDRESS_WINDOW_CLASS!r}")
-
-
 def pages_per_letter(document, sequences: Sequence[int]) -> list[int]:
     """Count each letter's pages from the anchor each letter's section carries."""
     counts = dict.fromkeys(sequences, 0)
@@ -752,89 +636,6 @@ class _Pages:
     """Pages from several documents, for what reads only a document's pages."""
 
     pages: list
-
-
-def address_misfits(document) -> list[Misfit]:
-    """Measure each letter's address block as laid out, with the real font: never print it clipped."""
-    misfits = []
-    seen: set[int] = set()
-    for page in document.pages:
-        (sequence,) = [int(a.removeprefix(ANCHOR_PREFIX)) for a in page.anchors if a.startswith(ANCHOR_PREFIX)]
-        if sequence in seen:
-            continue
-        seen.add(sequence)
-        misfit = _address_misfit(sequence, _address_window_box(page, sequence))
-        if misfit:
-            misfits.append(misfit)
-    return misfits
-
-
-def _section_row(path: Sequence) -> int | None:
-    """The input row of the fit section a box is in."""
-    for box in path:
-        element = getattr(box, "element", None)
-        anchor = element.get("id") or "" if element is not None and element.tag == "section" else ""
-        if anchor.startswith(ANCHOR_PREFIX):
-            return int(anchor.removeprefix(ANCHOR_PREFIX))
-    return None
-
-
-def _windows(box, section: int | None = None):
-    """(input row, window box) for every address window under `box`, from the fit document."""
-    for child in box.all_children() if hasattr(box, "all_children") else ():
-        element = getattr(child, "element", None)
-        if element is None:
-            continue
-        anchor = element.get("id") or ""
-        if element.tag == "section" and anchor.startswith(ANCHOR_PREFIX):
-            yield from _windows(child, int(anchor.removeprefix(ANCHOR_PREFIX)))
-        elif ADDRESS_WINDOW_CLASS in (element.get("class") or "").split() and element is not box.element:
-            yield section, child
-        else:
-            yield from _windows(child, section)
-
-
-def _address_window_box(page, sequence: int):
-    for box in wp.page_box(page).descendants():
-        element = box.element
-        if element is not None and ADDRESS_WINDOW_CLASS in (element.get("class") or "").split():
-            return box
-    raise TemplateError(f"letter {sequence}: the template has no element with class {ADDRESS_WINDOW_CLASS!r} on page 1")
-
-
-def _address_misfit(sequence: int, window) -> Misfit | None:
-    left, top = window.content_box_x(), window.content_box_y()
-    lines = [box for box in window.descendants() if type(box).__name__ == "LineBox"]
-    for number, line in enumerate(lines, 1):
-        right = max((child.position_x + child.margin_width() for child in line.children), default=left)
-        if right - left > window.width + 0.01:
-            return Misfit(
-                sequence,
-                Reason.ADDRESS_TOO_WIDE,
-                f"address line {number} is {(right - left) * MM_PER_PX:.1f} mm wide in the letter's font; "
-                f"the envelope window is {window.width * MM_PER_PX:.1f} mm: shorten that line "
-                "(for a name, use initials for middle names)",
-            )
-    bottom = max((line.position_y + line.height for line in lines), default=top)
-    if bottom - top > window.height + 0.01:
-        return Misfit(
-            sequence,
-            Reason.ADDRESS_TOO_TALL,
-            f"the address is {(bottom - top) * MM_PER_PX:.1f} mm tall in the letter's font; the envelope "
-            f"window is {window.height * MM_PER_PX:.1f} mm: use fewer address lines",
-        )
-    return None
-
-
-def fit_css(envelope: EnvelopeProfile) -> str:
-    """Many address windows to a (tall) page, each in a box of the window's size."""
-    w = envelope.window
-    return f"""
-@page {{ size: {w.width + 20:.2f}mm 5000mm; margin: 5mm; }}
-section.pkb-fit {{ display: block; position: relative; width: {w.width}mm; height: {w.height}mm; margin: 0 0 5mm;
-  break-inside: avoid; }}
-section.pkb-fit .pkb-address-window {{ position: static; }}
-"""
 
 
 def layout_css(envelope: EnvelopeProfile) -> str:
@@ -916,30 +717,6 @@ class ChunkOutcome:
 
 
 _renderers: dict[RenderSpec, ChunkRenderer] = {}
-
-
-@dataclass(frozen=True)
-class FitSpec:
-    """Everything an address-fit worker needs: the template, its settings and the page. Picklable."""
-
-    template_dir: Path
-    letter: LetterSettings
-    page: EnvelopeProfile
-    share_layout: bool  # the job's decision: reuse shapes seen fitting (render/stamp.py's rules), or lay each block out
-
-
-_fit_renderers: dict[FitSpec, ChunkRenderer] = {}
-
-
-def fit_batch(spec: FitSpec, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
-    """`ChunkRenderer.check_addresses` in a worker process, which keeps its renderer between batches."""
-    renderer = _fit_renderers.get(spec)
-    if renderer is None:
-        renderer = _fit_renderers.setdefault(
-            spec,
-            ChunkRenderer(LetterTemplate(spec.template_dir), spec.letter, spec.page, share_layout=spec.share_layout),
-        )
-    return renderer.check_addresses(patients)
 
 
 def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:

@@ -19,22 +19,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Protocol
 
-from pkb_letters.errors import TemplateError
 from pkb_letters.records import CodePair, PatientRow
 from pkb_letters.render.chunks import (
     ChunkOutcome,
-    ChunkRenderer,
     ChunkTask,
-    Misfit,
     RenderSpec,
-    fit_batch,
     render_chunk,
 )
 
 Item = tuple[PatientRow, CodePair]
-# Starting a worker (Python, WeasyPrint, the fonts) takes about as long as fitting a batch: a list of
-# fewer batches than this is fitted sooner in this process.
-_MIN_FIT_BATCHES_FOR_WORKERS = 4
 
 
 class ChunkExecutor(Protocol):
@@ -122,25 +115,3 @@ def _renumbered(executor: ChunkExecutor, pending, first_sequence: int) -> deque:
         again.append((task, executor.submit(task)))
         first_sequence += len(task.items)
     return again
-
-
-def fit_batches(
-    renderer: ChunkRenderer, batches: Iterable[Sequence[PatientRow]], workers: int, batch_count: int
-) -> Iterator[tuple[Sequence[PatientRow], dict[int, Misfit | TemplateError]]]:
-    """Each batch with its address fit, in order, taken from `batches` as the fit goes: in `workers`
-    processes when there are `_MIN_FIT_BATCHES_FOR_WORKERS` or more, at most two a worker out at once."""
-    if workers <= 1 or batch_count < _MIN_FIT_BATCHES_FOR_WORKERS:
-        for batch in batches:
-            yield batch, renderer.check_addresses(batch)
-        return
-    workers = min(workers, batch_count)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        todo = iter(batches)
-        pending: deque[tuple[Sequence[PatientRow], Future]] = deque()
-        while True:
-            while len(pending) < 2 * workers and (queued := next(todo, None)) is not None:
-                pending.append((queued, pool.submit(fit_batch, renderer.fit_spec, queued)))
-            if not pending:
-                return
-            batch, future = pending.popleft()
-            yield batch, future.result()
