@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import secrets
@@ -57,6 +56,7 @@ from pkb_letters.render import weasyprint_adapter as wp
 from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, RenderSpec
 from pkb_letters.render.dask_executor import chunk_executor
 from pkb_letters.render.executor import render_in_order
+from pkb_letters.render.template_digest import directory_digest
 from pkb_letters.render.font_subsetting import note_slow_subsetting
 
 PRINT_FILE = "letters.pdf"
@@ -215,7 +215,7 @@ def render_spec(
         page,
         print_options.print_css(options),
         tuple(sorted(print_options.pdf_options(options).items())),
-        _directory_digest(template.directory),
+        directory_digest(template.directory),
         settings.share_layout,
         fast_path,
     )
@@ -273,7 +273,7 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: Pr
     letter = {k: str(v) for k, v in dataclasses.asdict(settings.letter).items() if k != "date"}
     return Fingerprint(
         input_sha256=sha256_of(settings.patients),
-        template_sha256=_directory_digest(template.directory),
+        template_sha256=directory_digest(template.directory),
         api=settings.api,
         letter_settings=json.dumps(letter, sort_keys=True),
         print=json.dumps(
@@ -324,14 +324,6 @@ def _archive_journal(journal_path: Path) -> Path:
         work.rmdir()
     logger.info("replaced job %s; its journal is kept as %s", old_id, archived.name)
     return archived
-
-
-def _directory_digest(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(sha256_of(path).encode())
-    return digest.hexdigest()
 
 
 def _with_job_letter_date(settings: JobSettings, job: JobIdentity) -> JobSettings:
