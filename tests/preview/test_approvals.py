@@ -188,3 +188,13 @@ def test_a_new_preview_of_a_changed_template_says_what_changed_since_the_approva
     assert 'data-state="not-approved"' in page
     assert "Changed since the latest approval, by Ann Reviewer" in page
     assert "template file letter.html changed" in page
+
+
+def test_an_approvals_file_not_of_the_shape_approve_writes_is_a_clear_refusal(tmp_path, fresh_sandbox):
+    template = approved(tmp_path)
+    approvals = json.loads((template / APPROVALS_FILE).read_text(encoding="utf-8"))
+    approvals["approvals"][0]["template_files"] = ["letter.html"]
+    (template / APPROVALS_FILE).write_text(json.dumps(approvals), encoding="utf-8")
+    with pytest.raises(ApprovalError, match="cannot be read as approvals: the approval by 'Ann Reviewer'"):
+        run_requiring_approval(fresh_sandbox, tmp_path / "job", template)
+    assert fresh_sandbox.stats.arrivals == []

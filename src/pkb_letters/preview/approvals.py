@@ -119,9 +119,20 @@ def read_approvals(template_dir: Path) -> list[Approval]:
         return []
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))["approvals"]
-        return [Approval(**entry) for entry in entries]
+        return [_checked(Approval(**entry)) for entry in entries]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ApprovalError(f"{path} cannot be read as approvals: {exc}") from exc
+
+
+def _checked(approval: Approval) -> Approval:
+    """Raises TypeError for an entry not of the shape `approve` writes (a file edited by hand)."""
+    texts = [approval.by, approval.at, approval.note, approval.template_sha256]
+    maps = [approval.template_files, approval.settings]
+    if not all(isinstance(t, str) for t in texts) or not all(
+        isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()) for m in maps
+    ):
+        raise TypeError(f"the approval by {approval.by!r} is not of the shape `pkb-letters approve` writes")
+    return approval
 
 
 def covering(approvals: list[Approval], subject: Subject) -> list[Approval]:
