@@ -94,6 +94,13 @@ def main(verbose: bool, log_format: str) -> None:
     "are always compared. Default: the job file's [rules] postcode_check, else on.",
 )
 @click.option(
+    "--require-approval",
+    is_flag=True,
+    default=None,
+    help="Print only a template and page settings someone approved (`pkb-letters approve`); refused before "
+    "any PKB call otherwise. Default: the job file's [rules] require_approval, else off.",
+)
+@click.option(
     "--envelope",
     default=None,
     help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
@@ -185,6 +192,7 @@ def run(
     job_file: Path | None,
     international_post: bool | None,
     postcode_check: bool | None,
+    require_approval: bool | None,
     restart: bool,
     min_validity_days: int,
     concurrency: int,
@@ -238,7 +246,7 @@ def run(
                 requests_per_second=rate_limit,
                 chunk_size=chunk_size,
                 executor=config.executor_setting(job, executor),
-                rules=config.rule_settings(job, international_post, postcode_check),
+                rules=config.rule_settings(job, international_post, postcode_check, require_approval or None),
             )
             summary = run_job(
                 settings,
@@ -471,6 +479,28 @@ def preview(
             run_live(request, watch, port if serve else None, _print_preview, click.echo)
     elif isinstance(outcome, PkbLettersError):
         sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("preview_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--by", "by", required=True, help="Your name: who approves these letters.")
+@click.option("--note", default="", help="What you checked, or whose agreement this records.")
+def approve(preview_dir: Path, by: str, note: str) -> None:
+    """Sign off the letters the preview in PREVIEW_DIR shows: their template (each file's SHA-256) and
+    the settings that shape the pages, recorded in the template's approvals.json. A preview that
+    failed a check, or whose template has changed since, cannot be approved."""
+    from pkb_letters.preview.approvals import APPROVALS_FILE, PreviewRecord
+    from pkb_letters.preview.approvals import approve as sign_off
+    from pkb_letters.preview.samples_run import show_approval
+
+    with _errors_to_exit_codes():
+        approval = sign_off(preview_dir, by, note)
+        show_approval(preview_dir)
+        recorded = Path(PreviewRecord.read(preview_dir).template) / APPROVALS_FILE
+    click.echo(f"Approved by {approval.by} at {approval.at}: template sha256 {approval.template_sha256}")
+    click.echo(f"  recorded in {recorded}: commit it with the template")
+    click.echo("  a run with --require-approval (or [rules] require_approval) may print these letters")
+    click.echo("  until the template or a setting that shapes the pages changes")
 
 
 def _print_preview(outcome) -> None:

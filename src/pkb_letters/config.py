@@ -67,6 +67,8 @@ class RuleSettings:
 
     international_post: bool = False  # letters abroad: the last address line must name the country
     postcode_check: bool = True  # compare the list's postcode with PKB's (off when PKB addresses are stale)
+    # print only a template and page settings a named person signed off (`pkb-letters approve`)
+    require_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,11 +239,14 @@ def sftp_password(env: Mapping[str, str]) -> str | None:
 
 
 def rule_settings(
-    job: Mapping[str, Any], international_post: bool | None = None, postcode_check: bool | None = None
+    job: Mapping[str, Any],
+    international_post: bool | None = None,
+    postcode_check: bool | None = None,
+    require_approval: bool | None = None,
 ) -> RuleSettings:
     """The job file's [rules] table, with command-line flags (when given) taking precedence."""
     table = dict(job.get("rules", {}))
-    known = {"international_post", "postcode_check"}
+    known = {"international_post", "postcode_check", "require_approval"}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown [rules] settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
@@ -252,6 +257,8 @@ def rule_settings(
         table["international_post"] = international_post
     if postcode_check is not None:
         table["postcode_check"] = postcode_check
+    if require_approval is not None:
+        table["require_approval"] = require_approval
     return RuleSettings(**table)
 
 

@@ -15,6 +15,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     │   ├── PkbOutcomeUnknown       a code request may or may not have been carried out
     │   └── ExpiryUnreadable        PKB issued pairs whose expiry we cannot read: held, job stopped
     ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
+    ├── ApprovalError               no sign-off covers the template and settings, or a preview cannot be signed off
     ├── InvariantError              a safety check on the job's own output failed
     ├── RenderClusterError          the Dask cluster rendering the chunks failed or went away: resume later
     └── DeliveryError               the hand-off to the mail house's drop folder failed
@@ -106,6 +107,13 @@ class PkbAuthError(PkbApiError):
 
 class PurgeRefused(PkbLettersError):
     """`purge` was pointed at something it cannot confirm is a finished job; it removed nothing."""
+
+    exit_code = 2
+
+
+class ApprovalError(PkbLettersError):
+    """A run that must print only approved letters found no approval covering its template and
+    settings, or `approve` was asked to sign off a preview it cannot (failed checks, changed since)."""
 
     exit_code = 2
 

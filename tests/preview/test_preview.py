@@ -504,3 +504,24 @@ def test_the_page_reloads_itself_once_after_a_re_render(tmp_path, caplog, monkey
 
 def _requests(caplog) -> list[str]:
     return [m.split('"GET ', 1)[1].split(" ", 1)[0] for m in caplog.messages if '"GET ' in m]
+
+
+def test_the_page_shows_whether_it_is_approved_by_whom_and_the_command_that_approves_it(tmp_path):
+    """Before `approve`: the command that approves it; after: who approved it. `approve` writes a new
+    version.txt with the page, so a page left open reloads onto it (the reload is tested above)."""
+    template = one_page_template(tmp_path / "one-page")
+    out = tmp_path / "out"
+    render_preview(request_for(out, template_dir=template, count=1))
+    with PreviewServer(out) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        before = chromium(str(tmp_path / "a"), "--virtual-time-budget=3000", "--dump-dom", server.url)
+        done = CliRunner().invoke(main, ["approve", str(out), "--by", "Ann Reviewer", "--note", "IG lead agreed"])
+        assert done.exit_code == 0, done.output
+        after = chromium(str(tmp_path / "b"), "--virtual-time-budget=3000", "--dump-dom", server.url)
+    assert 'data-state="not-approved"' in before and "Ann Reviewer" not in before
+    command = re.search(r'<code id="approve-command">([^<]+)</code>', before)
+    assert command and command.group(1).startswith(f"pkb-letters approve {out} --by")
+    assert 'data-state="approved"' in after
+    assert re.search(r'<span class="approver">Ann Reviewer</span> on [0-9T:+-]+ \(IG lead agreed\)', after)
+    version = (out / "version.txt").read_text()
+    assert f'data-version="{version}"' in after  # the new version: the open page would reload onto it, once

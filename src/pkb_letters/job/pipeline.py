@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import secrets
@@ -39,6 +38,7 @@ from pkb_letters.job.state import Fingerprint, JobIdentity
 from pkb_letters.pkb import codes, resolve
 from pkb_letters.pkb.batching import batched
 from pkb_letters.pkb.client import PkbClient, expiry_from_part
+from pkb_letters.preview.approvals import approval_for_run, page_settings
 from pkb_letters.progress import NoProgress, Progress
 from pkb_letters.records import (
     CodePair,
@@ -58,6 +58,7 @@ from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, RenderSpec
 from pkb_letters.render.dask_executor import chunk_executor
 from pkb_letters.render.executor import render_in_order
 from pkb_letters.render.font_subsetting import note_slow_subsetting
+from pkb_letters.render.template_digest import directory_digest
 
 PRINT_FILE = "letters.pdf"
 WORK_DIR = "work"
@@ -107,6 +108,9 @@ def run_job(
     template = LetterTemplate(settings.template_dir)  # fail on a broken template before any API call
     note_slow_subsetting()
     fingerprint = job_fingerprint(settings, template, options)
+    approval = approval_for_run(
+        template.directory, page_settings(settings.letter, settings.rules, options), settings.rules.require_approval
+    )  # refused here, before the list is read or PKB is asked anything
     journal_path = settings.out_dir / JOURNAL_NAME
     resuming = journal_path.exists() and not restart
     if journal_path.exists():
@@ -124,6 +128,8 @@ def run_job(
             logger.info("resuming job %s", job.id, extra={"event": "resume", "job_id": job.id})
         else:
             job = _start(journal, settings, template, fingerprint, previous)
+        if approval is not None:
+            journal.job.record_approval(approval.summary())
         try:
             return _run_stages(
                 journal, job, settings, connection, template, options, progress, stop_after, today, resuming, intake
@@ -175,7 +181,11 @@ def _run_stages(
             _issue(journal, client, settings, progress, today)
     files, fast = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(
-        journal, settings.out_dir, {**job.manifest_fields(), "print": _print_summary(options)}, files, resumed
+        journal,
+        settings.out_dir,
+        {**job.manifest_fields(), "print": _print_summary(options), **_approval(journal)},
+        files,
+        resumed,
     )
     summary = dataclasses.replace(
         summary, full_layout=layout.note, shared_letters=fast.shared, stamped_letters=fast.stamped
@@ -215,7 +225,7 @@ def render_spec(
         page,
         print_options.print_css(options),
         tuple(sorted(print_options.pdf_options(options).items())),
-        _directory_digest(template.directory),
+        directory_digest(template.directory),
         settings.share_layout,
         fast_path,
     )
@@ -249,6 +259,12 @@ def _print_summary(options: PrintOptions) -> dict:
     }
 
 
+def _approval(journal: Journal) -> dict[str, Any]:
+    """The sign-off the letters were printed under, for the manifest; nothing when none covered them."""
+    approval = journal.job.approval()
+    return {"approval": approval} if approval else {}
+
+
 def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions, progress: Progress) -> None:
     from pkb_letters.check.print_check import available_cpus, check_files
 
@@ -273,7 +289,7 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: Pr
     letter = {k: str(v) for k, v in dataclasses.asdict(settings.letter).items() if k != "date"}
     return Fingerprint(
         input_sha256=sha256_of(settings.patients),
-        template_sha256=_directory_digest(template.directory),
+        template_sha256=directory_digest(template.directory),
         api=settings.api,
         letter_settings=json.dumps(letter, sort_keys=True),
         print=json.dumps(
@@ -285,8 +301,16 @@ def job_fingerprint(settings: JobSettings, template: LetterTemplate, options: Pr
             },
             sort_keys=True,
         ),
-        rules=json.dumps(dataclasses.asdict(settings.rules), sort_keys=True),
+        rules=json.dumps(_printing_rules(settings), sort_keys=True),
     )
+
+
+def _printing_rules(settings: JobSettings) -> dict[str, bool]:
+    """The rules as a job's fingerprint holds them: requiring approval changes nothing printed (and a
+    job from before it was a rule resumes)."""
+    rules = dataclasses.asdict(settings.rules)
+    del rules["require_approval"]
+    return rules
 
 
 _FINGERPRINT_WORDS = {
@@ -324,14 +348,6 @@ def _archive_journal(journal_path: Path) -> Path:
         work.rmdir()
     logger.info("replaced job %s; its journal is kept as %s", old_id, archived.name)
     return archived
-
-
-def _directory_digest(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        digest.update(sha256_of(path).encode())
-    return digest.hexdigest()
 
 
 def _with_job_letter_date(settings: JobSettings, job: JobIdentity) -> JobSettings:

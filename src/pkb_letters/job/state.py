@@ -1,6 +1,7 @@
 """The job's own facts, kept in the journal's key/value `settings` table and read back typed:
 who the job is (`JobIdentity`), what must not change before a resume (`Fingerprint`), how many
-runs it has had, which stages are finished, the print files it made, and its purge.
+runs it has had, which stages are finished, the print files it made, the sign-off its letters were
+printed under, and its purge.
 
 Takes and gives records; the keys they are stored under are this module's business. Stages are
 marked finished under their progress-bar names (`records.Step`); journals written before that
@@ -130,6 +131,14 @@ class JobState:
 
     def print_files(self) -> list[PrintFile]:
         return [PrintFile(**f) for f in json.loads(self._get("print_files") or "[]")]
+
+    def record_approval(self, approval: dict[str, str]) -> None:
+        """The sign-off (who, when, the template's digest) the job's letters are printed under."""
+        self._set({"approval": json.dumps(approval)})
+
+    def approval(self) -> dict[str, str] | None:
+        stored = self._get("approval")
+        return json.loads(stored) if stored else None
 
     def record_purge(self, record: PurgeRecord) -> None:
         self._set({"purged_at": record.purged_at, "purge_record": json.dumps(dataclasses.asdict(record))})

@@ -30,6 +30,7 @@ class JobStatus:
     last_stop: str | None
     finished: bool
     deliveries: tuple[Delivery, ...] = ()
+    approval: dict[str, str] | None = None  # the sign-off its letters are printed under, if any covered them
 
     @property
     def input_rows(self) -> int:
@@ -69,6 +70,9 @@ class JobStatus:
             f"  state          {'finished' if self.finished else 'not finished'}",
             f"  input rows     {self.input_rows:>7}",
         ]
+        if self.approval:
+            a = self.approval
+            lines.insert(3, f"  approved by    {a['by']} on {a['at']} (template sha256 {a['template_sha256'][:12]}…)")
         for stage in Stage:
             lines.append(f"    {stage.value:<12} {self.by_stage.get(stage, 0):>7}")
         if self.by_reason:
@@ -111,4 +115,5 @@ def job_status(out_dir: Path) -> JobStatus:
             last_stop=f"{stops[-1]['time']}: {stops[-1]['detail']}" if stops else None,
             finished=journal.job.finished,
             deliveries=tuple(journal.deliveries.attempts()),
+            approval=journal.job.approval(),
         )

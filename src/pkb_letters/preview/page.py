@@ -1,6 +1,7 @@
 """The preview's `index.html`: every sample's pages and checks, for a reviewer who is not a developer.
 
-Takes a `PreviewRequest` and its `PreviewResult`; gives the page as text. The page
+Takes a `PreviewRequest`, its `PreviewResult` and whether what it shows is signed off
+(`preview/approvals.py`); gives the page as text. The page
 asks `version.txt` every second and reloads itself when a re-render has changed it
 (`pkb-letters preview --watch --serve`); opened from disk, it simply stays as it is.
 """
@@ -8,9 +9,11 @@ asks `version.txt` every second and reloads itself when a re-render has changed 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import jinja2
 
+from pkb_letters.preview.approvals import PageStatus
 from pkb_letters.preview.proof import WATERMARK_TEXT, fold_lines
 from pkb_letters.preview.results import (
     PAGE_PNG,
@@ -54,6 +57,10 @@ _PAGE = """<!DOCTYPE html>
   table.checks td { padding: 2px 10px 2px 0; vertical-align: top; }
   tr.pass td.mark { color: #00703c; } tr.fail td.mark { color: #c4262e; font-weight: bold; }
   tr.fail td { color: #942514; }
+  .approval { padding: 8px 12px; margin: 8px 0; border-left: 6px solid #505a5f; background: #fff; }
+  .approval.approved { border-left-color: #00703c; background: #e3f1ea; }
+  .approval.cannot-approve { border-left-color: #c4262e; background: #fde8e8; }
+  .approval code { display: block; margin-top: 4px; padding: 4px 8px; background: #f3f2f1; user-select: all; }
 </style>
 </head>
 <body data-version="{{ version }}" data-samples="{{ samples | length }}">
@@ -72,6 +79,7 @@ _PAGE = """<!DOCTYPE html>
   <p class="summary">Open <a href="{{ preview_pdf }}">{{ preview_pdf }}</a> (the letters) or
   <a href="{{ proof_pdf }}">{{ proof_pdf }}</a> (the same pages with the envelope window, the marks' clear zone,
   the printable area and the fold{{ "s" if folds > 1 }} drawn on).</p>
+  {{ approval }}
   {% if error %}<div class="error" id="render-error"><strong>The letters could not be rendered:</strong>
 {{ error }}</div>{% endif %}
 </header>
@@ -122,11 +130,44 @@ _PAGE = """<!DOCTYPE html>
 </html>
 """
 
+# Between these markers, so that `pkb-letters approve` can show its sign-off on a page already written.
+APPROVAL_START, APPROVAL_END = "<!-- approval -->", "<!-- /approval -->"
+_APPROVAL = """<!-- approval --><div class="approval {{ status.state }}" id="approval" data-state="{{ status.state }}">
+{%- if status.approved_by %}<strong>Approved</strong> by
+  {% for a in status.approved_by %}<span class="approver">{{ a.by }}</span> on {{ a.at }}
+  {%- if a.note %} ({{ a.note }}){% endif %}{{ "; " if not loop.last }}{% endfor %}:
+  a run that requires approval may print these letters with this template and these settings.
+{%- elif status.failed %}<strong>Cannot be approved:</strong> {{ status.failed }} sample(s) failed a check.
+  Fix the template or the settings and preview again.
+{%- else %}<strong>Not approved.</strong>
+  {% if status.latest %}Changed since the latest approval, by {{ status.latest.said() }}:
+  {{ status.changes | join("; ") }}.{% endif %}
+  When you have looked at every letter, approve them with
+  <code id="approve-command">{{ status.command }}</code>
+{%- endif %}</div><!-- /approval -->"""
+
 _ENVIRONMENT = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-_TEMPLATE = _ENVIRONMENT.from_string(_PAGE)
+_APPROVAL_TEMPLATE = _ENVIRONMENT.from_string(_APPROVAL)
+_APPROVAL_SLOT = f"{{% if status %}}{_APPROVAL}{{% else %}}{APPROVAL_START}{APPROVAL_END}{{% endif %}}"
+_TEMPLATE = _ENVIRONMENT.from_string(_PAGE.replace("{{ approval }}", _APPROVAL_SLOT))
 
 
-def index_html(request: PreviewRequest, result: PreviewResult, error: str = "") -> str:
+def approval_html(status: PageStatus | None) -> str:
+    """The page's sign-off block: approved by whom, or the command that approves it."""
+    return _APPROVAL_TEMPLATE.render(status=status) if status else f"{APPROVAL_START}{APPROVAL_END}"
+
+
+def with_approval(page: str, status: PageStatus, version: str) -> str:
+    """A page already written, its sign-off block replaced and its version changed (a served page reloads)."""
+    before, _, rest = page.partition(APPROVAL_START)
+    _, _, after = rest.partition(APPROVAL_END)
+    page = before + approval_html(status) + after
+    return re.sub(r'data-version="[^"]*"', f'data-version="{version}"', page, count=1)
+
+
+def index_html(
+    request: PreviewRequest, result: PreviewResult, error: str = "", approval: PageStatus | None = None
+) -> str:
     options = request.options
     return _TEMPLATE.render(
         template=request.template_dir.resolve().name,
@@ -147,5 +188,6 @@ def index_html(request: PreviewRequest, result: PreviewResult, error: str = "") 
         version=result.version,
         version_file=VERSION_FILE,
         error=error,
+        status=approval,
         png=PAGE_PNG.format,
     )

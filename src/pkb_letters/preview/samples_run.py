@@ -11,7 +11,10 @@ Takes a template, the job's print options and either the built-in edge cases
 - ``proof.pdf``: the same pages with the envelope window, the marks' clear zone, the
   printable area and the fold lines outlined (`preview/proof.py`);
 - ``index.html`` and ``version.txt``: every sample's pages and the checks that passed or
-  failed for it (`preview/page.py`); the page reloads itself when ``version.txt`` changes.
+  failed for it, and whether a named person approved what it shows (`preview/page.py`); the
+  page reloads itself when ``version.txt`` changes;
+- ``preview.json``: what the letters were made from (the template's files, the settings that
+  shape a page) and what the reviewer saw, for `pkb-letters approve` (`preview/approvals.py`).
 
 Rows that would get no letter are reported with their reason code, as a run would
 exclude them. Nothing here constructs a `PkbClient`: the codes are made up, of the
@@ -40,14 +43,22 @@ from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.check.print_check import Code, Report, check_files
 from pkb_letters.config import JobSettings
 from pkb_letters.errors import ConfigError, InvariantError
-from pkb_letters.files import make_private_dir, write_atomic
+from pkb_letters.files import make_private_dir, sha256_of, write_atomic
 from pkb_letters.fit.stage import address_fit_exclusions
 from pkb_letters.intake.patient_list import IntakeResult, read_patient_list
 from pkb_letters.job import pipeline
 from pkb_letters.job.journal import JOURNAL_NAME
 from pkb_letters.job.manifest import build_manifest
 from pkb_letters.log import mask_nhs_numbers
-from pkb_letters.preview.page import index_html
+from pkb_letters.preview.approvals import (
+    PREVIEW_RECORD,
+    PageStatus,
+    PreviewRecord,
+    Subject,
+    page_settings,
+    page_status,
+)
+from pkb_letters.preview.page import index_html, with_approval
 from pkb_letters.preview.proof import PageRole, proof, watermark
 from pkb_letters.preview.results import (
     INDEX_HTML,
@@ -91,6 +102,8 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
     """Render, check and write every output; raises TemplateError, InputFileError or ConfigError."""
     check_out_dir(request)
     template = LetterTemplate(request.template_dir)
+    # what the letters are made from, read before they are: a template edited mid-render is not approvable
+    subject = Subject.of(request.template_dir, page_settings(request.letter, request.rules, request.options))
     note_slow_subsetting()
     found = _candidates(request)
     job_id = preview_job_id(request.letter.date)
@@ -113,7 +126,9 @@ def render_preview(request: PreviewRequest) -> PreviewResult:
         list_rows=found.list_rows,
         list_exclusions=found.list_by_reason,
     )
-    _write_index(request, result)
+    record = _record(request, result, subject, found)
+    record.write(request.out_dir)
+    _write_index(request, result, page_status(request.template_dir, subject, len(record.failed), request.out_dir))
     return result
 
 
@@ -372,14 +387,51 @@ def _print_checks(report: Report, pages: Sequence[int]) -> tuple[Check, ...]:
     return tuple(checks)
 
 
-def _write_index(request: PreviewRequest, result: PreviewResult) -> None:
-    write_atomic(request.out_dir / INDEX_HTML, index_html(request, result).encode("utf-8"))
+def _record(request: PreviewRequest, result: PreviewResult, subject: Subject, found: _Candidates) -> PreviewRecord:
+    """What `pkb-letters approve` signs off: the subject, the sample set (labels only, never a
+    patient's details: the approval travels with the template) and the files the reviewer saw."""
+    if request.patients is None:
+        samples: dict[str, object] = {"source": "built-in edge cases", "labels": list(found.labels.values())}
+    else:
+        samples = {
+            "source": f"patient list {request.patients.name}",
+            "sha256": sha256_of(request.patients),
+            "labels": list(found.labels.values()),
+        }
+    pdfs = [request.out_dir / name for name in (PREVIEW_PDF, PROOF_PDF)]
+    preview_sha, proof_sha = (sha256_of(path) if path.exists() else "" for path in pdfs)
+    return PreviewRecord(
+        template=str(request.template_dir.resolve()),
+        subject=subject,
+        samples=samples,
+        failed=[sample.label for sample in result.failed],
+        pages=result.pages,
+        preview_pdf_sha256=preview_sha,
+        proof_pdf_sha256=proof_sha,
+        made=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def show_approval(preview_dir: Path) -> PageStatus:
+    """After `approve`: the written page says who approved it, and a served page reloads to show it."""
+    record = PreviewRecord.read(preview_dir)
+    status = page_status(Path(record.template), record.subject, len(record.failed), preview_dir)
+    version = str(time.time_ns())
+    page = (preview_dir / INDEX_HTML).read_text(encoding="utf-8")
+    write_atomic(preview_dir / INDEX_HTML, with_approval(page, status, version).encode("utf-8"))
+    write_atomic(preview_dir / VERSION_FILE, version.encode("ascii"))
+    return status
+
+
+def _write_index(request: PreviewRequest, result: PreviewResult, status: PageStatus) -> None:
+    write_atomic(request.out_dir / INDEX_HTML, index_html(request, result, approval=status).encode("utf-8"))
     write_atomic(request.out_dir / VERSION_FILE, result.version.encode("ascii"))  # last: the page reloads on it
 
 
 def write_error_page(request: PreviewRequest, error: Exception) -> str:
     """When a re-render fails (say, a template mid-edit), the page says why instead of going stale."""
     make_private_dir(request.out_dir)
+    (request.out_dir / PREVIEW_RECORD).unlink(missing_ok=True)  # nothing rendered: nothing to approve
     version = str(time.time_ns())
     result = PreviewResult(request.out_dir, (), 0, version)
     write_atomic(request.out_dir / INDEX_HTML, index_html(request, result, error=str(error)).encode("utf-8"))
