@@ -36,6 +36,7 @@ CLASS_DIGITS = {"first": "1", "second": "2", "economy": "3"}
 REUSE_DAYS = 90  # Royal Mail: an item ID is unique for at least 90 days per supply chain ID
 _HEADER_CHARACTERS = re.compile(r"[A-Z0-9 ]*")
 INTERNATIONAL = "XY11"
+_MIN_BLOCK = (40.0, 15.0)  # mm: narrower or shorter, hardly any address (3 lines at least) would fit
 
 
 class Mode(StrEnum):
@@ -215,7 +216,7 @@ def reserve_window(envelope: EnvelopeProfile, settings: MailmarkSettings) -> Env
         block = Rect(window.left, window.top, zone.left - window.left, window.height)
     else:
         block = Rect(window.left, window.top, window.width, zone.top - window.top)
-    if block.width < 30 or block.height < 10:
+    if block.width < _MIN_BLOCK[0] or block.height < _MIN_BLOCK[1]:
         raise ConfigError(
             f"the Mailmark ({settings.size:.1f} mm and {settings.clear:.1f} mm clear) leaves the {envelope.name} "
             f"window only {block.width:.1f} x {block.height:.1f} mm for the address: try position = "
