@@ -76,6 +76,8 @@ class Reason(StrEnum):
     EXPIRY_UNREADABLE = "expiry-unreadable"
     TEMPLATE_ERROR = "template-error"
     INVALID_POSTAGE_CLASS = "invalid-postage-class"
+    MAILMARK_MISSING = "mailmark-missing"
+    MAILMARK_INVALID = "mailmark-invalid"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import pikepdf
 from pypdf import PdfReader
 from pypdf.generic import DictionaryObject
 
-from pkb_letters.assemble import marks, output_intent, sheets
+from pkb_letters.assemble import mailmark, marks, output_intent, sheets
 from pkb_letters.assemble.marks import MarkLayout
-from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM
+from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM, Rect
 from pkb_letters.errors import ConfigError, InvariantError
 from pkb_letters.files import atomic_writer, sha256_of
 from pkb_letters.pdf.chunk_copy import ChunkCopier, SourcePage
@@ -52,6 +52,8 @@ class Piece:
     postcode: str
     postage_class: str
     source_page: int
+    mailmark: str = ""  # the Royal Mail Mailmark string printed in its window, if the job prints them
+    held: bool = False  # laid out but not printed (its supplied Mailmark is missing or invalid)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Finishing:
     split_by: tuple[str, ...] = ()
     max_letters_per_file: int | None = None
     output_profile: Path | None = None  # the ICC profile the chunks' output intent was made from
+    mailmark_at: Rect | None = None  # where each piece's Mailmark prints on its first page
+    mailmark_module: float = 0.5
 
 
 def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[Group, int], int]:
@@ -81,9 +85,11 @@ def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[Gro
     groups: dict[Group, int] = {}
     pages = 0
     for piece in pieces:
+        pages += piece.page_count
+        if piece.held:
+            continue
         key = _group(piece, finishing)
         groups[key] = groups.get(key, 0) + 1
-        pages += piece.page_count
     return groups, pages
 
 
@@ -142,7 +148,7 @@ def stream_print_files(
     files = []
     try:
         for key, count in groups.items():
-            members = (piece for piece in pieces() if _group(piece, finishing) == key)
+            members = (piece for piece in pieces() if not piece.held and _group(piece, finishing) == key)
             size = finishing.max_letters_per_file or count
             for number in range(1, -(-count // size) + 1):
                 name = file_name(finishing, *key, number)
@@ -238,9 +244,13 @@ def _add_letter(
         copier, page = chunks.page(piece.source_page + index, writer)
         width, height = page.width, page.height
         check_a4(width, height, where)
+        operators = b""
         if payloads and index in front_pages:
-            # drawn in default user space, whatever state the page's own content leaves
             operators = marks.draw(finishing.marks, payloads[front_pages.index(index)])
+        if index == 0 and piece.mailmark and finishing.mailmark_at is not None:
+            operators += mailmark.draw(finishing.mailmark_at, finishing.mailmark_module, piece.mailmark)
+        if operators:
+            # drawn in default user space, whatever state the page's own content leaves
             copier.copy_page(page, before=[b"q\n"], extra=[b"\nQ\n" + operators])
         else:
             copier.copy_page(page)

@@ -1,7 +1,7 @@
 """Print options: what the mail house's print room and inserters need, gathered in one record.
 
-Takes the command line and the job file's ``[print]``, ``[marks]`` and
-``[envelope]`` tables; gives a frozen `PrintOptions` and, from it, the CSS and
+Takes the command line and the job file's ``[print]``, ``[marks]``,
+``[envelope]`` and ``[mailmark]`` tables; gives a frozen `PrintOptions` and, from it, the CSS and
 WeasyPrint options every letter is rendered with (K-only black, the PDF
 variant and its output intent).
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from pkb_letters import envelope as envelopes
 from pkb_letters.assemble import output_intent
+from pkb_letters.assemble.mailmark import MailmarkSettings, settings_from_table
 from pkb_letters.assemble.marks import DEFAULT_LAYOUTS, MarkKind, MarkLayout, layout_from_table
 from pkb_letters.envelope import C5, EnvelopeProfile
 from pkb_letters.errors import ConfigError
@@ -39,6 +40,7 @@ class PrintOptions:
     split_by: tuple[str, ...] = ()
     max_letters_per_file: int | None = None
     preflight: bool = True  # run `check` on the job's own files before declaring it ready
+    mailmark: MailmarkSettings | None = None  # the job file's [mailmark]: None prints no Mailmark
 
     def __post_init__(self) -> None:
         if self.pdf_variant not in PDF_VARIANTS:
@@ -97,6 +99,7 @@ def options_from_job(job: Mapping[str, Any], job_dir: Path, **cli: Any) -> Print
     values: dict[str, Any] = {
         "envelope": envelopes.profile(str(merged.pop("envelope", "c5")), custom),
         "marks": layout_from_table(cli.get("marks"), job.get("marks")),
+        "mailmark": settings_from_table(job.get("mailmark"), job_dir),
     }
     if "output_profile" in merged:
         values["output_profile"] = job_dir / str(merged.pop("output_profile"))

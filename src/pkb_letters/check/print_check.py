@@ -42,6 +42,7 @@ import zxingcpp
 
 from pkb_letters.assemble import marks
 from pkb_letters.assemble.marks import MarkKind, MarkLayout
+from pkb_letters.check import mailmark_check
 from pkb_letters.check.page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages, lazy_page_count
 from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from pkb_letters.files import sha256_of
@@ -97,6 +98,9 @@ class Code(StrEnum):
     MARK_MISSING = "mark-missing"
     MARK_MISMATCH = "mark-mismatch"
     NOT_IN_MANIFEST = "not-in-manifest"
+    MAILMARK_MISSING = mailmark_check.MISSING
+    MAILMARK_MISMATCH = mailmark_check.MISMATCH
+    IN_MAILMARK_ZONE = mailmark_check.IN_ZONE
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,20 @@ def check_files(
     )
     for f in files:
         report.problems.extend(f.problems_in_order())
+    report.problems.extend(_mailmark_problems(paths, listed, job, manifest))
     return report
+
+
+def _mailmark_problems(
+    paths: Sequence[Path], listed: Sequence[str | None], job: Mapping[str, Any] | None, manifest
+) -> list[Problem]:
+    """Each piece's Mailmark read back against the manifest, when the job prints them."""
+    placement = (job or {}).get("print", {}).get("mailmark")
+    if not placement or manifest is None:
+        return []
+    by_name = {name: path for path, name in zip(paths, listed, strict=True) if name is not None}
+    found = mailmark_check.check(by_name, placement, _manifest_letters(manifest))
+    return [Problem(file, page, Code(code), detail) for file, page, code, detail in found]
 
 
 def available_cpus() -> int:

@@ -22,6 +22,8 @@ from pkb_letters.errors import PkbLettersError
 from pkb_letters.job.codes import Codes
 from pkb_letters.job.deliveries import Deliveries
 from pkb_letters.job.events import Events
+from pkb_letters.job.mailmarks import SCHEMA as MAILMARKS_SCHEMA
+from pkb_letters.job.mailmarks import Mailmarks
 from pkb_letters.job.placements import Placements
 from pkb_letters.job.rows import Rows
 from pkb_letters.job.sql import Db
@@ -123,6 +125,7 @@ class Journal:
         self.codes = Codes(self.db, self.events)
         self.placements = Placements(self.db)
         self.deliveries = Deliveries(self.db)
+        self.mailmarks = Mailmarks(self.db)
 
     @classmethod
     def in_dir(cls, out_dir: Path) -> Journal:
@@ -169,6 +172,7 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
+        connection.executescript(MAILMARKS_SCHEMA)
         _add_streaming_schema(connection)
     except sqlite3.Error as exc:
         raise PkbLettersError(f"cannot open job journal {path}: {exc}") from exc

@@ -98,7 +98,7 @@ def stream_manifest(out_dir: Path, job: dict[str, Any], letters: Iterable[dict[s
         atomic_writer(out_dir / MANIFEST_CSV, "w", encoding="utf-8", newline="") as csv_handle,
         atomic_writer(out_dir / MANIFEST_JSON, "w", encoding="utf-8") as json_handle,
     ):
-        rows = csv.DictWriter(csv_handle, LETTER_FIELDS)
+        rows = csv.DictWriter(csv_handle, LETTER_FIELDS, extrasaction="ignore")  # Mailmarks: mailmark-items.csv
         rows.writeheader()
         head = json.dumps({"job": job}, indent=2, ensure_ascii=False)
         json_handle.write(head.removesuffix("\n}") + ',\n  "letters": [')

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pkb_letters.assemble import marks, print_options
+from pkb_letters.assemble import mailmark, marks, print_options
 from pkb_letters.assemble.print_files import Finishing, Piece, PlacedPiece, pieces_from_placements, stream_print_files
 from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.config import JobSettings, PkbConnection
@@ -32,6 +32,7 @@ from pkb_letters.errors import ConfigError, ExpiryUnreadable, InvariantError, Pk
 from pkb_letters.files import make_private_dir, sha256_of, write_atomic
 from pkb_letters.fit.stage import fit_exclusions
 from pkb_letters.intake.patient_list import PatientList, open_patient_list
+from pkb_letters.job import mailmark_run
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from pkb_letters.job.state import Fingerprint, JobIdentity
@@ -218,6 +219,8 @@ def render_spec(
     """How this job's letters are laid out, with page margins that keep body text out of the marks' clear zone;
     `fast_path`: whether the WeasyPrint found is one the shared layout and stamping were tested on."""
     page = marks.reserve_space(options.envelope, options.marks, marks.sample_payload(job_id))
+    if options.mailmark is not None:  # the address block keeps out of the Mailmark's part of the window
+        page = mailmark.reserve_window(page, options.mailmark)
     return RenderSpec(
         job_id,
         template.directory,
@@ -248,7 +251,7 @@ class _FastPathCount:
 
 
 def _print_summary(options: PrintOptions) -> dict:
-    return {
+    summary: dict[str, Any] = {
         "envelope": options.envelope.name,
         "duplex": options.duplex,
         "pdf_variant": options.pdf_variant,
@@ -257,6 +260,12 @@ def _print_summary(options: PrintOptions) -> dict:
         "split_by": list(options.split_by),
         "max_letters_per_file": options.max_letters_per_file,
     }
+    if options.mailmark is not None:
+        summary["mailmark"] = {
+            "mode": str(options.mailmark.mode),
+            **mailmark.placement_record(options.envelope, options.mailmark),
+        }
+    return summary
 
 
 def _approval(journal: Journal) -> dict[str, Any]:
@@ -590,10 +599,23 @@ def _finish_print_files(
         output_profile=print_options.intent_profile(options),
     )
 
-    def pieces() -> Iterator[Piece]:
+    def laid_out() -> Iterator[Piece]:
         return pieces_from_placements(
             journal.placements.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
         )
+
+    pieces = laid_out
+    decided = None
+    if options.mailmark is not None:
+        decided = mailmark_run.decide(journal, job_id, laid_out(), options.mailmark, dt.date.today())
+        finishing = dataclasses.replace(
+            finishing,
+            mailmark_at=mailmark.symbol_rect(options.envelope, options.mailmark),
+            mailmark_module=options.mailmark.module,
+        )
+
+        def pieces() -> Iterator[Piece]:
+            return map(decided.apply, laid_out())
 
     def record(placed: Sequence[PlacedPiece]) -> None:
         journal.placements.record_print_positions((p.piece.sequence, p.file, p.first_page) for p in placed)
@@ -604,6 +626,8 @@ def _finish_print_files(
         advance(len(placed))
 
     files = stream_print_files(chunk_paths, pieces, finishing, out_dir, record)
+    if decided is not None:
+        mailmark_run.hold_back(journal, decided)
     logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
     return files
 
@@ -652,9 +676,12 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, Any], files: list[Pr
         files,
         journal.placements.has_pieces(),
     )
-    entries = (
+    entries: Iterable[dict[str, Any]] = (
         letter_entry(placed, piece, reissued) for placed, piece, reissued in journal.placements.placed_for_manifest()
     )
+    if "mailmark" in job.get("print", {}):
+        entries = mailmark_run.with_mailmarks(entries, mailmark_run.manifest_fields(journal))
+        mailmark_run.write_items_csv(out_dir, journal)
     stream_manifest(out_dir, record, entries)
     write_exceptions_csv(out_dir, journal.rows.iter_exclusions())
     journal.job.mark_done(Step.MANIFEST)
