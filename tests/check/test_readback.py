@@ -12,11 +12,15 @@ from pathlib import Path
 import pikepdf
 import pypdfium2
 import pytest
+from click.testing import CliRunner
+from conftest import PATIENTS_CSV, edited_default_template
 
 from pkb_letters.check.print_check import Code, Report, check_files
 from pkb_letters.check.readback import JournalCredentials
+from pkb_letters.cli import main
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON
+from pkb_letters.job.purge import purge_job
 from pkb_letters.render.chunks import long_date
 
 PRINT_FILE = "letters.pdf"
@@ -335,3 +339,59 @@ def test_a_page_of_another_letter_inserted(job: Path) -> None:
     assert any(
         p.code == Code.FOREIGN_CREDENTIAL and f"of piece {other['piece_id']}" in p.detail for p in report.problems
     )
+
+
+# -- the run, deliver and check --job ---------------------------------------------------------
+
+
+def test_check_job_reads_back_a_finished_job(job: Path) -> None:
+    result = CliRunner().invoke(main, ["check", "--job", str(job)])
+    assert result.exit_code == 0, result.output
+    assert f"credentials read back from {len(letters(job))} letter(s)" in result.output
+
+
+def test_check_job_names_the_piece_whose_letter_does_not_read_back(job: Path) -> None:
+    target = letters(job)[1]
+    replace_text(job, target["first_page"] - 1, target["address_lines"][-1], "ZZ9 9ZZ")
+    result = CliRunner().invoke(main, ["check", "--job", str(job), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["read_back"]["failed"] == [target["piece_id"]]
+
+
+def test_check_job_after_purge_says_credentials_cannot_be_verified(job: Path, tmp_path: Path) -> None:
+    kept = tmp_path / "kept-copy.pdf"
+    shutil.copy2(job / PRINT_FILE, kept)
+    purge_job(job, dt.date.today())
+    gone = CliRunner().invoke(main, ["check", "--job", str(job)])
+    assert gone.exit_code != 0 and "no longer holds letters.pdf" in gone.output
+    result = CliRunner().invoke(main, ["check", "--job", str(job), str(kept)])
+    assert result.exit_code == 0, result.output  # every other check still runs, and passes
+    assert "credentials NOT verified" in result.output and "can no longer be verified" in result.output
+    assert "by purge on" in result.output
+
+
+def test_a_run_whose_letters_do_not_read_back_fails_and_cannot_be_delivered(sandbox, tmp_path: Path) -> None:
+    """A template that greets patients by first name alone: every letter lacks its patient's surname
+    outside the window, the run exits 3, and deliver refuses the job naming the pieces."""
+    template = edited_default_template(
+        tmp_path / "template",
+        "Dear {% if patient.title %}{{ patient.title }} {{ patient.last_name }}{% else %}"
+        "{{ patient.first_name }} {{ patient.last_name }}{% endif %},",
+        "Dear {{ patient.first_name }},",
+    )
+    out = tmp_path / "job"
+    run = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(template), "--out", str(out)]
+    )
+    assert run.exit_code == 3, run.output
+    assert "name-mismatch" in run.output
+    with Journal(out / JOURNAL_NAME, read_only=True) as journal:
+        outcome = journal.job.readback()
+    assert outcome is not None and not outcome["ok"]
+    assert outcome["failed"] == sorted(entry["piece_id"] for entry in letters(out))
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    refused = CliRunner().invoke(main, ["deliver", str(out), "--to", str(drop)])
+    assert refused.exit_code == 3, refused.output
+    assert "failed its read-back" in refused.output and outcome["failed"][0] in refused.output
+    assert list(drop.iterdir()) == []
