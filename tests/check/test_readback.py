@@ -395,3 +395,37 @@ def test_a_run_whose_letters_do_not_read_back_fails_and_cannot_be_delivered(sand
     assert refused.exit_code == 3, refused.output
     assert "failed its read-back" in refused.output and outcome["failed"][0] in refused.output
     assert list(drop.iterdir()) == []
+
+
+def test_a_template_printing_no_codes_fails_its_trial_before_any_code_is_issued(sandbox, tmp_path: Path) -> None:
+    template = edited_default_template(
+        tmp_path / "template",
+        '<tr><th scope="row">Invitation code</th><td class="code">{{ codes.invitation }}</td></tr>\n'
+        '      <tr><th scope="row">Access code</th><td class="code">{{ codes.access }}</td></tr>',
+        "",
+    )
+    issued = len(sandbox.issued())
+    out = tmp_path / "job"
+    run = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(template), "--out", str(out)]
+    )
+    assert run.exit_code != 0
+    assert "does not print the invitation code and the access code" in run.output
+    assert len(sandbox.issued()) == issued
+    with Journal(out / JOURNAL_NAME, read_only=True) as journal:
+        assert journal.db.execute("SELECT COUNT(*) FROM rows WHERE invitation_code IS NOT NULL").fetchone()[0] == 0
+
+
+def test_a_template_printing_the_codes_spaced_reads_back(sandbox, tmp_path: Path) -> None:
+    template = edited_default_template(
+        tmp_path / "template",
+        '<td class="code">{{ codes.access }}</td>',
+        '<td class="code">{{ codes.access[:5] }} {{ codes.access[5:] }}</td>',
+    )
+    out = tmp_path / "job"
+    run = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(template), "--out", str(out)]
+    )
+    assert run.exit_code == 0, run.output
+    with Journal(out / JOURNAL_NAME, read_only=True) as journal:
+        assert journal.job.readback() == {"ok": True, "failed": []}
