@@ -342,7 +342,14 @@ def _terminal_progress() -> Progress:
 
 
 @main.command()
-@click.argument("pdfs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("pdfs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--job",
+    "job_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A finished job folder: check its print files (or the PDFs given) against its manifest, and read "
+    "every letter's credentials back against its journal.",
+)
 @click.option(
     "--manifest",
     "manifest_path",
@@ -371,6 +378,7 @@ def _terminal_progress() -> Progress:
 )
 def check(
     pdfs: tuple[Path, ...],
+    job_dir: Path | None,
     manifest_path: Path | None,
     envelope: str,
     marks: str | None,
@@ -381,6 +389,11 @@ def check(
     """Preflight letter PDFs as a print room would; exits 1 when anything fails."""
     from pkb_letters.check.print_check import available_cpus, check_files
 
+    if job_dir is not None:
+        _check_job(job_dir, pdfs, as_json, workers)
+        return
+    if not pdfs:
+        raise click.UsageError("give the PDFs to check, or --job DIR")
     with _errors_to_exit_codes():
         job = config.load_job_file(job_file)
         options = options_from_job(job, job_file.parent if job_file else Path.cwd(), envelope=envelope, marks=marks)
@@ -393,6 +406,40 @@ def check(
             workers=workers or available_cpus(),
             progress=_terminal_progress(),
         )
+    click.echo(report.json() if as_json else report.text())
+    sys.exit(0 if report.ok else 1)
+
+
+def _check_job(job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: int | None) -> None:
+    """`check --job`: the job's print files (or `pdfs`, copies of them) against its manifest, with every
+    letter's credentials read back against its journal (until `purge` erases them)."""
+    from pkb_letters.check.print_check import available_cpus, check_files
+    from pkb_letters.check.readback import JournalCredentials
+    from pkb_letters.job.manifest import MANIFEST_JSON, read_manifest_job
+
+    with _errors_to_exit_codes():
+        manifest = job_dir / MANIFEST_JSON
+        if not manifest.is_file() or not (job_dir / JOURNAL_NAME).is_file():
+            raise ConfigError(f"{job_dir} holds no {MANIFEST_JSON} and {JOURNAL_NAME}; is it a finished job folder?")
+        record = read_manifest_job(manifest)
+        files = list(pdfs) or [job_dir / f["name"] for f in record.get("files", [])]
+        missing = [path.name for path in files if not path.is_file()]
+        if missing:
+            raise ConfigError(
+                f"{job_dir} no longer holds {', '.join(missing)} (purged, or moved); give copies of the print files "
+                "as arguments"
+            )
+        options = options_from_job({}, job_dir, envelope=str(record.get("print", {}).get("envelope", "c5")).lower())
+        with Journal(job_dir / JOURNAL_NAME, read_only=True) as journal:
+            report = check_files(
+                files,
+                manifest,
+                options.envelope,
+                None,
+                workers=workers or available_cpus(),
+                progress=_terminal_progress(),
+                credentials=JournalCredentials.of_journal(journal),
+            )
     click.echo(report.json() if as_json else report.text())
     sys.exit(0 if report.ok else 1)
 

@@ -13,7 +13,8 @@ so all it can ever see is whole and checked:
 
 `manifest.json` goes first, so it claims the folder for this job. A rerun sends
 only what is missing or different. A folder holding another job with the same
-id, or a job this journal already handed over there, is refused.
+id, or a job this journal already handed over there, is refused, and so is a job whose letters
+did not read back as their journal rows (`check.readback`, recorded by the run).
 
 Both drop folders (`LocalFolder`, `SftpFolder`) implement `DropFolder`; the
 rules live once, in `deliver`. `deliver_job` adds the job folder and the journal.
@@ -535,6 +536,7 @@ def deliver_job(
     with Journal.in_dir(out_dir) as journal:
         if journal.job.id != job.id:
             raise InvariantError(f"{MANIFEST_JSON} is for job {job.id} but the journal in {out_dir} is not")
+        _check_read_back(journal, job.id)
         delivered_before = any(
             d.destination == where and d.outcome != DeliveryOutcome.FAILED for d in journal.deliveries.attempts()
         )
@@ -550,6 +552,18 @@ def deliver_job(
         delivery = Delivery(started, _now(), where, outcome, host_key, files)
         journal.deliveries.record(delivery)
         return delivery
+
+
+def _check_read_back(journal: Journal, job_id: str) -> None:
+    """A job whose letters did not read back as their journal rows never goes to the mail house."""
+    read_back = journal.job.readback()
+    if read_back is not None and not read_back["ok"]:
+        pieces = read_back["failed"]
+        shown = ", ".join(pieces[:20]) + (f" and {len(pieces) - 20} more" if len(pieces) > 20 else "")
+        raise InvariantError(
+            f"job {job_id} failed its read-back: the letters of piece(s) {shown} do not carry their own "
+            "credentials as the journal issued them. It must not be printed; nothing was sent"
+        )
 
 
 @contextmanager

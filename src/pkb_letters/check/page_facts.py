@@ -499,6 +499,26 @@ class PdfPages:
         textpage = self._textpage(number).raw
         return "".join(chr(pdfium.FPDFText_GetUnicode(textpage, i) or 32) for i in range(count))
 
+    def square_images_mm(self, number: int, smallest: float, largest: float) -> list[Rect]:
+        """The page's square images (a QR code is one) from `smallest` to `largest` mm a side, drawn by
+        the page itself (not in a Form XObject), in millimetres from the page's top-left corner."""
+        page = self._page(number).raw
+        page_left, _, _, page_top = self._mediabox(number)
+        found = []
+        left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+        for index in range(pdfium.FPDFPage_CountObjects(page)):
+            item = pdfium.FPDFPage_GetObject(page, index)
+            if pdfium.FPDFPageObj_GetType(item) != pdfium.FPDF_PAGEOBJ_IMAGE:
+                continue
+            if not pdfium.FPDFPageObj_GetBounds(item, left, bottom, right, top):
+                continue
+            width, height = (right.value - left.value) * MM_PER_POINT, (top.value - bottom.value) * MM_PER_POINT
+            if smallest <= width <= largest and abs(width - height) <= 0.02 * width:
+                found.append(
+                    Rect((left.value - page_left) * MM_PER_POINT, (page_top - top.value) * MM_PER_POINT, width, height)
+                )
+        return found
+
     def render_mm(self, number: int, zone: Rect, dpi: float):
         """`zone` of the page, rendered in grey at `dpi` (a PIL image)."""
         page = self._page(number)

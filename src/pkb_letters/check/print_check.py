@@ -23,6 +23,7 @@ found, whatever the size of the files and the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -42,8 +43,9 @@ import zxingcpp
 
 from pkb_letters.assemble import marks
 from pkb_letters.assemble.marks import MarkKind, MarkLayout
-from pkb_letters.check import mailmark_check
+from pkb_letters.check import mailmark_check, readback
 from pkb_letters.check.page_facts import K_BLACK, MM_PER_POINT, PATTERN, PageWords, PdfPages, lazy_page_count
+from pkb_letters.check.readback import Expected, JournalCredentials
 from pkb_letters.envelope import A4_HEIGHT_MM, A4_WIDTH_MM, C5, EnvelopeProfile, Rect
 from pkb_letters.files import sha256_of
 from pkb_letters.job.manifest import iter_manifest_letters, read_manifest_job
@@ -101,6 +103,14 @@ class Code(StrEnum):
     MAILMARK_MISSING = mailmark_check.MISSING
     MAILMARK_MISMATCH = mailmark_check.MISMATCH
     IN_MAILMARK_ZONE = mailmark_check.IN_ZONE
+    # the read-back of each letter's credentials against its journal row (`readback`)
+    CREDENTIAL_MISMATCH = readback.CREDENTIAL_MISMATCH
+    QR_MISMATCH = readback.QR_MISMATCH
+    EXPIRY_MISMATCH = readback.EXPIRY_MISMATCH
+    ADDRESS_MISMATCH = readback.ADDRESS_MISMATCH
+    NAME_MISMATCH = readback.NAME_MISMATCH
+    FOREIGN_CREDENTIAL = readback.FOREIGN_CREDENTIAL
+    PIECE_MISMATCH = readback.PIECE_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -117,19 +127,33 @@ class Report:
     pages: int = 0
     problems: list[Problem] = field(default_factory=list)
     matched: dict[str, str] = field(default_factory=dict)  # a renamed file -> the manifest's file of its SHA-256
+    read_back: int | None = None  # letters whose credentials were read back; None: no journal to compare with
+    unverifiable: str | None = None  # why the credentials could not be read back (the journal's codes are erased)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def read_back_failed(self) -> list[str]:
+        """The pieces whose credentials did not read back as their journal rows."""
+        return readback.failed_pieces(self.problems)
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "ok": self.ok,
             "files": self.files,
             "pages": self.pages,
             "matched": self.matched,
             "problems": [asdict(p) for p in self.problems],
         }
+        if self.read_back is not None or self.unverifiable is not None:
+            found["read_back"] = {
+                "letters": self.read_back or 0,
+                "failed": self.read_back_failed,
+                "unverifiable": self.unverifiable,
+            }
+        return found
 
     def json(self) -> str:
         return json.dumps(self.as_dict(), indent=2)
@@ -143,6 +167,14 @@ class Report:
             f"  {name}: checked as the manifest's {listed}, whose SHA-256 it has"
             for name, listed in self.matched.items()
         )
+        if self.unverifiable is not None:
+            lines.append(f"  credentials NOT verified: {self.unverifiable}")
+        elif self.read_back is not None:
+            failed = self.read_back_failed
+            lines.append(
+                f"  credentials read back from {self.read_back} letter(s): "
+                + (f"{len(failed)} do not match their journal rows" if failed else "every one matches its journal row")
+            )
         shown = self.problems if limit is None else self.problems[:limit]
         for p in shown:
             where = f"{p.file} page {p.page}" if p.page else p.file
@@ -168,6 +200,7 @@ def check_files(
     *,
     workers: int = 1,
     progress: Progress | None = None,
+    credentials: JournalCredentials | None = None,
 ) -> Report:
     """Check every page of every file. `workers` > 1 spreads the pages over that many processes
     (for jobs big enough to pay for starting them); they are spawned, so a script that asks for
@@ -176,7 +209,10 @@ def check_files(
 
     The manifest's letters are read one at a time and the pages checked a job at a time as they
     pass, so what this process holds depends on a job's pages and on the problems found, not on
-    the size of the files or of the manifest."""
+    the size of the files or of the manifest.
+
+    `credentials` (the job's journal, with a manifest): every letter is also read back and matched
+    to its journal row (`readback`)."""
     job = _manifest_job(manifest)
     if layout is None:
         kind = (job or {}).get("print", {}).get("marks", MarkKind.DATAMATRIX)
@@ -194,6 +230,7 @@ def check_files(
             *counted,
             listed_as=name,
             unlisted=job is not None and name is None,
+            credentials=credentials,
         )
         for position, (path, name, counted) in enumerate(zip(paths, listed, _page_counts(paths, workers), strict=True))
     ]
@@ -206,7 +243,12 @@ def check_files(
         late = [late_job for f in files for late_job in f.late_jobs(size)]
         for result in _run(late, workers) if late else ():
             files[result.file].take(result)
+    if credentials is not None:
+        for f in files:
+            f.judge_candidates(credentials)
     report = Report(
+        read_back=credentials.verified if credentials is not None and job is not None else None,
+        unverifiable=credentials.unverifiable if credentials is not None else None,
         files=[path.name for path in paths],
         pages=sum(f.page_count for f in files),
         matched={
@@ -326,7 +368,7 @@ def _file_size(path: Path) -> int:
 # as one pass would: page by page, then the file's letters in manifest order.
 
 _PAGE, _FILE, _LAST = 0, 1, 2
-_START, _BEYOND, _ADDRESS, _PADDING, _MARK = range(5)
+_START, _BEYOND, _ADDRESS, _PADDING, _MARK, _READBACK = range(6)
 
 
 @dataclass(frozen=True)
@@ -334,10 +376,12 @@ class _Task:
     """Something to check on one page for one letter of the manifest."""
 
     key: tuple
-    kind: int  # _ADDRESS, _PADDING or _MARK
+    kind: int  # _ADDRESS, _PADDING, _MARK or _READBACK
     piece: str
     lines: tuple[str, ...] = ()
     payload: str = ""
+    expected: Expected | None = None  # _READBACK: what the journal issued to the piece
+    first: bool = False  # _READBACK: the letter's first page
 
 
 @dataclass(frozen=True)
@@ -351,10 +395,13 @@ class _Letter:
     printed: int  # pages it takes in the file: its own and, duplex, a blank back to finish its last sheet
     lines: tuple[str, ...]
     fronts: tuple[tuple[int, str], ...]  # each sheet's front page and the mark payload printed on it
+    expected: Expected | None = None  # to read its credentials back against
 
     def span(self) -> tuple[int, int]:
         """The lowest and the highest page something is checked on for this letter."""
         pages = [self.first, *(front for front, _ in self.fronts)]
+        if self.expected is not None:
+            pages.append(self.first + self.count - 1)
         if self.count < self.printed:
             pages += [self.first + self.count, self.first + self.printed - 1]
         return min(pages), max(pages)
@@ -370,6 +417,10 @@ class _Letter:
         for front, payload in self.fronts:
             if front in pages:
                 yield front, _Task((*key, _MARK, front), _MARK, self.piece, payload=payload)
+        if self.expected is not None:
+            for own in range(max(self.first, pages.start), min(self.first + self.count, pages.stop)):
+                task = _Task((*key, _READBACK, own), _READBACK, self.piece, expected=self.expected)
+                yield own, dataclasses.replace(task, first=own == self.first)
 
 
 @dataclass(frozen=True)
@@ -399,6 +450,17 @@ class _JobResult:
     marked: bool = False  # a DataMatrix mark was read on some page
     first_found: bool = False  # some page's mark says it is the first sheet of a letter
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)  # used when no mark says so
+    candidates: list[_Candidates] = field(default_factory=list)  # code-shaped words not of their letter
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Words on a page of a letter shaped like a code and not its own: the journal says whose they are."""
+
+    key: tuple
+    page: int
+    piece: str
+    words: tuple[str, ...]
 
 
 @dataclass
@@ -426,6 +488,8 @@ class _FileCheck:
     marked: bool = False
     first_found: bool = False
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)
+    credentials: JournalCredentials | None = None
+    candidates: list[_Candidates] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for key, detail in self.tree_problems:
@@ -498,7 +562,11 @@ class _FileCheck:
             return None
         step = 2 if self.expected.duplex else 1
         fronts = zip((first + step * n for n in range(sheets)), entry.get("marks", []), strict=False)
-        return _Letter(index, piece, first, count, printed, (entry["name"], *entry["address_lines"]), tuple(fronts))
+        expected = self.credentials.expected(entry) if self.credentials is not None else None
+        for code, detail in readback.piece_problems(entry, expected) if expected is not None else ():
+            self.add((_FILE, index, _READBACK, 0), first, Code(code), detail)
+        lines = (entry["name"], *entry["address_lines"])
+        return _Letter(index, piece, first, count, printed, lines, tuple(fronts), expected)
 
     def finish_letters(self) -> None:
         if self.reads_letters and self.letters_read and self.next_page - 1 != self.page_count:
@@ -554,9 +622,25 @@ class _FileCheck:
 
     def take(self, result: _JobResult) -> None:
         self.problems.extend(result.problems)
+        self.candidates.extend(result.candidates)
         self.marked |= result.marked
         self.first_found |= result.first_found
         self.page_one_window.extend(result.page_one_window)
+
+    def judge_candidates(self, credentials: JournalCredentials) -> None:
+        """Code-shaped words found on letters' pages that the journal says are another piece's code."""
+        owners = credentials.owners(word for found in self.candidates for word in found.words)
+        for found in self.candidates:
+            for word in found.words:
+                owner = owners.get(word)
+                if owner is not None and owner[0] != found.piece:
+                    self.add(
+                        found.key,
+                        found.page,
+                        Code.FOREIGN_CREDENTIAL,
+                        f"piece {found.piece}: page {found.page} carries the {owner[1]} of piece {owner[0]}",
+                    )
+        self.candidates.clear()
 
     def problems_in_order(self) -> list[Problem]:
         found = list(self.problems)
@@ -620,6 +704,7 @@ class _PageResult:
     problems: list[tuple[tuple, Problem]] = field(default_factory=list)
     mark: str | None = None  # without a manifest: the DataMatrix payload read on the page
     window: list[tuple[tuple, Problem]] = field(default_factory=list)  # without a manifest: if a first page
+    candidates: list[_Candidates] = field(default_factory=list)
 
     def add(self, key: tuple, code: Code, detail: str) -> None:
         self.problems.append((key, Problem(self.file, self.number, code, detail)))
@@ -677,12 +762,13 @@ def _check_one(pdf: PdfPages, number: int, tasks: Sequence[_Task], job: _Job, re
     try:
         words = _check_page(pdf, number, job.envelope, job.zone, page.add if job.checks_pages else _ignore)
         for task in tasks:
-            _check_task(pdf, number, task, words, job, page.add)
+            _check_task(pdf, number, task, words, job, page)
         if job.unplanned:
             _read_unplanned(pdf, number, words, job, page)
     except Exception as exc:  # a page the parsers fail on is a page the print room cannot print
         page.add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
     result.problems.extend(page.problems)
+    result.candidates.extend(page.candidates)
     if job.unplanned:
         _judge_unplanned(page, result)
 
@@ -729,8 +815,16 @@ def _colour_name(colour) -> str:
     return {1: f"gray {values}", 3: f"RGB {values}", 4: f"CMYK {values}"}.get(len(colour), f"colour {values}")
 
 
-def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: _Job, add) -> None:
-    if task.kind == _ADDRESS:
+def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: _Job, page: _PageResult) -> None:
+    add = page.add
+    if task.kind == _READBACK and task.expected is not None:
+        window = job.envelope.window.grown(_POSITION_TOLERANCE_MM)
+        found, shaped = readback.read_page(pdf, number, words, task.expected, task.first, window)
+        for code, detail in found:
+            add(task.key, Code(code), detail)
+        if shaped:
+            page.candidates.append(_Candidates(task.key, number, task.piece, shaped))
+    elif task.kind == _ADDRESS:
         for problem in _address_problems(words, number, job.envelope, list(task.lines)):
             add(task.key, *problem)
     elif task.kind == _PADDING:

@@ -192,7 +192,7 @@ def _run_stages(
         summary, full_layout=layout.note, shared_letters=fast.shared, stamped_letters=fast.stamped
     )
     if options.preflight and files:
-        _preflight(settings.out_dir, files, options, progress)
+        _preflight(settings.out_dir, files, options, progress, journal)
     return summary
 
 
@@ -274,8 +274,13 @@ def _approval(journal: Journal) -> dict[str, Any]:
     return {"approval": approval} if approval else {}
 
 
-def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions, progress: Progress) -> None:
+def _preflight(
+    out_dir: Path, files: Sequence[PrintFile], options: PrintOptions, progress: Progress, journal: Journal
+) -> None:
+    """The print room's check of the print files, and every letter's credentials read back from them and
+    matched to its journal row; the read-back's outcome is kept in the journal for `deliver`."""
     from pkb_letters.check.print_check import available_cpus, check_files
+    from pkb_letters.check.readback import JournalCredentials, outcome
 
     report = check_files(
         [out_dir / f.name for f in files],
@@ -284,7 +289,12 @@ def _preflight(out_dir: Path, files: Sequence[PrintFile], options: PrintOptions,
         options.marks,
         workers=available_cpus(),
         progress=progress,
+        credentials=JournalCredentials.of_journal(journal),
     )
+    read_back = outcome(report.problems)
+    journal.job.record_readback(read_back)
+    if not read_back["ok"]:
+        journal.events.add("failed", f"read-back failed for piece(s) {', '.join(read_back['failed'])}")
     if not report.ok:
         raise InvariantError(f"the print files failed their own preflight check:\n{report.text(limit=20)}")
     logger.info("preflight: %d files, %d pages checked, no problems", len(files), report.pages)

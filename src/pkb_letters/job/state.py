@@ -1,7 +1,7 @@
 """The job's own facts, kept in the journal's key/value `settings` table and read back typed:
 who the job is (`JobIdentity`), what must not change before a resume (`Fingerprint`), how many
-runs it has had, which stages are finished, the print files it made, the sign-off its letters were
-printed under, and its purge.
+runs it has had, which stages are finished, the print files it made, their read-back, the sign-off
+its letters were printed under, and its purge.
 
 Takes and gives records; the keys they are stored under are this module's business. Stages are
 marked finished under their progress-bar names (`records.Step`); journals written before that
@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pkb_letters.job.sql import Db, now
 from pkb_letters.records import PrintFile, PurgeRecord, Step
@@ -139,6 +140,15 @@ class JobState:
     def approval(self) -> dict[str, str] | None:
         stored = self._get("approval")
         return json.loads(stored) if stored else None
+
+    def record_readback(self, outcome: dict[str, Any]) -> None:
+        """The run's read-back of every letter's credentials: {"ok": bool, "failed": [piece ids]}."""
+        self._set({"readback": json.dumps(outcome)})
+
+    def readback(self) -> dict[str, Any] | None:
+        """The last read-back's outcome; None if the job's letters were never read back."""
+        stored = self._get("readback")
+        return None if stored is None else json.loads(stored)
 
     def record_purge(self, record: PurgeRecord) -> None:
         self._set({"purged_at": record.purged_at, "purge_record": json.dumps(dataclasses.asdict(record))})

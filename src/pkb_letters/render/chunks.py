@@ -547,17 +547,37 @@ class ChunkRenderer:
 
     def trial_letter(self, patients: Iterable[PatientRow]) -> None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
-        codes, so that a template reaching for a resource it may not read, or placing a box
-        that would print on other patients' letters, stops the job now."""
+        codes, so that a template reaching for a resource it may not read, placing a box
+        that would print on other patients' letters, or printing no codes, stops the job now."""
         for patient in patients:
             trial = Letter(1, "TRIAL", patient, PLACEHOLDER_CODES)
             try:
                 body = self.body(trial)
             except TemplateError:
                 continue  # that row's own problem; it is reported when its letter is rendered
-            self.render([trial], [body])
+            rendered = self.render([trial], [body])
             self._refuse_fixed_boxes(trial, body)
+            self._refuse_no_codes(rendered.pdf)
             return
+
+    def _refuse_no_codes(self, pdf: bytes | None) -> None:
+        """The run reads every letter's codes back from its first page (`check.readback`): a template
+        that does not print both, as text, would fail every letter after PKB had issued their codes."""
+        if pdf is None:
+            return
+        import pypdfium2  # only here: render workers never try a letter
+
+        document = pypdfium2.PdfDocument(pdf)
+        try:
+            text = document[0].get_textpage().get_text_range()
+        finally:
+            document.close()
+        if "".join(text.split()).count(PLACEHOLDER_CODES.invitation_code) < 2:
+            raise TemplateError(
+                f"{self.template.name}/{LETTER_TEMPLATE} does not print the invitation code and the access code "
+                "as text on the letter's first page ({{ codes.invitation }} and {{ codes.access }}): every letter's "
+                "codes are read back from its print file, so a letter without them could never be verified"
+            )
 
     def _refuse_fixed_boxes(self, trial: Letter, body: str) -> None:
         """WeasyPrint draws a fixed box on every page of a document, and a chunk of letters is one
