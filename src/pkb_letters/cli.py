@@ -438,7 +438,7 @@ def _check_job(job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: in
                 None,
                 workers=workers or available_cpus(),
                 progress=_terminal_progress(),
-                credentials=JournalCredentials.of_journal(journal),
+                credentials=JournalCredentials.of_journal(journal, qr=journal.job.template_prints_qr()),
             )
     click.echo(report.json() if as_json else report.text())
     sys.exit(0 if report.ok else 1)

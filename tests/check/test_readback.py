@@ -429,3 +429,24 @@ def test_a_template_printing_the_codes_spaced_reads_back(sandbox, tmp_path: Path
     assert run.exit_code == 0, run.output
     with Journal(out / JOURNAL_NAME, read_only=True) as journal:
         assert journal.job.readback() == {"ok": True, "failed": []}
+
+
+def test_a_template_printing_no_qr_code_reads_back_without_one_and_one_that_does_must_print_it(
+    sandbox, tmp_path: Path
+) -> None:
+    qr = '<img class="qr" src="{{ codes.qr_svg }}" alt="QR code that opens the joining page with your codes filled in">'
+    template = edited_default_template(tmp_path / "template", qr, "")
+    out = tmp_path / "job"
+    run = CliRunner().invoke(
+        main, ["run", str(PATIENTS_CSV), "--sandbox", "--template", str(template), "--out", str(out)]
+    )
+    assert run.exit_code == 0, run.output
+    with Journal(out / JOURNAL_NAME, read_only=True) as journal:
+        assert journal.job.template_prints_qr() is False
+        assert journal.job.readback() == {"ok": True, "failed": []}
+    # the same letters held to a template that prints the QR code: every letter lacks one
+    with Journal(out / JOURNAL_NAME) as journal:
+        journal.job.record_template_prints_qr(True)
+    checked = CliRunner().invoke(main, ["check", "--job", str(out), "--json"])
+    assert checked.exit_code == 1
+    assert "no readable QR code on page 1" in checked.output

@@ -164,7 +164,9 @@ def _run_stages(
     if not journal.job.is_done(Step.FIT):
         with progress.stage(Step.FIT, journal.rows.count_at(Stage.READ)) as advance:
             _check_addresses(journal, renderer, settings.workers, advance)
-        renderer.trial_letter(journal.rows.iter_patients_at(Stage.READ))  # a template fetching outside its folder stops
+        prints_qr = renderer.trial_letter(journal.rows.iter_patients_at(Stage.READ))  # a bad template stops here
+        if prints_qr is not None:
+            journal.job.record_template_prints_qr(prints_qr)
         journal.job.mark_done(Step.FIT)
     with PkbClient(
         connection,
@@ -289,7 +291,7 @@ def _preflight(
         options.marks,
         workers=available_cpus(),
         progress=progress,
-        credentials=JournalCredentials.of_journal(journal),
+        credentials=JournalCredentials.of_journal(journal, qr=journal.job.template_prints_qr()),
     )
     read_back = outcome(report.problems)
     journal.job.record_readback(read_back)

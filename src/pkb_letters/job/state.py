@@ -141,6 +141,15 @@ class JobState:
         stored = self._get("approval")
         return json.loads(stored) if stored else None
 
+    def record_template_prints_qr(self, prints_qr: bool) -> None:
+        """Whether the job's template prints the QR code (found by its trial letter, before any code)."""
+        self._set({"template_prints_qr": json.dumps(prints_qr)})
+
+    def template_prints_qr(self) -> bool:
+        """What the read-back expects of every letter's first page; a job from before it was recorded: yes."""
+        stored = self._get("template_prints_qr")
+        return True if stored is None else bool(json.loads(stored))
+
     def record_readback(self, outcome: dict[str, Any]) -> None:
         """The run's read-back of every letter's credentials: {"ok": bool, "failed": [piece ids]}."""
         self._set({"readback": json.dumps(outcome)})

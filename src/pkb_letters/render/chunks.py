@@ -545,10 +545,12 @@ class ChunkRenderer:
                 layers.append([*shared, *stamped])
         return underlay(self.full.write([page for letter in chunk for page in letter.pages]), layers)
 
-    def trial_letter(self, patients: Iterable[PatientRow]) -> None:
+    def trial_letter(self, patients: Iterable[PatientRow]) -> bool | None:
         """Before any code is issued: lay out and write one whole letter, with placeholder
         codes, so that a template reaching for a resource it may not read, placing a box
-        that would print on other patients' letters, or printing no codes, stops the job now."""
+        that would print on other patients' letters, or printing no codes, stops the job now.
+        Gives whether the template prints the QR code (what the read-back then expects on every
+        letter), or None when no patient's letter could be tried."""
         for patient in patients:
             trial = Letter(1, "TRIAL", patient, PLACEHOLDER_CODES)
             try:
@@ -558,7 +560,8 @@ class ChunkRenderer:
             rendered = self.render([trial], [body])
             self._refuse_fixed_boxes(trial, body)
             self._refuse_no_codes(rendered.pdf)
-            return
+            return letter_context(trial, self.settings)["codes"]["qr_svg"] in body
+        return None
 
     def _refuse_no_codes(self, pdf: bytes | None) -> None:
         """The run reads every letter's codes back from its first page (`check.readback`): a template
