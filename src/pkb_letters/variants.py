@@ -24,6 +24,8 @@ WELSH = "welsh"
 LANGUAGES = (ENGLISH, WELSH_THEN_ENGLISH, WELSH)
 NEEDS_WELSH = (WELSH_THEN_ENGLISH, WELSH)
 
+HANDOFF_DIR = "handoff"  # in the job folder: the letters specialist providers make (job/handoff.py)
+
 LARGE_PRINT_MIN_PT = 16.0  # Accessible Information Standard / RNIB: large print is 16 pt or more
 LARGE_PRINT_DEFAULT_PT = 18.0  # RNIB's preferred size
 

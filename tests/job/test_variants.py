@@ -23,9 +23,10 @@ from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.check.print_check import check_files
 from pkb_letters.config import DEFAULT_TEMPLATE
 from pkb_letters.envelope import C5
-from pkb_letters.job.handoff import HANDOFF_DIR, WITHHELD
+from pkb_letters.job.handoff import WITHHELD
 from pkb_letters.job.pipeline import run_job
 from pkb_letters.render.chunks import long_date
+from pkb_letters.variants import HANDOFF_DIR
 
 # customer reference -> (Format cell, Language cell); the other demo rows are left empty (standard English)
 VARIANTS = {

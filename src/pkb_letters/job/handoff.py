@@ -24,8 +24,8 @@ import tinyhtml5
 from pkb_letters.files import atomic_writer, make_private_dir
 from pkb_letters.records import CodePair, Letter, PatientRow
 from pkb_letters.render.chunks import ChunkRenderer, variant_of
+from pkb_letters.variants import HANDOFF_DIR
 
-HANDOFF_DIR = "handoff"
 HANDOFF_CSV = "handoff.csv"
 HANDOFF_FIELDS = ("piece_id", "input_row", "name", "address_lines", "postcode", "format", "language", "customer_ref")
 WITHHELD = "[code sent separately]"

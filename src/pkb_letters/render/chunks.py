@@ -239,7 +239,9 @@ def variant_body(template: LetterTemplate, context: dict[str, Any], variant: var
 def variant_css(settings: LetterSettings, envelope: EnvelopeProfile) -> str:
     """Large print (body text at `[letter] large_print_pt`, headings in proportion; the address block
     untouched, so it still fits the window) and the second language of a bilingual letter (on a new
-    page, without a second address block). Unused by a standard English letter."""
+    page, without a second address block). A variant's headings make no bookmarks: stamping
+    (render/stamp.py) never takes a letter whose bookmarks name its texts, and a variant has no shared
+    layer to hold them. Unused by a standard English letter."""
     size = settings.large_print_pt
     second_body_top = min(55.0, envelope.body_top - envelope.margins.top)
     return f"""
@@ -256,6 +258,7 @@ def variant_css(settings: LetterSettings, envelope: EnvelopeProfile) -> str:
 .pkb-second-language .pkb-address-window {{ display: none !important; }}
 .pkb-second-language .pkb-body {{ margin-top: {second_body_top:.2f}mm !important; }}
 .pkb-blank-side {{ break-before: page; }}
+.pkb-variant :is(h1, h2, h3, h4, h5, h6) {{ bookmark-level: none; }}
 """
 
 
