@@ -21,12 +21,14 @@ from pdf_inspect import MM_PER_POINT
 
 from pkb_letters.assemble.print_options import PrintOptions
 from pkb_letters.check.print_check import check_files
-from pkb_letters.config import DEFAULT_TEMPLATE
+from pkb_letters.config import DEFAULT_TEMPLATE, letter_settings
 from pkb_letters.envelope import C5
+from pkb_letters.errors import ConfigError
 from pkb_letters.job.handoff import WITHHELD
 from pkb_letters.job.pipeline import run_job
-from pkb_letters.render.chunks import long_date
-from pkb_letters.variants import HANDOFF_DIR
+from pkb_letters.records import PatientRow
+from pkb_letters.render.chunks import long_date, variant_of
+from pkb_letters.variants import HANDOFF_DIR, Variant
 
 # customer reference -> (Format cell, Language cell); the other demo rows are left empty (standard English)
 VARIANTS = {
@@ -228,3 +230,44 @@ def test_a_welsh_row_without_a_welsh_template_is_an_exception_never_an_english_l
         assert exceptions[ref]["reason"] == "no-welsh-template", ref
     assert summary.by_reason["no-welsh-template"] == 3
     assert not {"DEMO-0004", "DEMO-0005", "DEMO-0006"} & letters_by_ref(out).keys()
+
+
+def test_job_file_sets_the_default_format_and_language_and_refuses_unknown_ones():
+    letter = letter_settings({"letter": {"format": "Large Print", "language": "bilingual"}}, "https://joinpkb.com/")
+    assert (letter.format, letter.language, letter.large_print_pt, letter.handoff_codes) == (
+        "large-print",
+        "welsh_then_english",
+        18.0,
+        False,
+    )
+    row = PatientRow(2, "", "5760678914", "", "A", "B", None, ("1 A Street", "LEEDS", "LS1 1AA"), "LS1 1AA")
+    assert variant_of(row, letter) == Variant("large-print", "welsh_then_english")
+    assert variant_of(dataclasses.replace(row, format="braille", language="english"), letter) == Variant(
+        "braille", "english"
+    )
+    for table, problem in (
+        ({"format": "semaphore"}, "format 'semaphore'"),
+        ({"language": "klingon"}, "language 'klingon'"),
+        ({"large_print_pt": 14}, "at least 16"),
+        ({"handoff_codes": "yes"}, "true or false"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            letter_settings({"letter": table}, "https://joinpkb.com/")
+
+
+def test_handoff_texts_carry_the_codes_only_when_the_job_allows_it(sandbox, tmp_path):
+    settings = demo_settings(tmp_path / "job", "fhir")
+    settings = dataclasses.replace(
+        settings,
+        patients=mixed_list(tmp_path),
+        letter=dataclasses.replace(settings.letter, handoff_codes=True),
+    )
+    before = len(sandbox.issued())
+    with no_weasyprint_warnings():
+        run_job(settings, connection_to(sandbox), print_options=PrintOptions())
+    issued = {pair.nhs_number: pair for pair in sandbox.issued()[before:]}
+    numbers = {row["Customer ref"]: row["NHS number"] for row in read_csv(PATIENTS_CSV)}
+    for row in read_csv(tmp_path / "job" / HANDOFF_DIR / "handoff.csv"):
+        text = (tmp_path / "job" / HANDOFF_DIR / f"{row['piece_id']}.txt").read_text(encoding="utf-8")
+        pair = issued[numbers[row["customer_ref"]].replace(" ", "")]
+        assert pair.invitation_code in text and pair.access_code in text and WITHHELD not in text
