@@ -718,6 +718,7 @@ def _print_summary(summary: JobSummary) -> None:
         f"  letters      {summary.letters:>7}   {summary.pages} pages, {summary.sheets} sheets in "
         f"{', '.join(summary.files) or 'no print file'}"
     )
+    _print_variants(summary)
     echo(f"  exceptions   {summary.exceptions:>7}   see exceptions.csv")
     for reason, count in summary.by_reason.items():
         echo(f"    {reason:<28}{count:>5}")
@@ -725,10 +726,20 @@ def _print_summary(summary: JobSummary) -> None:
         echo(f"  re-issued code pairs {sum(summary.reissues.values()):>3}   (a second pair was asked for)")
         for why, count in summary.reissues.items():
             echo(f"    {why:<24}{count:>5}")
-    echo(f"  check: {summary.input_rows} rows = {summary.letters} letters + {summary.exceptions} exceptions")
+    handed = f" + {summary.handed_off} handed off" if summary.handed_off else ""
+    echo(f"  check: {summary.input_rows} rows = {summary.letters} letters{handed} + {summary.exceptions} exceptions")
     for warning in summary.warnings:
         echo(f"  warning: {warning}")
     _print_full_layout(summary)
+
+
+def _print_variants(summary: JobSummary) -> None:
+    """Letters per format and language (Accessible Information Standard, Welsh Language Standards)."""
+    if summary.handed_off:
+        click.echo(f"  handed off   {summary.handed_off:>7}   for specialist providers: see handoff/handoff.csv")
+    for label, counts in (("format", summary.by_format), ("language", summary.by_language)):
+        for value, count in counts.items():
+            click.echo(f"    {label} {value:<{26 - len(label)}}{count:>5}")
 
 
 def _print_full_layout(summary: JobSummary) -> None:

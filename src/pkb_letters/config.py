@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pkb_letters import variants
 from pkb_letters.errors import ConfigError
 from pkb_letters.packaged import DEFAULT_TEMPLATE as DEFAULT_TEMPLATE  # a setting's default: re-exported
 from pkb_letters.pkb.retry import RetryPolicy
@@ -58,6 +59,10 @@ class LetterSettings:
     signatory_role: str = ""
     join_url: str = PRODUCTION_JOIN_URL
     date: dt.date = field(default_factory=dt.date.today)
+    format: str = variants.STANDARD  # for rows whose Format cell is empty
+    language: str = variants.ENGLISH  # for rows whose Language cell is empty
+    large_print_pt: float = variants.LARGE_PRINT_DEFAULT_PT  # body text of a large-print letter
+    handoff_codes: bool = False  # put the codes in the hand-off folder's texts (they leave our control)
 
 
 @dataclass(frozen=True)
@@ -213,7 +218,7 @@ def read_secret_file(path: Path) -> str:
 
 def letter_settings(job: Mapping[str, Any], join_url: str) -> LetterSettings:
     table = dict(job.get("letter", {}))
-    known = {"organisation", "contact", "signatory", "signatory_role", "join_url", "date"}
+    known = {"organisation", "contact", "signatory", "signatory_role", "join_url", "date", *_VARIANT_KEYS}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown [letter] settings: {', '.join(sorted(unknown))}")
@@ -223,7 +228,26 @@ def letter_settings(job: Mapping[str, Any], join_url: str) -> LetterSettings:
             table["date"] = dt.date.fromisoformat(table["date"])
         except ValueError as exc:
             raise ConfigError(f"[letter] date {table['date']!r} is not YYYY-MM-DD") from exc
+    _check_variant_settings(table)
     return LetterSettings(**table)
+
+
+_VARIANT_KEYS = ("format", "language", "large_print_pt", "handoff_codes")
+
+
+def _check_variant_settings(table: dict[str, Any]) -> None:
+    """[letter] format, language, large_print_pt and handoff_codes, made canonical or refused."""
+    try:
+        for key, parse in (("format", variants.parse_format), ("language", variants.parse_language)):
+            if key in table:
+                table[key] = parse(str(table[key])) or getattr(LetterSettings, key)
+    except variants.UnknownValue as exc:
+        raise ConfigError(f"[letter] {exc}") from None
+    size = table.get("large_print_pt", variants.LARGE_PRINT_DEFAULT_PT)
+    if not isinstance(size, int | float) or isinstance(size, bool) or size < variants.LARGE_PRINT_MIN_PT:
+        raise ConfigError(f"[letter] large_print_pt must be a number of at least {variants.LARGE_PRINT_MIN_PT:g}")
+    if not isinstance(table.get("handoff_codes", False), bool):
+        raise ConfigError("[letter] handoff_codes must be true or false")
 
 
 def environment() -> Mapping[str, str]:

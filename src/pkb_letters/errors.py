@@ -51,6 +51,10 @@ class TemplateError(PkbLettersError):
     """The letter template is missing, broken, or failed to render."""
 
 
+class NoWelshTemplate(TemplateError):
+    """A row asks for a Welsh letter and the template folder has none: never an English letter instead."""
+
+
 class TemplateResourceError(TemplateError):
     """The template (or a patient's data in it) asked for a URL or file outside the template folder."""
 

@@ -40,6 +40,7 @@ class Stage(StrEnum):
     PLACED = "placed"
     EXCLUDED = "excluded"
     HELD = "held"  # PKB issued a pair whose expiry could not be read: kept, never asked for again
+    HANDED_OFF = "handed-off"  # coded, and written to the hand-off folder for a specialist provider (braille...)
 
 
 class Reissue(StrEnum):
@@ -78,6 +79,9 @@ class Reason(StrEnum):
     INVALID_POSTAGE_CLASS = "invalid-postage-class"
     MAILMARK_MISSING = "mailmark-missing"
     MAILMARK_INVALID = "mailmark-invalid"
+    INVALID_FORMAT = "invalid-format"
+    INVALID_LANGUAGE = "invalid-language"
+    NO_WELSH_TEMPLATE = "no-welsh-template"
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class PatientRow:
     postcode: str  # "" for an address abroad, or a BFPO address without a postcode
     postage: str = "uk"  # Royal Mail zone: "uk", "europe" or "rest-of-world"
     postage_class: str = ""  # first, second or economy from the list's column; empty: the job's class
+    format: str = ""  # the list's Format column (variants.FORMATS); empty: the job's format
+    language: str = ""  # the list's Language column (variants.LANGUAGES); empty: the job's language
 
     @property
     def display_name(self) -> str:
@@ -192,6 +198,7 @@ class PrintFile:
     sha256: str
     postage_class: str | None = None  # set when the job is split by class
     sheet_count: int | None = None  # set when split by sheets: every letter in the file has this many
+    format: str | None = None  # set when split by format: every letter in the file is in it
 
 
 class DeliveryOutcome(StrEnum):

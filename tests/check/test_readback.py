@@ -321,8 +321,8 @@ def test_an_access_code_with_one_character_changed(job: Path) -> None:
     report = read_back(job)
     assert readback_problems(report) >= {(Code.CREDENTIAL_MISMATCH, target["piece_id"])}
     assert {piece for _, piece in readback_problems(report)} == {target["piece_id"]}
-    assert "the access code on page 1 is not the one issued to it" in report.text()
-    assert "invitation code on page 1" not in report.text()
+    assert "its letter does not print the access code issued to it" in report.text()
+    assert "invitation code" not in report.text()
     assert changed not in report.text() and access not in report.text() and invitation not in report.text()
 
 
@@ -449,4 +449,4 @@ def test_a_template_printing_no_qr_code_reads_back_without_one_and_one_that_does
         journal.job.record_template_prints_qr(True)
     checked = CliRunner().invoke(main, ["check", "--job", str(out), "--json"])
     assert checked.exit_code == 1
-    assert "no readable QR code on page 1" in checked.output
+    assert "its letter does not print the QR code issued to it" in checked.output

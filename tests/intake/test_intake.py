@@ -438,6 +438,28 @@ def test_postage_class_column_is_read_and_a_bad_class_is_a_row_exception(tmp_pat
     assert "'Special Delivery'" in problem.detail and "first, second or economy" in problem.detail
 
 
+def test_format_and_language_columns_are_read_and_bad_values_are_row_exceptions(tmp_path):
+    header = ["First name", "Last name", "NHS number", "Address1", "City", "Post code", "Letter format", "Language"]
+    rows = [
+        ["Read", "Richards", "5760678914", "12 Grey Street", "NEWCASTLE", "NE1 7RU", "Large Print", "Cymraeg"],
+        ["Zoë", "O'Brien-Ng", "7569602005", "27 Headingley Lane", "LEEDS", "LS6 1BN", "", "welsh_then_english"],
+        ["Al", "Oakes", "9434765919", "1 High Street", "LEEDS", "LS1 1AA", "", ""],
+        ["Bo", "Ng", "9434765870", "2 High Street", "LEEDS", "LS1 1AA", "carrier pigeon", ""],
+        ["Cy", "Ap", "4010232137", "3 High Street", "LEEDS", "LS1 1AA", "braille", "Klingon"],
+    ]
+    result = intake(write(tmp_path, table(header, *rows)), 5)
+    assert [(p.format, p.language) for p in result.patients] == [
+        ("large-print", "welsh"),
+        ("", "welsh_then_english"),
+        ("", ""),  # empty cells: the job's defaults
+    ]
+    assert [(e.input_row, e.reason) for e in result.exclusions] == [
+        (5, Reason.INVALID_FORMAT),
+        (6, Reason.INVALID_LANGUAGE),
+    ]
+    assert "'carrier pigeon'" in result.exclusions[0].detail and "large-print" in result.exclusions[0].detail
+
+
 # --- real-world addresses (issue 19): each row one letter or one reasoned exclusion ------------------
 
 ADDRESS_HEADER = ["First name", "Last name", "NHS number", "Address1", "Address2", "Address3", "Address4", "Country"]

@@ -32,9 +32,17 @@ VARIANTS = {  # file: (encoding, separator, line end)
 }
 # Reasons no row of a list can be built for: the default template fits 7 lines, and the others
 # come from PKB's answers or the template's failures, not from the data.
-NOT_FROM_A_LIST = {Reason.ADDRESS_TOO_TALL, Reason.PKB_REFUSED, Reason.TEMPLATE_ERROR, Reason.EXPIRY_UNREADABLE}
-# The rules lists carry no postage class column; test_intake has that rule's own row.
-NOT_IN_THE_RULES_LISTS = {Reason.INVALID_POSTAGE_CLASS}
+# The default template has a Welsh letter, so no row asking for Welsh fails for the want of one.
+NOT_FROM_A_LIST = {
+    Reason.ADDRESS_TOO_TALL,
+    Reason.PKB_REFUSED,
+    Reason.TEMPLATE_ERROR,
+    Reason.EXPIRY_UNREADABLE,
+    Reason.NO_WELSH_TEMPLATE,
+}
+# The rules lists carry no postage class, format or language column; test_intake has those rules' own rows
+# (and tests/job/test_variants.py the missing Welsh letter's).
+NOT_IN_THE_RULES_LISTS = {Reason.INVALID_POSTAGE_CLASS, Reason.INVALID_FORMAT, Reason.INVALID_LANGUAGE}
 # PKB's $status-query returns the date of birth only: the FHIR route cannot see these.
 FHIR_CANNOT_SEE = {"demographics-mismatch/surname", "demographics-mismatch/postcode"}
 # Reasons intake and the address fit give, before PKB is asked.

@@ -107,6 +107,7 @@ def test_file_entry_describes_the_pdf(demo_job: DemoJob):
         "sha256": hashlib.sha256(pdf.read_bytes()).hexdigest(),
         "postage_class": None,
         "sheet_count": None,
+        "format": None,
     }
 
 
@@ -194,15 +195,17 @@ def test_manifest_schema(demo_job: DemoJob):
     assert set(data) == {"job", "letters"}
     assert set(data["job"]) == {
         "id", "created", "template", "api", "input_rows", "letters", "exceptions", "pages", "sheets", "files",
-        "print", "reissued",
+        "print", "reissued", "formats", "languages", "handed_off",
     }
+    assert data["job"]["formats"] == {"standard": data["job"]["letters"]}  # no Format column: the job's default
+    assert data["job"]["languages"] == {"english": data["job"]["letters"]}
     assert data["job"]["reissued"] == {}  # a clean run asks once per patient
     assert data["job"]["api"] == demo_job.api
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", data["job"]["created"])
     for n, entry in enumerate(data["letters"], 1):
         assert set(entry) == {"sequence", "piece_id", "file", "first_page", "page_count", "input_row",
                               "name", "address_lines", "postcode", "codes_expire", "codes_reissued", "postage",
-                              "sheet_count", "postage_class", "marks"}
+                              "sheet_count", "postage_class", "marks", "format", "language"}
         assert entry["codes_reissued"] == ""
         assert entry["sequence"] == n
         assert entry["piece_id"] == f"{data['job']['id']}-{n:06d}"

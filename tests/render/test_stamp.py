@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from urllib.parse import parse_qs, urlsplit
@@ -220,3 +221,31 @@ def test_a_text_sizing_its_own_box_is_stamped_only_if_its_pieces_are_as_wide(tmp
     chunk = _render(fast, later)
     assert chunk.stamped_letters == stamped  # with a space: one laid out, a new prototype for the rest
     _assert_same_print(chunk, _render(full, later))
+
+
+VARIANT_CELLS = [("", ""), ("large-print", ""), ("", "welsh"), ("", "welsh_then_english"), ("large-print", "welsh")]
+
+
+def _variant_letters(first: int, count: int, salt: str = "vXyZ") -> list[Letter]:
+    """Letters of every printed format and language, each variant of every person in turn."""
+    letters = []
+    for n in range(first, first + count):
+        letter = _letter(n, PEOPLE[(n // len(VARIANT_CELLS)) % len(PEOPLE)], salt=salt)
+        letter_format, language = VARIANT_CELLS[n % len(VARIANT_CELLS)]
+        patient = dataclasses.replace(letter.patient, format=letter_format, language=language)
+        letters.append(dataclasses.replace(letter, patient=patient))
+    return letters
+
+
+def test_large_print_and_welsh_letters_are_stamped_only_into_their_own_variants_prototypes():
+    """Every variant's letters have the same words as a standard letter's leaves (the shape of a letter
+    takes its texts out), so only the variant's wrapper keeps a large-print or Welsh letter from being
+    drawn into a standard English prototype: stamped, each prints exactly as a full layout does."""
+    fast, full = _renderer(DEFAULT_TEMPLATE, True), _renderer(DEFAULT_TEMPLATE, False)
+    _render(fast, _variant_letters(1, 15))  # every variant's shapes seen once
+    letters = _variant_letters(1, 15, salt="QrSt")  # the same people and variants, other codes
+    stamped = _render(fast, letters)
+    plain = sum(1 for letter in letters if not letter.patient.format and not letter.patient.language)
+    assert stamped.stamped_letters > plain  # variants were stamped too, not only standard letters
+    assert stamped.shared_letters <= plain  # the shared layer (laid out from standard letters) is theirs alone
+    _assert_same_print(stamped, _render(full, letters))

@@ -33,13 +33,13 @@ from pkb_letters.records import PrintFile
 
 UNSPLIT_FILE = "letters.pdf"
 _SIZE_TOLERANCE_PT = 0.5
-SPLIT_FIELDS = ("class", "sheets")
+SPLIT_FIELDS = ("class", "sheets", "format")
 RECORD_BATCH = 500  # placed pieces handed to `record` at a time
 # What a PDF/X or PDF/A reader looks for in the catalog; pypdf copies pages only, so
 # carry these (and the document info) over from the rendered chunks.
 _CATALOG_KEYS = ("/OutputIntents", "/Metadata")
-# A group of files: (postage class, sheet count), None for a field the job is not split on.
-Group = tuple[str | None, int | None]
+# A group of files: (postage class, sheet count, format), None for a field the job is not split on.
+Group = tuple[str | None, int | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Piece:
     source_page: int
     mailmark: str = ""  # the Royal Mail Mailmark string printed in its window, if the job prints them
     held: bool = False  # laid out but not printed (its supplied Mailmark is missing or invalid)
+    format: str = "standard"  # variants.FORMATS: standard or large-print in a print file
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Finishing:
 
 def plan_groups(pieces: Iterable[Piece], finishing: Finishing) -> tuple[dict[Group, int], int]:
     """How many pieces go to each group of files, groups in order of first appearance, and the pages
-    they need. A group is a (postage class, sheet count) pair, None for a field the job is not split on."""
+    they need. A group is a (postage class, sheet count, format), None for a field the job is not split on."""
     groups: dict[Group, int] = {}
     pages = 0
     for piece in pieces:
@@ -97,6 +98,7 @@ def _group(piece: Piece, finishing: Finishing) -> Group:
     return (
         piece.postage_class if "class" in finishing.split_by else None,
         sheets.sheet_count(piece.page_count, finishing.duplex) if "sheets" in finishing.split_by else None,
+        piece.format if "format" in finishing.split_by else None,
     )
 
 
@@ -106,12 +108,16 @@ def _check_split_fields(finishing: Finishing) -> None:
         raise ConfigError(f"--split-by takes {' or '.join(SPLIT_FIELDS)}, not {', '.join(sorted(unknown))}")
 
 
-def file_name(finishing: Finishing, postage_class: str | None, sheet_count: int | None, part: int) -> str:
+def file_name(
+    finishing: Finishing, postage_class: str | None, sheet_count: int | None, letter_format: str | None, part: int
+) -> str:
     fields = [finishing.job_id]
     if postage_class is not None:
         fields.append(postage_class)
     if sheet_count is not None:
         fields.append(f"{sheet_count}s")
+    if letter_format is not None:
+        fields.append(letter_format)
     if finishing.max_letters_per_file:
         fields.append(f"{part:03d}")
     return UNSPLIT_FILE if len(fields) == 1 else "-".join(fields) + ".pdf"
@@ -217,7 +223,7 @@ def _write_file(
         writer.close(catalog, info)
         pages = writer.page_count
     record(placed)
-    postage_class, sheet_count = group
+    postage_class, sheet_count, letter_format = group
     return PrintFile(
         name=name,
         letters=letters,
@@ -227,6 +233,7 @@ def _write_file(
         sha256=sha256_of(target),
         postage_class=postage_class,
         sheet_count=sheet_count,
+        format=letter_format,
     )
 
 
@@ -276,7 +283,7 @@ def _print_metadata(template: PdfReader, writer: StreamingPdfWriter, profile: Pa
     return catalog, info
 
 
-def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
+def pieces_from_placements(placed, postage_class_of, format_of=lambda patient: "standard") -> Iterator[Piece]:
     """Pieces from the render stage's placements (first pages counted over the chunks, from 1), as read."""
     for p in placed:
         yield Piece(
@@ -286,6 +293,7 @@ def pieces_from_placements(placed, postage_class_of) -> Iterator[Piece]:
             p.letter.patient.postcode,
             postage_class_of(p.letter.patient),
             p.first_page - 1,
+            format=format_of(p.letter.patient),
         )
 
 

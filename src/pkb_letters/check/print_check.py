@@ -382,6 +382,7 @@ class _Task:
     payload: str = ""
     expected: Expected | None = None  # _READBACK: what the journal issued to the piece
     first: bool = False  # _READBACK: the letter's first page
+    first_page: int = 0  # _READBACK: the page the letter starts on
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,7 @@ class _Letter:
         if self.expected is not None:
             for own in range(max(self.first, pages.start), min(self.first + self.count, pages.stop)):
                 task = _Task((*key, _READBACK, own), _READBACK, self.piece, expected=self.expected)
-                yield own, dataclasses.replace(task, first=own == self.first)
+                yield own, dataclasses.replace(task, first=own == self.first, first_page=self.first)
 
 
 @dataclass(frozen=True)
@@ -451,6 +452,17 @@ class _JobResult:
     first_found: bool = False  # some page's mark says it is the first sheet of a letter
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)  # used when no mark says so
     candidates: list[_Candidates] = field(default_factory=list)  # code-shaped words not of their letter
+    printed: list[_Printed] = field(default_factory=list)  # the credentials each read-back page prints
+
+
+@dataclass(frozen=True)
+class _Printed:
+    """Which of its credentials one page of a letter prints (`readback.read_page`)."""
+
+    key: tuple  # the letter's first page's read-back task: where a missing credential is reported
+    page: int  # the letter's first page
+    expected: Expected
+    fields: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -490,6 +502,7 @@ class _FileCheck:
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)
     credentials: JournalCredentials | None = None
     candidates: list[_Candidates] = field(default_factory=list)
+    printed: list[_Printed] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for key, detail in self.tree_problems:
@@ -623,6 +636,7 @@ class _FileCheck:
     def take(self, result: _JobResult) -> None:
         self.problems.extend(result.problems)
         self.candidates.extend(result.candidates)
+        self.printed.extend(result.printed)
         self.marked |= result.marked
         self.first_found |= result.first_found
         self.page_one_window.extend(result.page_one_window)
@@ -641,6 +655,17 @@ class _FileCheck:
                         f"piece {found.piece}: page {found.page} carries the {owner[1]} of piece {owner[0]}",
                     )
         self.candidates.clear()
+        self._judge_printed()
+
+    def _judge_printed(self) -> None:
+        """A credential none of a letter's pages prints (two jobs reading one page count it once)."""
+        by_letter: dict[tuple, list[_Printed]] = {}
+        for printed in self.printed:
+            by_letter.setdefault(printed.key, []).append(printed)
+        for key, pages in by_letter.items():
+            for code, detail in readback.missing(pages[0].expected, (p.fields for p in pages)):
+                self.add(key, pages[0].page, Code(code), detail)
+        self.printed.clear()
 
     def problems_in_order(self) -> list[Problem]:
         found = list(self.problems)
@@ -705,6 +730,7 @@ class _PageResult:
     mark: str | None = None  # without a manifest: the DataMatrix payload read on the page
     window: list[tuple[tuple, Problem]] = field(default_factory=list)  # without a manifest: if a first page
     candidates: list[_Candidates] = field(default_factory=list)
+    printed: list[_Printed] = field(default_factory=list)
 
     def add(self, key: tuple, code: Code, detail: str) -> None:
         self.problems.append((key, Problem(self.file, self.number, code, detail)))
@@ -769,6 +795,7 @@ def _check_one(pdf: PdfPages, number: int, tasks: Sequence[_Task], job: _Job, re
         page.add((_PAGE, number, 9), Code.UNREADABLE, f"cannot read the page: {exc}")
     result.problems.extend(page.problems)
     result.candidates.extend(page.candidates)
+    result.printed.extend(page.printed)
     if job.unplanned:
         _judge_unplanned(page, result)
 
@@ -819,11 +846,13 @@ def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: 
     add = page.add
     if task.kind == _READBACK and task.expected is not None:
         window = job.envelope.window.grown(_POSITION_TOLERANCE_MM)
-        found, shaped = readback.read_page(pdf, number, words, task.expected, task.first, window)
+        found, shaped, printed = readback.read_page(pdf, number, words, task.expected, task.first, window)
         for code, detail in found:
             add(task.key, Code(code), detail)
         if shaped:
             page.candidates.append(_Candidates(task.key, number, task.piece, shaped))
+        first_key = (*task.key[:-1], task.first_page)
+        page.printed.append(_Printed(first_key, task.first_page, task.expected, printed))
     elif task.kind == _ADDRESS:
         for problem in _address_problems(words, number, job.envelope, list(task.lines)):
             add(task.key, *problem)

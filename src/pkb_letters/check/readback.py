@@ -4,11 +4,12 @@ Takes the words the preflight already read from a letter's pages (`page_facts.Pa
 page itself (for the QR code's area) and what the journal issued to that piece (`Expected`);
 gives the letter's mismatches, each naming the piece and the field, never a value:
 
-- the invitation and access codes printed on page 1, as text (a template may space them out:
-  consecutive words that make up the code exactly count as the code);
-- every QR code on page 1, decoded by zxing-cpp from its own area only, is the join URL carrying
-  those two codes (and page 1 has one, unless the job's template prints none);
-- the expiry printed is the pair's (as `long_date` writes it, or dd/mm/yyyy, or ISO);
+- the invitation and access codes printed on the letter's pages, as text (a template may space them
+  out: consecutive words that make up the code exactly count as the code); a large-print or
+  bilingual letter may carry them, the QR code and the expiry past page 1;
+- every QR code on the letter's pages, decoded by zxing-cpp from its own area only, is the join URL
+  carrying those two codes (and there is one, unless the job's template prints none);
+- the expiry printed is the pair's (as `long_date` writes it, in English or Welsh, or dd/mm/yyyy, or ISO);
 - the words inside the address window are the journal's address, line for line, and the
   patient's surname is on page 1 outside it (the greeting);
 - words on any page of the letter shaped like a code and not its own are handed back as
@@ -35,6 +36,7 @@ import zxingcpp
 from pkb_letters.check.page_facts import PageWords, PdfPages
 from pkb_letters.envelope import Rect
 from pkb_letters.records import Stage
+from pkb_letters.variants import WELSH_MONTHS
 
 CREDENTIAL_MISMATCH = "credential-mismatch"
 QR_MISMATCH = "qr-mismatch"
@@ -94,29 +96,44 @@ def join_url(base: str, invitation: str, access: str) -> str:
 # -- one page of a letter (in a check worker) -------------------------------------------------
 
 
+# What a letter must print somewhere on its own pages (a large-print or bilingual letter may carry its
+# codes box or expiry past page 1): each page says which it holds, and the letter is judged on them all.
+INVITATION, ACCESS, EXPIRY, QR = "invitation code", "access code", "expiry date", "QR code"
+
+
 def read_page(
     pdf: PdfPages, number: int, words: PageWords, expected: Expected, first: bool, window: Rect
-) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
-    """The mismatches on page `number` of `expected`'s letter (page 1 of it if `first`), and the words
-    on it shaped like a code that are not its own (for `JournalCredentials.owners`)."""
-    problems = []
+) -> tuple[list[tuple[str, str]], tuple[str, ...], frozenset[str]]:
+    """The mismatches on page `number` of `expected`'s letter (the address and greeting on its first
+    page; a QR code opening other codes on any page), the words on it shaped like a code that are not
+    its own (for `JournalCredentials.owners`), and which of its credentials the page prints (`missing`)."""
+    problems, printed = _qr_problems(pdf, number, expected)
+    texts = words.texts
+    printed |= {
+        field for field, code in ((INVITATION, expected.invitation), (ACCESS, expected.access)) if _printed(code, texts)
+    }
+    if any(_printed_date(form, texts) for form in _date_forms(expected.expires) if form[0] in joined_page(texts)):
+        printed.add(EXPIRY)
     if first:
-        problems = _first_page_problems(pdf, number, words, expected, window)
-    return problems, _code_shaped(words.texts, expected)
+        problems.extend(_first_page_problems(words, expected, window))
+    return problems, _code_shaped(texts, expected), frozenset(printed)
 
 
-def _first_page_problems(
-    pdf: PdfPages, number: int, words: PageWords, expected: Expected, window: Rect
-) -> list[tuple[str, str]]:
+def missing(expected: Expected, printed: Iterable[frozenset[str]]) -> list[tuple[str, str]]:
+    """The mismatches of a letter none of whose pages prints one of its credentials."""
+    seen = frozenset().union(*printed)
+    wanted = (INVITATION, ACCESS, EXPIRY, *([QR] if expected.qr else []))
+    code = {INVITATION: CREDENTIAL_MISMATCH, ACCESS: CREDENTIAL_MISMATCH, EXPIRY: EXPIRY_MISMATCH, QR: QR_MISMATCH}
+    return [
+        (code[field], f"piece {expected.piece}: its letter does not print the {field} issued to it")
+        for field in wanted
+        if field not in seen
+    ]
+
+
+def _first_page_problems(words: PageWords, expected: Expected, window: Rect) -> list[tuple[str, str]]:
     piece, texts = expected.piece, words.texts
     found = []
-    for field, code in (("invitation code", expected.invitation), ("access code", expected.access)):
-        if not _printed(code, texts):
-            found.append((CREDENTIAL_MISMATCH, f"piece {piece}: the {field} on page 1 is not the one issued to it"))
-    if expected.qr:
-        found.extend(_qr_problems(pdf, number, expected))
-    if not any(_printed_date(form, texts) for form in _date_forms(expected.expires) if form[0] in joined_page(texts)):
-        found.append((EXPIRY_MISMATCH, f"piece {piece}: the expiry date on page 1 is not its pair's expiry"))
     inside = set(words.overlapping(window))
     if _lines(words, sorted(inside)) != [" ".join(line.split()) for line in expected.lines]:
         found.append((ADDRESS_MISMATCH, f"piece {piece}: the address in the window is not its journal address"))
@@ -151,7 +168,8 @@ def _printed(code: str, texts: Sequence[str]) -> bool:
 
 
 def _date_forms(day: dt.date) -> tuple[tuple[str, ...], ...]:
-    return ((str(day.day), f"{day:%B}", str(day.year)), (f"{day:%d/%m/%Y}",), (day.isoformat(),))
+    welsh = (str(day.day), WELSH_MONTHS[day.month - 1], str(day.year))  # a Welsh letter's (`long_date(day, "cy")`)
+    return ((str(day.day), f"{day:%B}", str(day.year)), welsh, (f"{day:%d/%m/%Y}",), (day.isoformat(),))
 
 
 def joined_page(texts: Sequence[str]) -> str:
@@ -180,13 +198,12 @@ def _lines(words: PageWords, indices: Sequence[int]) -> list[str]:
     return [" ".join(text for _, text in sorted(line)) for line in lines]
 
 
-def _qr_problems(pdf: PdfPages, number: int, expected: Expected) -> list[tuple[str, str]]:
+def _qr_problems(pdf: PdfPages, number: int, expected: Expected) -> tuple[list[tuple[str, str]], set[str]]:
+    """A QR code on the page that opens other codes, and whether one opens the letter's own."""
     read = [text for area in pdf.square_images_mm(number, *_QR_SIZES_MM) for text in _decode_qr(pdf, number, area)]
-    if not read:
-        return [(QR_MISMATCH, f"piece {expected.piece}: no readable QR code on page 1")]
     if any(text != expected.join_url for text in read):
-        return [(QR_MISMATCH, f"piece {expected.piece}: the QR code on page 1 does not open its own codes")]
-    return []
+        return [(QR_MISMATCH, f"piece {expected.piece}: a QR code on page {number} does not open its own codes")], set()
+    return [], ({QR} if read else set())
 
 
 def _decode_qr(pdf: PdfPages, number: int, area: Rect) -> list[str]:

@@ -21,8 +21,8 @@ from pkb_letters.errors import TemplateError
 from pkb_letters.fit import address_fit
 from pkb_letters.fit.window import Misfit
 from pkb_letters.pkb.batching import batched
-from pkb_letters.records import Exclusion, PatientRow, Reason
-from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate
+from pkb_letters.records import Exclusion, PatientRow
+from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, template_reason
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def fit_exclusions(
 
 def _misfit_exclusion(patient: PatientRow, problem: Misfit | TemplateError) -> Exclusion:
     if isinstance(problem, TemplateError):
-        reason, detail = Reason.TEMPLATE_ERROR, str(problem)
+        reason, detail = template_reason(problem), str(problem)
     else:
         reason, detail = problem.reason, problem.detail
     return Exclusion(patient.input_row, patient.customer_ref, patient.nhs_number, reason, detail)

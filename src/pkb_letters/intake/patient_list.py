@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from pkb_letters import variants
 from pkb_letters.errors import InputFileError
 from pkb_letters.intake import nhs_number
 from pkb_letters.intake.address import (
@@ -54,6 +55,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "customer_ref": ("customerref", "customerreference", "reference", "ref", "patientreference"),
     "deceased": ("deceased", "datedeceased", "dateofdeath"),
     "postage_class": ("postageclass", "postage", "mailclass", "class"),
+    "format": ("format", "letterformat", "communicationformat", "accessibleformat"),
+    "language": ("language", "letterlanguage", "languagepreference"),
 }
 _POSTAGE_CLASSES = {
     "first": "first",
@@ -496,6 +499,8 @@ def _patient(line: int, get, number: str, international: bool) -> PatientRow:
         postcode=address.postcode,
         postage=address.postage,
         postage_class=_postage_class(get("postage_class")),
+        format=_variant_cell(variants.parse_format, get("format"), Reason.INVALID_FORMAT),
+        language=_variant_cell(variants.parse_language, get("language"), Reason.INVALID_LANGUAGE),
     )
 
 
@@ -526,6 +531,13 @@ def _postage_class(raw: str) -> str:
         raise _RowProblem(
             Reason.INVALID_POSTAGE_CLASS, f"postage class {raw!r} is not first, second or economy (or empty)"
         ) from None
+
+
+def _variant_cell(parse, raw: str, reason: Reason) -> str:
+    try:
+        return parse(raw)
+    except variants.UnknownValue as exc:
+        raise _RowProblem(reason, str(exc)) from None
 
 
 def _date_of_birth(raw: str) -> dt.date | None:

@@ -16,8 +16,10 @@ from typing import Any
 
 import ijson
 
+from pkb_letters import variants
 from pkb_letters.files import atomic_writer
 from pkb_letters.records import Exclusion, PieceRecord, PlacedLetter
+from pkb_letters.variants import Variant
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_CSV = "manifest.csv"
@@ -38,13 +40,21 @@ LETTER_FIELDS = (
     "sheet_count",
     "postage_class",
     "marks",
+    "format",
+    "language",
 )
 EXCEPTION_FIELDS = ("input_row", "customer_ref", "nhs_number", "reason", "detail")
 
 
-def letter_entry(placed: PlacedLetter, piece: PieceRecord | None = None, reissued: str | None = None) -> dict[str, Any]:
+def letter_entry(
+    placed: PlacedLetter,
+    piece: PieceRecord | None = None,
+    reissued: str | None = None,
+    variant: Variant | None = None,
+) -> dict[str, Any]:
     """One envelope: the mail run data file's record. `marks` is the payload printed on each sheet;
-    `codes_reissued` says why this patient's pair is a second one (see `records.Reissue`), or is empty."""
+    `codes_reissued` says why this patient's pair is a second one (see `records.Reissue`), or is empty;
+    `format` and `language` are the letter's (`variant`: the row's, with the job's defaults)."""
     letter = placed.letter
     entry = {
         "sequence": letter.sequence,
@@ -62,6 +72,8 @@ def letter_entry(placed: PlacedLetter, piece: PieceRecord | None = None, reissue
     }
     if piece is not None:
         entry.update(sheet_count=piece.sheet_count, postage_class=piece.postage_class, marks=list(piece.marks))
+    variant = variant or variants.variant_of(letter.patient.format, letter.patient.language, "", "")
+    entry.update(format=variant.format, language=variant.language)
     return entry
 
 

@@ -23,16 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pkb_letters import variants
 from pkb_letters.assemble import mailmark, marks, print_options
 from pkb_letters.assemble.print_files import Finishing, Piece, PlacedPiece, pieces_from_placements, stream_print_files
 from pkb_letters.assemble.print_options import PrintOptions
-from pkb_letters.config import JobSettings, PkbConnection
+from pkb_letters.config import JobSettings, LetterSettings, PkbConnection
 from pkb_letters.envelope import C5, EnvelopeProfile
 from pkb_letters.errors import ConfigError, ExpiryUnreadable, InvariantError, PkbApiError, RenderClusterError
 from pkb_letters.files import make_private_dir, sha256_of, write_atomic
 from pkb_letters.fit.stage import fit_exclusions
 from pkb_letters.intake.patient_list import PatientList, open_patient_list
-from pkb_letters.job import mailmark_run
+from pkb_letters.job import handoff, mailmark_run
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
 from pkb_letters.job.state import Fingerprint, JobIdentity
@@ -55,7 +56,7 @@ from pkb_letters.records import (
     Step,
 )
 from pkb_letters.render import weasyprint_adapter as wp
-from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, RenderSpec
+from pkb_letters.render.chunks import ChunkRenderer, LetterTemplate, RenderSpec, variant_of
 from pkb_letters.render.dask_executor import chunk_executor
 from pkb_letters.render.executor import render_in_order
 from pkb_letters.render.font_subsetting import note_slow_subsetting
@@ -81,6 +82,9 @@ class JobSummary:
     exceptions: int
     pages: int
     by_reason: dict[str, int] = field(default_factory=dict)
+    by_format: dict[str, int] = field(default_factory=dict)  # letters printed and handed off, per format
+    by_language: dict[str, int] = field(default_factory=dict)  # the same letters, per language
+    handed_off: int = 0  # letters in the hand-off folder (braille, easy read, audio), not in a print file
     reissues: dict[str, int] = field(default_factory=dict)
     resumed: bool = False
     complete: bool = True
@@ -182,6 +186,7 @@ def _run_stages(
             return _partial_summary(journal, job, resumed, layout)
         if _send_back_expiring(journal, settings, today()):
             _issue(journal, client, settings, progress, today)
+    _hand_off(journal, settings, job.id)
     files, fast = _render_and_assemble(journal, spec, settings, progress, options)
     summary = _finish(
         journal,
@@ -189,7 +194,10 @@ def _run_stages(
         {**job.manifest_fields(), "print": _print_summary(options), **_approval(journal)},
         files,
         resumed,
+        settings.letter,
     )
+    if summary.handed_off:
+        handoff.write_handoff(settings.out_dir, journal.rows.iter_handed_off(), renderer, settings.letter.handoff_codes)
     summary = dataclasses.replace(
         summary, full_layout=layout.note, shared_letters=fast.shared, stamped_letters=fast.stamped
     )
@@ -233,6 +241,7 @@ def render_spec(
         directory_digest(template.directory),
         settings.share_layout,
         fast_path,
+        duplex=options.duplex,
     )
 
 
@@ -532,6 +541,19 @@ def _send_back_expiring(journal: Journal, settings: JobSettings, today: dt.date)
     return len(expiring)
 
 
+def _hand_off(journal: Journal, settings: JobSettings, job_id: str) -> None:
+    """Coded rows whose letter a specialist provider makes (braille, easy read, audio) leave the print
+    run here, each with a hand-off piece id; the folder itself is written from the journal at the end."""
+    done = journal.rows.count_at(Stage.HANDED_OFF)
+    pieces: list[tuple[int, str]] = []
+    for patient, _ in journal.placements.coded_in_print_order("input"):
+        if not variant_of(patient, settings.letter).printed:
+            pieces.append((patient.input_row, handoff.piece_id(job_id, done + len(pieces) + 1)))
+    journal.rows.hand_off(pieces)
+    if pieces:
+        logger.info("hand-off: %d letters go to specialist providers, not to the print run", len(pieces))
+
+
 def _render_and_assemble(
     journal: Journal,
     spec: RenderSpec,
@@ -583,7 +605,13 @@ def _render_and_assemble(
     if chunks:  # a job where nobody is eligible hands over no PDF at all
         with progress.stage(Step.ASSEMBLE, journal.rows.count_at(Stage.PLACED)) as advance:
             files = _finish_print_files(
-                journal, [_chunk_path(work, c) for c in chunks], spec.job_id, settings.out_dir, options, advance
+                journal,
+                [_chunk_path(work, c) for c in chunks],
+                spec.job_id,
+                settings.out_dir,
+                options,
+                advance,
+                settings.letter,
             )
             journal.job.record_print_files(files)
     journal.job.mark_done(Step.ASSEMBLE)
@@ -600,8 +628,10 @@ def _finish_print_files(
     out_dir: Path,
     options: PrintOptions,
     advance: Callable[[int], None] = lambda done: None,
+    letter: LetterSettings | None = None,
 ) -> list[PrintFile]:
     """Blank backs, marks and splitting, recording where the letters landed a batch at a time."""
+    letter = letter or LetterSettings()
     finishing = Finishing(
         job_id,
         options.duplex,
@@ -613,7 +643,9 @@ def _finish_print_files(
 
     def laid_out() -> Iterator[Piece]:
         return pieces_from_placements(
-            journal.placements.placed_as_laid_out(), lambda patient: patient.postage_class or options.postage_class
+            journal.placements.placed_as_laid_out(),
+            lambda patient: patient.postage_class or options.postage_class,
+            lambda patient: variant_of(patient, letter).format,
         )
 
     pieces = laid_out
@@ -676,20 +708,40 @@ def _place(journal: Journal, letters: Sequence[Letter], page_counts: Sequence[in
     return first_page
 
 
-def _finish(journal: Journal, out_dir: Path, job: dict[str, Any], files: list[PrintFile], resumed: bool) -> JobSummary:
+def _finish(
+    journal: Journal,
+    out_dir: Path,
+    job: dict[str, Any],
+    files: list[PrintFile],
+    resumed: bool,
+    letter: LetterSettings | None = None,
+) -> JobSummary:
     """The hand-off files, written a letter at a time from the journal, and the job's summary."""
+    letter = letter or LetterSettings()
     letters = journal.rows.count_at(Stage.PLACED)
     exceptions = journal.rows.count_at(Stage.EXCLUDED)
+    handed_off = journal.rows.count_at(Stage.HANDED_OFF)
     input_rows = journal.rows.row_count()
-    _check_every_row_accounted(journal, input_rows, letters, exceptions)
+    _check_every_row_accounted(journal, input_rows, letters + handed_off, exceptions)
+    printed = _variant_counts(letter, journal.rows.count_variants(Stage.PLACED))
+    every = _variant_counts(letter, *(journal.rows.count_variants(s) for s in (Stage.PLACED, Stage.HANDED_OFF)))
     record = manifest_job(
-        {**job, "input_rows": input_rows, "exceptions": exceptions, "reissued": journal.codes.count_reissues()},
+        {
+            **job,
+            "input_rows": input_rows,
+            "exceptions": exceptions,
+            "reissued": journal.codes.count_reissues(),
+            "formats": printed[0],
+            "languages": printed[1],
+            "handed_off": handed_off,
+        },
         letters,
         files,
         journal.placements.has_pieces(),
     )
     entries: Iterable[dict[str, Any]] = (
-        letter_entry(placed, piece, reissued) for placed, piece, reissued in journal.placements.placed_for_manifest()
+        letter_entry(placed, piece, reissued, variant_of(placed.letter.patient, letter))
+        for placed, piece, reissued in journal.placements.placed_for_manifest()
     )
     if "mailmark" in job.get("print", {}):
         entries = mailmark_run.with_mailmarks(entries, mailmark_run.manifest_fields(journal))
@@ -705,6 +757,9 @@ def _finish(journal: Journal, out_dir: Path, job: dict[str, Any], files: list[Pr
         exceptions=exceptions,
         pages=record["pages"],
         by_reason=journal.rows.count_by_reason(),
+        by_format=every[0],
+        by_language=every[1],
+        handed_off=handed_off,
         reissues=journal.codes.count_reissues(Stage.PLACED),
         resumed=resumed,
         by_stage=journal.rows.count_by_stage(),
@@ -742,6 +797,19 @@ def _partial_summary(journal: Journal, job: JobIdentity, resumed: bool, layout: 
     )
 
 
+def _variant_counts(
+    letter: LetterSettings, *counts: dict[tuple[str, str], int]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Letters per format and per language, a row's empty cell counted as the job's default."""
+    formats: Counter[str] = Counter()
+    languages: Counter[str] = Counter()
+    for (row_format, row_language), n in (item for count in counts for item in count.items()):
+        variant = variants.variant_of(row_format, row_language, letter.format, letter.language)
+        formats[variant.format] += n
+        languages[variant.language] += n
+    return dict(sorted(formats.items())), dict(sorted(languages.items()))
+
+
 def _count(values: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items()))
 
@@ -752,7 +820,7 @@ def _now() -> str:
 
 def _check_every_row_accounted(journal: Journal, input_rows: int, letters: int, exceptions: int) -> None:
     by_stage = journal.rows.count_by_stage().items()
-    stuck = {stage: n for stage, n in by_stage if stage not in (Stage.PLACED, Stage.EXCLUDED)}
+    stuck = {stage: n for stage, n in by_stage if stage not in (Stage.PLACED, Stage.EXCLUDED, Stage.HANDED_OFF)}
     if stuck or input_rows != letters + exceptions:
         raise InvariantError(
             f"input rows ({input_rows}) != letters ({letters}) + exceptions ({exceptions}); "

@@ -7,7 +7,7 @@ gives a `PurgeRecord`, written to `purge.json` and to the journal. Removes:
   SQLite's `secure_delete` on, then the file is rebuilt (VACUUM), so no free page
   still holds an old value;
 - every PDF in the folder (`letters.pdf`, and chunk files a crashed run left in `work/`):
-  the printed codes live there.
+  the printed codes live there; and the hand-off folder's letter texts (`handoff/*.txt`, `*.brf`).
 
 Keeps `manifest.json`, `manifest.csv`, `exceptions.csv` and the journal without codes:
 who was sent a letter, when, and which codes' expiry date, for the customer's audit.
@@ -30,6 +30,7 @@ from pkb_letters.files import atomic_writer, sha256_of
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON
 from pkb_letters.records import DeletedFile, PurgeRecord
+from pkb_letters.variants import HANDOFF_DIR
 
 PURGE_RECORD = "purge.json"
 WORK_DIR = "work"
@@ -114,7 +115,9 @@ def _check_dispatch_date(dispatched_on: dt.date, created: dt.date, today: dt.dat
 
 
 def _pdfs(job_dir: Path) -> list[Path]:
-    return sorted([*job_dir.glob("*.pdf"), *(job_dir / WORK_DIR).glob("*.pdf")])
+    # and the hand-off folder's letter texts: the job may have let them carry the codes
+    handoff = [*(job_dir / HANDOFF_DIR).glob("*.txt"), *(job_dir / HANDOFF_DIR).glob("*.brf")]
+    return sorted([*job_dir.glob("*.pdf"), *(job_dir / WORK_DIR).glob("*.pdf"), *handoff])
 
 
 def _describe(job_dir: Path, path: Path, listed: dict[str, str | None]) -> DeletedFile:

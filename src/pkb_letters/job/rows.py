@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pkb_letters.job import rowcodec, sql
 from pkb_letters.job.sql import Db, now
 from pkb_letters.pkb.batching import batched
-from pkb_letters.records import Eligible, Exclusion, PatientRow, Reason, Stage
+from pkb_letters.records import CodePair, Eligible, Exclusion, PatientRow, Reason, Stage
 
 
 class Rows:
@@ -74,7 +74,31 @@ class Rows:
                         (Stage.ELIGIBLE, decision.pkb_id, stamp, decision.patient.input_row),
                     )
 
+    def hand_off(self, pieces: Iterable[tuple[int, str]]) -> None:
+        """Coded rows (input row, piece id) whose letter a specialist provider makes (braille...)."""
+        stamp = now()
+        with self._db.transaction():
+            self._db.executemany(
+                "UPDATE rows SET stage = ?, piece_id = ?, updated = ? WHERE input_row = ? AND stage = ?",
+                ((Stage.HANDED_OFF, piece_id, stamp, input_row, Stage.CODED) for input_row, piece_id in pieces),
+            )
+
     # -- reading back, a page at a time -----------------------------------------
+    def iter_handed_off(self) -> Iterator[tuple[PatientRow, CodePair, str]]:
+        """Handed-off rows in input order, a page at a time: patient, code pair and hand-off piece id."""
+        for r in self._db.pages("SELECT * FROM rows WHERE stage = ?", (Stage.HANDED_OFF,), ("input_row",)):
+            yield rowcodec.patient_from_json(r["patient"]), rowcodec.codes(r), r["piece_id"]
+
+    def count_variants(self, stage: Stage) -> dict[tuple[str, str], int]:
+        """Rows at `stage` by the (format, language) their list cells gave ("" for the job's default)."""
+        rows = self._db.execute(
+            "SELECT coalesce(json_extract(patient, '$.format'), '') AS format,"
+            " coalesce(json_extract(patient, '$.language'), '') AS language, COUNT(*) AS n"
+            " FROM rows WHERE stage = ? GROUP BY 1, 2",
+            (stage,),
+        )
+        return {(row["format"], row["language"]): row["n"] for row in rows}
+
     def iter_patients_at(self, stage: Stage) -> Iterator[PatientRow]:
         """Patients at `stage` in input order, a page at a time; one moved on while this is read is not
         given again (each page starts after the last row of the one before)."""
@@ -108,9 +132,9 @@ class Rows:
         return {row["reason"]: row["n"] for row in rows}
 
     def count_unfinished(self) -> int:
-        """Rows neither placed nor excluded: a finished job has none."""
+        """Rows neither placed, handed off nor excluded: a finished job has none."""
         return self._db.execute(
-            "SELECT COUNT(*) FROM rows WHERE stage NOT IN (?, ?)", (Stage.PLACED, Stage.EXCLUDED)
+            "SELECT COUNT(*) FROM rows WHERE stage NOT IN (?, ?, ?)", (Stage.PLACED, Stage.EXCLUDED, Stage.HANDED_OFF)
         ).fetchone()[0]
 
     def row_count(self) -> int:

@@ -26,6 +26,8 @@ COLUMNS = (
     "County",
     "Post code",
     "Customer ref",
+    "Format",
+    "Language",
 )
 
 
@@ -40,6 +42,8 @@ class Sample:
     town: str
     county: str
     postcode: str
+    format: str = ""  # the Format cell: empty is the job's format
+    language: str = ""  # the Language cell: empty is the job's language
 
     def cells(self, reference: str) -> list[str]:
         street = [*self.street, "", "", "", ""][:4]
@@ -54,6 +58,8 @@ class Sample:
             self.county,
             self.postcode,
             reference,
+            self.format,
+            self.language,
         ]
 
 
@@ -126,6 +132,31 @@ SAMPLES: tuple[Sample, ...] = (
         "LL61 5UJ",
     ),
     Sample("Short name, no title", "", "Jo", "Li", "9990000077", ("1 Ash Road",), "Bath", "", "BA1 1AA"),
+    # The Accessible Information Standard's large print, and the Welsh Language Standards' bilingual letter.
+    Sample(
+        "Large print",
+        "Mr",
+        "Harold",
+        "Bigwood",
+        "9990000085",
+        ("22 Station Road",),
+        "York",
+        "",
+        "YO1 7HH",
+        format="large-print",
+    ),
+    Sample(
+        "Welsh and English (bilingual)",
+        "Mrs",
+        "Angharad",
+        "Llewellyn",
+        "9990000093",
+        ("5 Heol y Castell",),
+        "Caerdydd",
+        "",
+        "CF10 1BJ",
+        language="welsh_then_english",
+    ),
 )
 
 

@@ -35,9 +35,10 @@ from weasyprint import CSS, HTML
 from weasyprint.document import Document
 from weasyprint.text.fonts import FontConfiguration
 
+from pkb_letters import variants
 from pkb_letters.config import LetterSettings
 from pkb_letters.envelope import EnvelopeProfile
-from pkb_letters.errors import InvariantError, TemplateError, TemplateResourceError
+from pkb_letters.errors import InvariantError, NoWelshTemplate, TemplateError, TemplateResourceError
 from pkb_letters.fit.address_fit import PLACEHOLDER_CODES, AddressFit
 from pkb_letters.fit.window import ANCHOR_PREFIX, Misfit, address_misfits
 from pkb_letters.records import CodePair, Letter, PatientRow, Reason
@@ -57,12 +58,17 @@ from pkb_letters.render.shared_layout import (
 from pkb_letters.render.stamp import Prototype
 from pkb_letters.render.template_fetcher import TemplateFolderFetcher
 from pkb_letters.render.template_sandbox import render_error, template_environment
+from pkb_letters.variants import WELSH_MONTHS
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
 LETTER_TEMPLATE = "letter.html"
+WELSH_TEMPLATE = "letter.cy.html"  # the Welsh letter, beside the English one
 LETTER_STYLESHEET = "letter.css"
+# Where a bilingual letter's English part starts: a bookmark, not an id, since every letter of a chunk
+# (one document) has one and stamped pages keep their prototype's bookmarks
+SECOND_PART_BOOKMARK = "pkb-second-language"
 _MAX_LAYOUT_PASSES = 3
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,7 @@ class RenderedChunk:
     misfits: tuple[Misfit, ...] = ()
     shared_letters: int = 0  # letters drawn with the job's shared layout
     stamped_letters: int = 0  # letters drawn into a prototype of their shape without being laid out
+    second_parts: tuple[int | None, ...] = ()  # per letter: the page its second language starts on
 
 
 class LetterTemplate:
@@ -87,26 +94,50 @@ class LetterTemplate:
         if not (self.directory / LETTER_TEMPLATE).is_file():
             raise TemplateError(f"template folder {directory} has no {LETTER_TEMPLATE}")
         self._env = template_environment(self.directory)
-        self._env.filters["long_date"] = long_date
+        self._env.filters["long_date"] = _long_date_filter
+        self._template = self._load(LETTER_TEMPLATE)
+        self._welsh = self._load(WELSH_TEMPLATE) if (self.directory / WELSH_TEMPLATE).is_file() else None
+
+    def _load(self, name: str) -> jinja2.Template:
         try:
-            self._template = self._env.get_template(LETTER_TEMPLATE)
+            return self._env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"{exc.filename or LETTER_TEMPLATE}, line {exc.lineno}: {exc.message}") from exc
+            raise TemplateError(f"{exc.filename or name}, line {exc.lineno}: {exc.message}") from exc
 
     @property
     def name(self) -> str:
         return self.directory.name
 
-    def render_body(self, context: dict[str, Any]) -> str:
+    @property
+    def has_welsh(self) -> bool:
+        """Whether the folder holds a Welsh letter (`letter.cy.html`)."""
+        return self._welsh is not None
+
+    def render_body(self, context: dict[str, Any], welsh: bool = False) -> str:
+        """The English letter, or with `welsh` the Welsh one (TemplateError if the folder has none)."""
+        template, file = (self._welsh, WELSH_TEMPLATE) if welsh else (self._template, LETTER_TEMPLATE)
+        if template is None:
+            raise NoWelshTemplate(
+                f"the row asks for a Welsh letter and template {self.name} has none ({WELSH_TEMPLATE}): "
+                "add the Welsh letter to the template, or change the row's Language"
+            )
         try:
-            return self._template.render(context)
+            return template.render({**context, "language": "cy" if welsh else "en"})
         except Exception as exc:  # whatever the template's code raises, it is the template's error
-            raise render_error(exc, self.directory, f"{self.name}/{LETTER_TEMPLATE}") from exc
+            raise render_error(exc, self.directory, f"{self.name}/{file}") from exc
 
 
-def long_date(day: dt.date) -> str:
-    """'21 November 2026', the form NHS letters use."""
+def long_date(day: dt.date, language: str = "en") -> str:
+    """'21 November 2026', the form NHS letters use; in Welsh ("cy") '21 Tachwedd 2026'."""
+    if language == "cy":
+        return f"{day.day} {WELSH_MONTHS[day.month - 1]} {day.year}"
     return f"{day.day} {day:%B %Y}"
+
+
+@jinja2.pass_context
+def _long_date_filter(context: Any, day: dt.date) -> str:
+    """`long_date` in the language of the letter being rendered (the Welsh letter gets Welsh months)."""
+    return long_date(day, context.get("language", "en"))
 
 
 def letter_context(letter: Letter, settings: LetterSettings, qr: bool = True) -> dict[str, Any]:
@@ -114,7 +145,12 @@ def letter_context(letter: Letter, settings: LetterSettings, qr: bool = True) ->
     patient = letter.patient
     join_url = f"{settings.join_url}?{urlencode({'t1': letter.codes.invitation_code, 't2': letter.codes.access_code})}"
     return {
-        "letter": {"sequence": letter.sequence, "piece_id": letter.piece_id, "date": settings.date},
+        "letter": {
+            "sequence": letter.sequence,
+            "piece_id": letter.piece_id,
+            "date": settings.date,
+            "format": variant_of(patient, settings).format,
+        },
         "patient": {
             "title": patient.title,
             "first_name": patient.first_name,
@@ -156,6 +192,67 @@ def qr_data_uri(url: str) -> str:
 def _website(join_url: str) -> str:
     parts = urlsplit(join_url)
     return (parts.netloc + parts.path).rstrip("/")
+
+
+def variant_of(patient: PatientRow, settings: LetterSettings) -> variants.Variant:
+    """The patient's letter: the row's format and language, else the job's."""
+    return variants.variant_of(patient.format, patient.language, settings.format, settings.language)
+
+
+def variant_body(template: LetterTemplate, context: dict[str, Any], variant: variants.Variant, blank_side: bool) -> str:
+    """A letter that is not standard English: wrapped in one element whose classes name its format and
+    language, so its layout (and its shape, render/stamp.py) is never taken for a standard letter's.
+    Welsh then English: the Welsh letter, then (after a blank page when `blank_side`, so that the English
+    starts on the front of a sheet) the English one, whose address block pkb-letters' CSS leaves out."""
+    if variant.language == variants.WELSH_THEN_ENGLISH:
+        blank = '<div class="pkb-blank-side"></div>' if blank_side else ""
+        inner = (
+            template.render_body(context, welsh=True)
+            + f'{blank}<div class="pkb-second-language" lang="en-GB">'
+            + template.render_body(context)
+            + "</div>"
+        )
+    else:
+        inner = template.render_body(context, welsh=variant.language == variants.WELSH)
+    lang = "en-GB" if variant.language == variants.ENGLISH else "cy"
+    return (
+        f'<div class="pkb-variant pkb-format-{variant.format} pkb-language-{variant.language}" lang="{lang}">'
+        f"{inner}</div>"
+    )
+
+
+def variant_css(settings: LetterSettings, envelope: EnvelopeProfile) -> str:
+    """Large print (body text at `[letter] large_print_pt`, headings in proportion; the address block
+    untouched, so it still fits the window) and the second language of a bilingual letter (on a new
+    page, without a second address block). A variant's headings make no bookmarks: stamping
+    (render/stamp.py) never takes a letter whose bookmarks name its texts, and a variant has no shared
+    layer to hold them. Unused by a standard English letter."""
+    size = settings.large_print_pt
+    second_body_top = min(55.0, envelope.body_top - envelope.margins.top)
+    return f"""
+.pkb-format-large-print .pkb-body {{ font-size: {size:g}pt !important; }}
+.pkb-format-large-print .pkb-body * {{ font-size: 1em !important; }}
+.pkb-format-large-print .pkb-body h1 {{ font-size: 1.35em !important; }}
+.pkb-format-large-print .pkb-body h2 {{ font-size: 1.2em !important; }}
+.pkb-format-large-print .pkb-body h3 {{ font-size: 1.1em !important; }}
+.pkb-format-large-print .pkb-body :is(ol, ul) {{ padding-left: 1.6em !important; }}
+.pkb-second-language {{
+  display: flow-root; position: relative; break-before: page;
+  bookmark-level: 1; bookmark-label: "{SECOND_PART_BOOKMARK}";
+}}
+.pkb-second-language .pkb-address-window {{ display: none !important; }}
+.pkb-second-language .pkb-body {{ margin-top: {second_body_top:.2f}mm !important; }}
+.pkb-blank-side {{ break-before: page; }}
+.pkb-variant :is(h1, h2, h3, h4, h5, h6) {{ bookmark-level: none; }}
+"""
+
+
+def second_part_start(pages: Sequence) -> int | None:
+    """The index, among a letter's pages, of the page its second language starts on (None: no second part)."""
+    for index, page in enumerate(pages):
+        if any(bookmark[1] == SECOND_PART_BOOKMARK for bookmark in page.bookmarks):
+            return index
+    return None
 
 
 class Placeholders(Enum):
@@ -430,7 +527,7 @@ class ChunkRenderer:
         # the shared layout and stamping read WeasyPrint's internals: by default, only on a tested version
         self.share_layout = wp.check().fast_path if share_layout is None else share_layout
         self.envelope = envelope
-        self.full = FullLayout(template, envelope, print_css, pdf_options or {})
+        self.full = FullLayout(template, envelope, print_css + variant_css(settings, envelope), pdf_options or {})
         self.shared = SharedLayer(self.full, self.body, template.name)
         # a tagged PDF's structure tree is built from the boxes as they are drawn, which stamping skips
         self.stamping = Stamping(self.full, self.share_layout and not stamp.tagged(self.full.pdf_options))
@@ -438,10 +535,15 @@ class ChunkRenderer:
             self.full, self.body, f"{template.name}/{LETTER_TEMPLATE}", envelope, self.stamping.enabled
         )
 
-    def body(self, letter: Letter, qr: bool = True) -> str:
+    def body(self, letter: Letter, qr: bool = True, blank_side: bool = False) -> str:
         """One letter's HTML; raises TemplateError for this letter alone. Without `qr`, a blank
-        stands in for the QR code (for measuring the address, which never needs it)."""
-        return self.template.render_body(letter_context(letter, self.settings, qr))
+        stands in for the QR code (for measuring the address, which never needs it); `blank_side`
+        puts a blank page before a bilingual letter's second language (see `variant_body`)."""
+        context = letter_context(letter, self.settings, qr)
+        variant = variant_of(letter.patient, self.settings)
+        if variant.plain:
+            return self.template.render_body(context)
+        return variant_body(self.template, context, variant, blank_side)
 
     def check_addresses(self, patients: Sequence[PatientRow]) -> dict[int, Misfit | TemplateError]:
         """Before any code is issued: lay out each patient's address block alone, with the
@@ -480,9 +582,12 @@ class ChunkRenderer:
             counts,
             shared_letters=sum(1 for lt in chunk if lt.placeholders is Placeholders.SET),
             stamped_letters=sum(1 for lt in chunk if lt.path is LayoutPath.STAMPED),
+            second_parts=tuple(second_part_start(letter.pages) for letter in chunk),
         )
 
     def _chunk_letter(self, letter: Letter, body: str, shared: SharedLayout | None) -> ChunkLetter:
+        if not variant_of(letter.patient, self.settings).plain:
+            shared = None  # the shared layer is laid out from standard English letters: never under a variant
         placeholder_body = shared.placeholders(body) if shared else None
         return ChunkLetter(
             letter,
@@ -698,6 +803,7 @@ class RenderSpec:
     # whether the job found a WeasyPrint the fast path (shared layout, stamping) was tested on: decided
     # where the spec is made, in the job's process, so every worker lays out as the job decided
     fast_path: bool = field(default_factory=lambda: wp.check().fast_path)
+    duplex: bool = True  # a bilingual letter's second language then starts on the front of a sheet
 
     def renderer(self) -> ChunkRenderer:
         return ChunkRenderer(
@@ -754,12 +860,13 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
     candidates = list(task.items)
     refused: list[Refusal] = []
     failed: Sequence[tuple[Letter, TemplateError | Misfit]]
+    blank_sides: set[int] = set()  # input rows whose second language needs a blank page before it
     while True:
         letters = [
             Letter(n, f"{spec.job_id}-{n:06d}", patient, codes)
             for n, (patient, codes) in enumerate(candidates, task.first_sequence)
         ]
-        bodies, failed = _bodies(renderer, letters)
+        bodies, failed = _bodies(renderer, letters, blank_sides)
         if not failed and letters:
             try:
                 rendered = renderer.render(letters, bodies)
@@ -769,6 +876,10 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
                     raise
             else:
                 failed = [(lt, m) for lt in letters for m in rendered.misfits if m.sequence == lt.sequence]
+                on_backs = _second_parts_on_backs(letters, rendered, blank_sides) if spec.duplex else set()
+                if not failed and on_backs:
+                    blank_sides |= on_backs
+                    continue  # laid out again, each language starting on the front of a sheet
                 if not failed:
                     return ChunkOutcome(
                         task,
@@ -789,14 +900,30 @@ def render_chunk(spec: RenderSpec, task: ChunkTask) -> ChunkOutcome:
 def _refusal(letter: Letter, problem: TemplateError | Misfit) -> Refusal:
     if isinstance(problem, Misfit):
         return Refusal(letter.patient, problem.reason, problem.detail)
-    return Refusal(letter.patient, Reason.TEMPLATE_ERROR, str(problem))
+    return Refusal(letter.patient, template_reason(problem), str(problem))
 
 
-def _bodies(renderer: ChunkRenderer, letters: Sequence[Letter]) -> tuple[list[str], list[tuple[Letter, TemplateError]]]:
+def template_reason(problem: TemplateError) -> Reason:
+    """The reason code for a letter the template could not make."""
+    return Reason.NO_WELSH_TEMPLATE if isinstance(problem, NoWelshTemplate) else Reason.TEMPLATE_ERROR
+
+
+def _second_parts_on_backs(letters: Sequence[Letter], rendered: RenderedChunk, blank_sides: set[int]) -> set[int]:
+    """The bilingual letters (by input row) whose second language starts on the back of a sheet."""
+    return {
+        letter.patient.input_row
+        for letter, start in zip(letters, rendered.second_parts, strict=True)
+        if start is not None and start % 2 == 1 and letter.patient.input_row not in blank_sides
+    }
+
+
+def _bodies(
+    renderer: ChunkRenderer, letters: Sequence[Letter], blank_sides: set[int] | None = None
+) -> tuple[list[str], list[tuple[Letter, TemplateError]]]:
     bodies, failed = [], []
     for letter in letters:
         try:
-            bodies.append(renderer.body(letter))
+            bodies.append(renderer.body(letter, blank_side=letter.patient.input_row in (blank_sides or ())))
         except TemplateError as exc:
             failed.append((letter, exc))
     return bodies, failed
