@@ -271,3 +271,34 @@ def test_handoff_texts_carry_the_codes_only_when_the_job_allows_it(sandbox, tmp_
         text = (tmp_path / "job" / HANDOFF_DIR / f"{row['piece_id']}.txt").read_text(encoding="utf-8")
         pair = issued[numbers[row["customer_ref"]].replace(" ", "")]
         assert pair.invitation_code in text and pair.access_code in text and WITHHELD not in text
+
+
+def overlapping_words(page) -> list[tuple[str, str]]:
+    """Pairs of words on a page whose boxes overlap: text printed over other text."""
+    words = page.extract_words(use_text_flow=False, keep_blank_chars=False)
+    clash = []
+    for n, a in enumerate(words):
+        for b in words[n + 1 :]:
+            if min(a["x1"], b["x1"]) - max(a["x0"], b["x0"]) > 0.5 and min(a["bottom"], b["bottom"]) - max(
+                a["top"], b["top"]
+            ) > 0.5:
+                clash.append((a["text"], b["text"]))
+    return clash
+
+
+def test_no_variant_prints_text_over_text(sandbox, tmp_path):
+    """With the demo job's whole letterhead (its contact line too), at every size and in both languages."""
+    folder = tmp_path / "letterhead"
+    folder.mkdir()
+    settings = demo_settings(folder / "job", "fhir")
+    letter = dataclasses.replace(settings.letter, contact="Patient Records Team, 0191 000 0000")
+    settings = dataclasses.replace(settings, patients=mixed_list(folder), letter=letter)
+    with no_weasyprint_warnings():
+        run_job(settings, connection_to(sandbox))
+    out = folder / "job"
+    for letter_entry in letters_by_ref(out).values():
+        first = letter_entry["first_page"] - 1
+        with pdfplumber.open(out / letter_entry["file"]) as pdf:
+            pages = pdf.pages[first : first + letter_entry["page_count"]]
+            for number, page in enumerate(pages, letter_entry["first_page"]):
+                assert overlapping_words(page) == [], (letter_entry["format"], letter_entry["language"], number)
