@@ -37,6 +37,8 @@ NOT_FROM_A_LIST = {
     Reason.ADDRESS_TOO_TALL,
     Reason.PKB_REFUSED,
     Reason.TEMPLATE_ERROR,
+    Reason.MAILMARK_MISSING,  # from the mail house's file of Mailmarks (supplied mode), not from the list
+    Reason.MAILMARK_INVALID,
     Reason.EXPIRY_UNREADABLE,
     Reason.NO_WELSH_TEMPLATE,
 }
