@@ -57,7 +57,7 @@ CODES = frozenset(
     }
 )
 
-_QR_PIXELS_PER_MM = 4.0  # a printed QR module is about 0.85 mm: over 3 pixels each, which zxing-cpp reads
+_QR_PIXELS_PER_MM = 4.0  # a printed QR module is about 0.7 mm on the default letter: almost 3 pixels each
 _QR_MARGIN_MM = 2.0  # the quiet zone around the code, which the template leaves white
 _QR_SIZES_MM = (8.0, 80.0)  # a square image of this size on page 1 may be a QR code
 _LINE_TOLERANCE_MM = 1.0  # words whose tops differ by less are on one line of the address
@@ -109,8 +109,11 @@ def read_page(
     its own (for `JournalCredentials.owners`), and which of its credentials the page prints (`missing`)."""
     problems, printed = _qr_problems(pdf, number, expected)
     texts = words.texts
+    run_together = "".join(texts)  # a code not in it is not on the page, spaced out or not
     printed |= {
-        field for field, code in ((INVITATION, expected.invitation), (ACCESS, expected.access)) if _printed(code, texts)
+        field
+        for field, code in ((INVITATION, expected.invitation), (ACCESS, expected.access))
+        if code in run_together and _printed(code, texts)
     }
     if any(_printed_date(form, texts) for form in _date_forms(expected.expires) if form[0] in joined_page(texts)):
         printed.add(EXPIRY)
