@@ -132,7 +132,8 @@ SAMPLES: tuple[Sample, ...] = (
         "LL61 5UJ",
     ),
     Sample("Short name, no title", "", "Jo", "Li", "9990000077", ("1 Ash Road",), "Bath", "", "BA1 1AA"),
-    # The Accessible Information Standard's large print, and the Welsh Language Standards' bilingual letter.
+    # The Accessible Information Standard's large print, and the Welsh Language Standards' bilingual and
+    # Welsh-only letters.
     Sample(
         "Large print",
         "Mr",
@@ -156,6 +157,18 @@ SAMPLES: tuple[Sample, ...] = (
         "",
         "CF10 1BJ",
         language="welsh_then_english",
+    ),
+    Sample(
+        "Welsh only",
+        "Mr",
+        "Dafydd",
+        "Pritchard",
+        "9990000107",
+        ("3 Stryd Fawr",),
+        "Aberystwyth",
+        "",
+        "SY23 1DE",
+        language="welsh",
     ),
 )
 
