@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -24,6 +25,38 @@ from pkb_letters.progress import NoProgress, Progress, TerminalProgress
 from pkb_letters.records import Delivery, DeliveryOutcome
 
 DEFAULT_SANDBOX_DATA = packaged.SANDBOX_DATA
+
+
+F = TypeVar("F", bound=Callable[..., Any])  # a click command being decorated
+
+
+def _template_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--template",
+        "template_dir",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default=config.DEFAULT_TEMPLATE,
+        show_default=True,
+        help=help,
+    )
+
+
+def _job_file_option(help: str) -> Callable[[F], F]:
+    return click.option("--config", "job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help)
+
+
+_api_option = click.option(
+    "--api",
+    type=click.Choice(config.APIS),
+    default="fhir",
+    show_default=True,
+    help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.",
+)
+_envelope_option = click.option(
+    "--envelope",
+    default=None,
+    help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
+)
 
 
 @click.group()
@@ -58,26 +91,10 @@ def main(verbose: bool, log_format: str) -> None:
     show_default=True,
     help="Patients the sandbox knows.",
 )
-@click.option(
-    "--api",
-    type=click.Choice(config.APIS),
-    default="fhir",
-    show_default=True,
-    help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.",
-)
-@click.option(
-    "--template",
-    "template_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=config.DEFAULT_TEMPLATE,
-    show_default=True,
-    help="Letter template folder.",
-)
-@click.option(
-    "--config",
-    "job_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope], [render].",
+@_api_option
+@_template_option("Letter template folder.")
+@_job_file_option(
+    "Job file (TOML): [pkb], [letter], [codes], [rules], [sandbox], [print], [marks], [envelope], [render]."
 )
 @click.option(
     "--international-post/--uk-post-only",
@@ -100,11 +117,7 @@ def main(verbose: bool, log_format: str) -> None:
     help="Print only a template and page settings someone approved (`pkb-letters approve`); refused before "
     "any PKB call otherwise. Default: the job file's [rules] require_approval, else off.",
 )
-@click.option(
-    "--envelope",
-    default=None,
-    help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
-)
+@_envelope_option
 @click.option(
     "--simplex",
     is_flag=True,
@@ -267,13 +280,7 @@ def run(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the demo job's letters.pdf, manifests, exceptions.csv and journal.",
 )
-@click.option(
-    "--api",
-    type=click.Choice(config.APIS),
-    default="fhir",
-    show_default=True,
-    help="PKB route: FHIR $status-query + $generate-invitation-tokens, or REST.",
-)
+@_api_option
 @click.pass_context
 def demo(ctx: click.Context, out_dir: Path, api: str) -> None:
     """Run the demo job that ships with pkb-letters: its 15-patient list, one row per outcome, with
@@ -296,20 +303,8 @@ def demo(ctx: click.Context, out_dir: Path, api: str) -> None:
     show_default=True,
     help="Folder for exceptions.csv (it holds NHS numbers: keep it private).",
 )
-@click.option(
-    "--template",
-    "template_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=config.DEFAULT_TEMPLATE,
-    show_default=True,
-    help="Letter template whose address window to fit.",
-)
-@click.option(
-    "--config",
-    "job_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Job file (TOML); its [letter] and [rules] tables are used.",
-)
+@_template_option("Letter template whose address window to fit.")
+@_job_file_option("Job file (TOML); its [letter] and [rules] tables are used.")
 @click.option(
     "--international-post/--uk-post-only",
     "international_post",
@@ -363,12 +358,7 @@ def _terminal_progress() -> Progress:
     default=None,
     help="Marks to expect (default: the manifest's, else datamatrix).",
 )
-@click.option(
-    "--config",
-    "job_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Job file with a custom [envelope] or [marks] layout.",
-)
+@_job_file_option("Job file with a custom [envelope] or [marks] layout.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--workers",
@@ -452,14 +442,7 @@ def _check_job(job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: in
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for preview.pdf, proof.pdf, a PNG per page and index.html.",
 )
-@click.option(
-    "--template",
-    "template_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=config.DEFAULT_TEMPLATE,
-    show_default=True,
-    help="Letter template folder.",
-)
+@_template_option("Letter template folder.")
 @click.option(
     "--patients",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -472,17 +455,8 @@ def _check_job(job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: in
     default=None,
     help="How many samples: built-in edge cases (default all), or rows of --patients (default 10).",
 )
-@click.option(
-    "--envelope",
-    default=None,
-    help="Envelope profile: c5 (default, half-fold), dl (C-fold), or one defined in the job file's [envelope] table.",
-)
-@click.option(
-    "--config",
-    "job_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Job file (TOML): its [letter], [rules], [print], [marks] and [envelope] tables are used.",
-)
+@_envelope_option
+@_job_file_option("Job file (TOML): its [letter], [rules], [print], [marks] and [envelope] tables are used.")
 @click.option("--watch", is_flag=True, help="Render again whenever a template file (or the list) changes.")
 @click.option("--serve", is_flag=True, help="Serve index.html on 127.0.0.1; the page reloads after each render.")
 @click.option(
