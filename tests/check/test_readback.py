@@ -261,6 +261,70 @@ def test_a_qr_code_taken_from_another_letter(job: Path) -> None:
     assert_no_codes_in(report, job)
 
 
+def qr_drawn(pdf: pikepdf.Pdf, index: int) -> tuple[int, list]:
+    """Where page `index`'s content draws its one image (the QR code), and the page's instructions."""
+    found = instructions(pdf, index)
+    images = pdf.pages[index].Resources.XObject
+    hits = [
+        n for n, i in enumerate(found) if str(i.operator) == "Do" and images[i.operands[0]].get("/Subtype") == "/Image"
+    ]
+    assert len(hits) == 1
+    return hits[0], found
+
+
+def draw_over_qr(job: Path, entry: dict, drawn: Callable[[pikepdf.Pdf], list]) -> None:
+    """`drawn`'s instructions, in the QR image's own space (its unit square), drawn just after the QR code."""
+
+    def change(pdf: pikepdf.Pdf) -> None:
+        index = entry["first_page"] - 1
+        n, found = qr_drawn(pdf, index)
+        write(pdf, index, [*found[: n + 1], *drawn(pdf), *found[n + 1 :]])
+
+    edit_pdf(job, change)
+
+
+def test_the_qr_code_is_read_from_its_own_pixels_when_the_page_shows_just_them(job: Path) -> None:
+    from pkb_letters.check.page_facts import PdfPages
+
+    with PdfPages(job / PRINT_FILE) as pdf:
+        for entry in letters(job):
+            (image,) = pdf.square_images(entry["first_page"], 8, 80)
+            assert image.pixels is not None  # the fast way: no rendering
+    assert read_back(job).ok
+
+
+def test_another_qr_code_drawn_over_the_letters_own_is_read_as_printed(job: Path) -> None:
+    """Drawn by a Form XObject, the other code is not an image of the page's own: only the page as
+    printed shows it, over the letter's own, whose pixels alone would read back clean."""
+    target, other = letters(job)[2], letters(job)[6]
+
+    def their_qr(pdf: pikepdf.Pdf) -> list:
+        n, theirs = qr_drawn(pdf, other["first_page"] - 1)
+        image = pdf.pages[other["first_page"] - 1].Resources.XObject[theirs[n].operands[0]]
+        form = pdf.make_stream(b"/QR Do")
+        form.Type, form.Subtype, form.BBox = pikepdf.Name.XObject, pikepdf.Name.Form, [0, 0, 1, 1]
+        form.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(QR=image))
+        pdf.pages[target["first_page"] - 1].Resources.XObject["/OverQR"] = form
+        return [pikepdf.ContentStreamInstruction([pikepdf.Name("/OverQR")], pikepdf.Operator("Do"))]
+
+    draw_over_qr(job, target, their_qr)
+    report = read_back(job)
+    assert readback_problems(report) == {(Code.QR_MISMATCH, target["piece_id"])}, report.text()
+    assert "does not open its own codes" in report.text()
+
+
+def test_a_qr_code_half_covered_is_read_as_printed(job: Path) -> None:
+    target = letters(job)[4]
+
+    def white_half(pdf: pikepdf.Pdf) -> list:
+        return pikepdf.parse_content_stream(pdf.make_stream(b"q 1 g 0 0 1 0.5 re f Q"))
+
+    draw_over_qr(job, target, white_half)
+    report = read_back(job)
+    assert readback_problems(report) == {(Code.QR_MISMATCH, target["piece_id"])}, report.text()
+    assert "does not print the QR code" in report.text()
+
+
 def test_an_expiry_one_day_off(job: Path) -> None:
     """The expiry is drawn in a subset of the bold font, which has no glyphs for other days: the day is
     drawn in the page's own font (which has every digit of an address), the rest in the bold one."""

@@ -41,7 +41,7 @@ import logging
 import math
 import re
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from operator import sub
@@ -502,21 +502,28 @@ class PdfPages:
     def square_images_mm(self, number: int, smallest: float, largest: float) -> list[Rect]:
         """The page's square images (a QR code is one) from `smallest` to `largest` mm a side, drawn by
         the page itself (not in a Form XObject), in millimetres from the page's top-left corner."""
+        return [image.area for image in self.square_images(number, smallest, largest)]
+
+    def square_images(self, number: int, smallest: float, largest: float) -> list[SquareImage]:
+        """`square_images_mm`, each with the image's own pixels when they are what the page shows (`_plain`)."""
         page = self._page(number).raw
         page_left, _, _, page_top = self._mediabox(number)
+        count = pdfium.FPDFPage_CountObjects(page)
         found = []
-        left, bottom, right, top = (ctypes.c_float() for _ in range(4))
-        for index in range(pdfium.FPDFPage_CountObjects(page)):
+        for index in range(count):
             item = pdfium.FPDFPage_GetObject(page, index)
             if pdfium.FPDFPageObj_GetType(item) != pdfium.FPDF_PAGEOBJ_IMAGE:
                 continue
-            if not pdfium.FPDFPageObj_GetBounds(item, left, bottom, right, top):
+            bounds = _bounds(item)
+            if bounds is None:
                 continue
-            width, height = (right.value - left.value) * MM_PER_POINT, (top.value - bottom.value) * MM_PER_POINT
+            left, bottom, right, top = bounds
+            width, height = (right - left) * MM_PER_POINT, (top - bottom) * MM_PER_POINT
             if smallest <= width <= largest and abs(width - height) <= 0.02 * width:
-                found.append(
-                    Rect((left.value - page_left) * MM_PER_POINT, (page_top - top.value) * MM_PER_POINT, width, height)
-                )
+                area = Rect((left - page_left) * MM_PER_POINT, (page_top - top) * MM_PER_POINT, width, height)
+                later = (pdfium.FPDFPage_GetObject(page, after) for after in range(index + 1, count))
+                pixels = _own_pixels(item) if _plain(item, bounds, later) else None
+                found.append(SquareImage(area, pixels))
         return found
 
     def render_mm(self, number: int, zone: Rect, dpi: float):
@@ -555,6 +562,64 @@ class PdfPages:
                 textpage.close()
             page.close()
             self._current = None
+
+
+@dataclass(frozen=True)
+class SquareImage:
+    """A square image on a page: where it is, and its own pixels when the page shows exactly them,
+    scaled, and they are grey (None otherwise: then only rendering the area shows what is printed)."""
+
+    area: Rect
+    pixels: memoryview | None  # grey, rows by columns, framed in white (`_own_pixels`)
+
+
+def _bounds(item) -> tuple[float, float, float, float] | None:
+    left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+    if not pdfium.FPDFPageObj_GetBounds(item, left, bottom, right, top):
+        return None
+    return left.value, bottom.value, right.value, top.value
+
+
+def _plain(image, bounds: tuple[float, float, float, float], later: Iterable) -> bool:
+    """The page shows `image`'s own pixels, only scaled: it is opaque (no mask, alpha or blend, so what is
+    under it is hidden), drawn upright and unmirrored, not clipped, and nothing drawn after it reaches it."""
+    if pdfium.FPDFPageObj_HasTransparency(image):
+        return False
+    matrix = pdfium.FS_MATRIX()
+    if not pdfium.FPDFPageObj_GetMatrix(image, matrix):
+        return False
+    if matrix.b != 0 or matrix.c != 0 or matrix.a <= 0 or matrix.d <= 0:
+        return False
+    clip = pdfium.FPDFPageObj_GetClipPath(image)
+    if clip and pdfium.FPDFClipPath_CountPaths(clip) != -1:  # -1: the clip path holds nothing, nothing is cut
+        return False
+    left, bottom, right, top = bounds
+    for item in later:
+        other = _bounds(item)
+        if other is None or not (other[2] <= left or other[0] >= right or other[3] <= bottom or other[1] >= top):
+            return False
+    return True
+
+
+def _own_pixels(image, margin: int = 4) -> memoryview | None:
+    """A grey image's pixels as its stream holds them (decoded), rows by columns, with a white margin
+    `margin` pixels wide around them (a QR code's quiet zone, should the image have none); None for an
+    image in colour, read otherwise."""
+    bitmap = pdfium.FPDFImageObj_GetBitmap(image)
+    if not bitmap:
+        return None
+    try:
+        if pdfium.FPDFBitmap_GetFormat(bitmap) != pdfium.FPDFBitmap_Gray:
+            return None
+        width, height = pdfium.FPDFBitmap_GetWidth(bitmap), pdfium.FPDFBitmap_GetHeight(bitmap)
+        stride = pdfium.FPDFBitmap_GetStride(bitmap)
+        data = ctypes.string_at(pdfium.FPDFBitmap_GetBuffer(bitmap), stride * height)
+    finally:
+        pdfium.FPDFBitmap_Destroy(bitmap)
+    side, row = b"\xff" * margin, b"\xff" * (width + 2 * margin)
+    rows = (side + data[start : start + width] + side for start in range(0, stride * height, stride))
+    framed = b"".join((row * margin, *rows, row * margin))
+    return memoryview(framed).cast("B", (height + 2 * margin, width + 2 * margin))
 
 
 def _by_address(function, restype, *argtypes):

@@ -21,6 +21,7 @@ from the journal, a letter at a time in print order, and who owns a code found o
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import json
@@ -28,12 +29,13 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, cast
 from urllib.parse import urlencode
 
 import zxingcpp
 
-from pkb_letters.check.page_facts import PageWords, PdfPages
+from pkb_letters.check.page_facts import PageWords, PdfPages, SquareImage
 from pkb_letters.envelope import Rect
 from pkb_letters.records import Stage
 from pkb_letters.variants import WELSH_MONTHS
@@ -109,17 +111,18 @@ def read_page(
     its own (for `JournalCredentials.owners`), and which of its credentials the page prints (`missing`)."""
     problems, printed = _qr_problems(pdf, number, expected)
     texts = words.texts
+    joined = joined_page(texts)
     run_together = "".join(texts)  # a code not in it is not on the page, spaced out or not
     printed |= {
         field
         for field, code in ((INVITATION, expected.invitation), (ACCESS, expected.access))
         if code in run_together and _printed(code, texts)
     }
-    if any(_printed_date(form, texts) for form in _date_forms(expected.expires) if form[0] in joined_page(texts)):
+    if any(_date_pattern(form).search(joined) for form in _date_forms(expected.expires) if _all_in(form, joined)):
         printed.add(EXPIRY)
     if first:
-        problems.extend(_first_page_problems(words, expected, window))
-    return problems, _code_shaped(texts, expected), frozenset(printed)
+        problems.extend(_first_page_problems(words, joined, expected, window))
+    return problems, _code_shaped(joined, expected), frozenset(printed)
 
 
 def missing(expected: Expected, printed: Iterable[frozenset[str]]) -> list[tuple[str, str]]:
@@ -134,24 +137,39 @@ def missing(expected: Expected, printed: Iterable[frozenset[str]]) -> list[tuple
     ]
 
 
-def _first_page_problems(words: PageWords, expected: Expected, window: Rect) -> list[tuple[str, str]]:
+def _first_page_problems(words: PageWords, joined: str, expected: Expected, window: Rect) -> list[tuple[str, str]]:
     piece, texts = expected.piece, words.texts
     found = []
     inside = set(words.overlapping(window))
     if _lines(words, sorted(inside)) != [" ".join(line.split()) for line in expected.lines]:
         found.append((ADDRESS_MISMATCH, f"piece {piece}: the address in the window is not its journal address"))
-    if not all(_outside(part, texts, inside) for part in expected.surname.split()):
+    if not all(_outside(part, texts, joined, inside) for part in expected.surname.split()):
         found.append((NAME_MISMATCH, f"piece {piece}: its patient's name is not in the letter's greeting"))
     return found
 
 
-def _outside(part: str, texts: Sequence[str], inside: set[int]) -> bool:
-    """`part` of the name is a word of the page (punctuation aside, any case) outside the window."""
-    folded = part.casefold()
-    if folded not in joined_page(texts).casefold():
-        return False
-    near = (n for n, text in enumerate(texts) if len(text) >= len(part) and n not in inside)
-    return any(texts[n].strip(_PUNCTUATION).casefold() == folded for n in near)
+def _outside(part: str, texts: Sequence[str], joined: str, inside: set[int]) -> bool:
+    """`part` of the name is a word of the page (punctuation aside, any case) outside the window. Only the
+    words where the folded page holds `part` are looked at (the page's words are `joined` by single spaces)."""
+    folded, page = part.casefold(), joined.casefold()
+    if len(page) != len(joined):  # folding changed a word's length: the positions are not the words'
+        return any(_is(text, folded) for n, text in enumerate(texts) if n not in inside)
+    lengths = list(accumulate(map(len, texts), initial=0))  # word n starts at lengths[n] + n
+
+    def start(n: int) -> int:
+        return lengths[n] + n
+
+    found = page.find(folded)
+    while found != -1:
+        n = bisect.bisect_right(range(len(texts)), found, key=start) - 1
+        if n not in inside and _is(texts[n], folded):
+            return True
+        found = page.find(folded, start(n + 1))
+    return False
+
+
+def _is(text: str, folded: str) -> bool:
+    return text.strip(_PUNCTUATION).casefold() == folded
 
 
 def _printed(code: str, texts: Sequence[str]) -> bool:
@@ -170,6 +188,7 @@ def _printed(code: str, texts: Sequence[str]) -> bool:
     return False
 
 
+@functools.cache
 def _date_forms(day: dt.date) -> tuple[tuple[str, ...], ...]:
     welsh = (str(day.day), WELSH_MONTHS[day.month - 1], str(day.year))  # a Welsh letter's (`long_date(day, "cy")`)
     return ((str(day.day), f"{day:%B}", str(day.year)), welsh, (f"{day:%d/%m/%Y}",), (day.isoformat(),))
@@ -179,18 +198,20 @@ def joined_page(texts: Sequence[str]) -> str:
     return " ".join(texts)
 
 
-def _printed_date(form: tuple[str, ...], texts: Sequence[str]) -> bool:
-    size = len(form)
-    return any(
-        [text.rstrip(_PUNCTUATION) for text in texts[n : n + size]] == list(form)
-        for n, text in enumerate(texts)
-        if text.startswith(form[0])
-    )
+def _all_in(words: Sequence[str], text: str) -> bool:
+    return all(word in text for word in words)
+
+
+@functools.cache
+def _date_pattern(form: tuple[str, ...]) -> re.Pattern[str]:
+    """Consecutive words of a page `joined` by spaces that are `form`'s words, each perhaps followed by punctuation."""
+    trailing = f"[{re.escape(_PUNCTUATION)}]*"
+    return re.compile(r"(?<!\S)" + " ".join(re.escape(word) + trailing for word in form) + r"(?!\S)")
 
 
 def _lines(words: PageWords, indices: Sequence[int]) -> list[str]:
     """The words at `indices` as lines of text, top to bottom, each left to right."""
-    boxes = sorted((words.box(n)[1], words.box(n)[0], words.texts[n]) for n in indices)
+    boxes = sorted((box[1], box[0], words.texts[n]) for n, box in zip(indices, map(words.box, indices), strict=True))
     lines: list[list[tuple[float, str]]] = []
     last_top = None
     for top, left, text in boxes:
@@ -203,30 +224,39 @@ def _lines(words: PageWords, indices: Sequence[int]) -> list[str]:
 
 def _qr_problems(pdf: PdfPages, number: int, expected: Expected) -> tuple[list[tuple[str, str]], set[str]]:
     """A QR code on the page that opens other codes, and whether one opens the letter's own."""
-    read = [text for area in pdf.square_images_mm(number, *_QR_SIZES_MM) for text in _decode_qr(pdf, number, area)]
+    read = [text for image in pdf.square_images(number, *_QR_SIZES_MM) for text in _decode_qr(pdf, number, image)]
     if any(text != expected.join_url for text in read):
         return [(QR_MISMATCH, f"piece {expected.piece}: a QR code on page {number} does not open its own codes")], set()
     return [], ({QR} if read else set())
 
 
-def _decode_qr(pdf: PdfPages, number: int, area: Rect) -> list[str]:
-    """What the QR code in `area` (and its quiet zone) of the page decodes to: that area alone is rendered,
-    square to the page, so zxing-cpp is told it holds a code alone (`is_pure`) and need not search for one."""
-    image = pdf.render_mm(number, area.grown(_QR_MARGIN_MM), _QR_PIXELS_PER_MM * 25.4)
+def _decode_qr(pdf: PdfPages, number: int, image: SquareImage) -> list[str]:
+    """What the QR code `image` decodes to. When the page shows the image's own pixels (`SquareImage.pixels`)
+    they are read; if they are not read as one (too few pixels a module, say), or the
+    page may show something else, its area and quiet zone are rendered, square to the page. Either way the
+    code is alone in the picture, so zxing-cpp is told so (`is_pure`) and need not search for it."""
+    if image.pixels is not None:
+        found = _read_qr(image.pixels)
+        if found:
+            return found
+    return _read_qr(pdf.render_mm(number, image.area.grown(_QR_MARGIN_MM), _QR_PIXELS_PER_MM * 25.4))
+
+
+def _read_qr(picture: Any) -> list[str]:
     formats = cast(zxingcpp.BarcodeFormats, zxingcpp.BarcodeFormat.QRCode)
     return [
         found.text
         for found in zxingcpp.read_barcodes(
-            image, formats=formats, is_pure=True, try_rotate=False, try_invert=False, try_downscale=False
+            picture, formats=formats, is_pure=True, try_rotate=False, try_invert=False, try_downscale=False
         )
     ]
 
 
-def _code_shaped(texts: Sequence[str], expected: Expected) -> tuple[str, ...]:
+def _code_shaped(joined: str, expected: Expected) -> tuple[str, ...]:
     """Words that could be a code pair's half and are not this letter's: letters and digits, of a code's
     length, mixing cases or letters and digits (no English word, name or capitalised town does)."""
     own = (expected.invitation, expected.access)
-    found = _code_pattern(expected.code_lengths).findall(joined_page(texts))
+    found = _code_pattern(expected.code_lengths).findall(joined)
     return tuple(dict.fromkeys(word for word in found if word not in own and _mixed(word)))
 
 
