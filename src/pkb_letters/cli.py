@@ -625,6 +625,35 @@ def purge(job_dir: Path, dispatched_on) -> None:
     click.echo(f"  kept: {', '.join(record.kept)}; the record is in {PURGE_RECORD}")
 
 
+@main.command()
+@click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_job_file_option("Job file whose [reconcile] table says how to read the results (columns, status values, share).")
+@click.option(
+    "--force", is_flag=True, help="Reprint more than the job's share of pieces ([reconcile] max_reprint_share)."
+)
+def reconcile(job_dir: Path, results: Path, job_file: Path | None, force: bool) -> None:
+    """Read the inserter's RESULTS for JOB_DIR: reprint spoiled pieces as they were, list pulled ones.
+
+    Writes reprint-NN.pdf (the pieces' pages copied from the print files: the same codes, none issued),
+    reprint-NN.json/.csv and pulled.csv, and records the reconciliation in the journal.
+    """
+    from pkb_letters.job.reconcile import PULLED_CSV, reconcile_job
+
+    with _errors_to_exit_codes():
+        outcome = reconcile_job(job_dir, results, config.load_job_file(job_file), force)
+    counts = outcome.counts
+    click.echo(
+        f"Reconciliation {outcome.number:02d} of {job_dir}: {counts['ok']} OK, {counts['reprint']} to reprint, "
+        f"{counts['pull']} pulled"
+    )
+    for name, digest in outcome.reprint_files.items():
+        click.echo(f"  wrote {name:<16} sha256 {digest}")
+    for line in outcome.preflight.splitlines()[:2]:  # the summary, and the read-back's
+        click.echo(f"  preflight: {line.strip()}")
+    click.echo(f"  {PULLED_CSV} lists {outcome.pulled_total} pulled piece(s) for the customer")
+
+
 @contextmanager
 def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api: str = "fhir") -> Iterator[tuple]:
     if not sandbox:
