@@ -54,6 +54,7 @@ def copy_pages(sources: Sequence[tuple[Path, Sequence[int]]], target: Path) -> i
                 compress_streams=False,
                 stream_decode_level=pikepdf.StreamDecodeLevel.none,
                 object_stream_mode=pikepdf.ObjectStreamMode.disable,
+                deterministic_id=True,  # the same pages make the same file
             )
     return pages
 
