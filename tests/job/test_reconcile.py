@@ -205,7 +205,8 @@ def test_every_reconciliation_is_recorded_and_status_shows_pieces_reprinted_and_
         (2, "second.csv", {"ok": 6, "reprint": 2, "pull": 0}, True, True),
     ]
     assert "inserter results: 2 piece(s) reprinted, 1 pulled" in status.output, status.output
-    assert "02  " in status.output and "second.csv: 6 OK, 2 reprint, 0 pull (--force) -> reprint-02.pdf" in status.output
+    assert "02  " in status.output
+    assert "second.csv: 6 OK, 2 reprint, 0 pull (--force) -> reprint-02.pdf (preflight passed)" in status.output
 
 
 def test_reconcile_after_purge_refuses_and_says_why(job, tmp_path):
