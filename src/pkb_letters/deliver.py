@@ -16,6 +16,9 @@ only what is missing or different. A folder holding another job with the same
 id, or a job this journal already handed over there, is refused, and so is a job whose letters
 did not read back as their journal rows (`check.readback`, recorded by the run).
 
+A reprint set (`job.reconcile`) goes the same way as a job of its own, `{job}-reprint-NN`
+(`read_reprint`), each file as the journal recorded it when it was made and passed its preflight.
+
 Both drop folders (`LocalFolder`, `SftpFolder`) implement `DropFolder`; the
 rules live once, in `deliver`. `deliver_job` adds the job folder and the journal.
 """
