@@ -359,6 +359,12 @@ def _terminal_progress() -> Progress:
     help="Marks to expect (default: the manifest's, else datamatrix).",
 )
 @_job_file_option("Job file with a custom [envelope] or [marks] layout.")
+@click.option(
+    "--reprint",
+    type=click.IntRange(min=1),
+    metavar="NN",
+    help="With --job: check reprint set NN (from `pkb-letters reconcile`) against its reprint-NN.json.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--workers",
@@ -373,6 +379,7 @@ def check(
     envelope: str,
     marks: str | None,
     job_file: Path | None,
+    reprint: int | None,
     as_json: bool,
     workers: int | None,
 ) -> None:
@@ -380,8 +387,10 @@ def check(
     from pkb_letters.check.print_check import available_cpus, check_files
 
     if job_dir is not None:
-        _check_job(job_dir, pdfs, as_json, workers)
+        _check_job(job_dir, pdfs, as_json, workers, reprint)
         return
+    if reprint is not None:
+        raise click.UsageError("--reprint needs --job DIR")
     if not pdfs:
         raise click.UsageError("give the PDFs to check, or --job DIR")
     with _errors_to_exit_codes():
@@ -400,17 +409,21 @@ def check(
     sys.exit(0 if report.ok else 1)
 
 
-def _check_job(job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: int | None) -> None:
-    """`check --job`: the job's print files (or `pdfs`, copies of them) against its manifest, with every
-    letter's credentials read back against its journal (until `purge` erases them)."""
+def _check_job(
+    job_dir: Path, pdfs: tuple[Path, ...], as_json: bool, workers: int | None, reprint: int | None = None
+) -> None:
+    """`check --job`: the job's print files (or `pdfs`, copies of them) against its manifest, or a reprint
+    set's against its reprint-NN.json, with every letter's credentials read back against its journal
+    (until `purge` erases them)."""
     from pkb_letters.check.print_check import available_cpus, check_files
     from pkb_letters.check.readback import JournalCredentials
     from pkb_letters.job.manifest import MANIFEST_JSON, read_manifest_job
+    from pkb_letters.job.reconcile import reprint_name
 
     with _errors_to_exit_codes():
-        manifest = job_dir / MANIFEST_JSON
+        manifest = job_dir / (MANIFEST_JSON if reprint is None else reprint_name(reprint, "json"))
         if not manifest.is_file() or not (job_dir / JOURNAL_NAME).is_file():
-            raise ConfigError(f"{job_dir} holds no {MANIFEST_JSON} and {JOURNAL_NAME}; is it a finished job folder?")
+            raise ConfigError(f"{job_dir} holds no {manifest.name} and {JOURNAL_NAME}; is it a finished job folder?")
         record = read_manifest_job(manifest)
         files = list(pdfs) or [job_dir / f["name"] for f in record.get("files", [])]
         missing = [path.name for path in files if not path.is_file()]
@@ -625,6 +638,35 @@ def purge(job_dir: Path, dispatched_on) -> None:
     click.echo(f"  kept: {', '.join(record.kept)}; the record is in {PURGE_RECORD}")
 
 
+@main.command()
+@click.argument("job_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_job_file_option("Job file whose [reconcile] table says how to read the results (columns, status values, share).")
+@click.option(
+    "--force", is_flag=True, help="Reprint more than the job's share of pieces ([reconcile] max_reprint_share)."
+)
+def reconcile(job_dir: Path, results: Path, job_file: Path | None, force: bool) -> None:
+    """Read the inserter's RESULTS for JOB_DIR: reprint spoiled pieces as they were, list pulled ones.
+
+    Writes reprint-NN.pdf (the pieces' pages copied from the print files: the same codes, none issued),
+    reprint-NN.json/.csv and pulled.csv, and records the reconciliation in the journal.
+    """
+    from pkb_letters.job.reconcile import PULLED_CSV, reconcile_job
+
+    with _errors_to_exit_codes():
+        outcome = reconcile_job(job_dir, results, config.load_job_file(job_file), force)
+    counts = outcome.counts
+    click.echo(
+        f"Reconciliation {outcome.number:02d} of {job_dir}: {counts['ok']} OK, {counts['reprint']} to reprint, "
+        f"{counts['pull']} pulled"
+    )
+    for name, digest in outcome.reprint_files.items():
+        click.echo(f"  wrote {name:<16} sha256 {digest}")
+    for line in outcome.preflight.splitlines()[:2]:  # the summary, and the read-back's
+        click.echo(f"  preflight: {line.strip()}")
+    click.echo(f"  {PULLED_CSV} lists {outcome.pulled_total} pulled piece(s) for the customer")
+
+
 @contextmanager
 def _connection(job: dict, job_dir: Path, sandbox: bool, sandbox_data: Path, api: str = "fhir") -> Iterator[tuple]:
     if not sandbox:
@@ -750,7 +792,15 @@ def _print_full_layout(summary: JobSummary) -> None:
     is_flag=True,
     help="Send again a job this journal already delivered there and the mail house has since taken.",
 )
-def deliver_command(job_dir: Path, destination: str, identity: Path | None, known_hosts: Path, redeliver: bool) -> None:
+@click.option(
+    "--reprint",
+    type=click.IntRange(min=1),
+    metavar="NN",
+    help="Send reprint set NN (from `pkb-letters reconcile`) instead, as the job JOB-reprint-NN.",
+)
+def deliver_command(
+    job_dir: Path, destination: str, identity: Path | None, known_hosts: Path, redeliver: bool, reprint: int | None
+) -> None:
     """Hand the job in JOB_DIR to the mail house: every file in its manifest, then JOB.done.
 
     The SFTP password, for servers that take no keys, comes only from
@@ -758,12 +808,12 @@ def deliver_command(job_dir: Path, destination: str, identity: Path | None, know
     """
     with _errors_to_exit_codes():
         ssh = SshOptions(identity, known_hosts, config.sftp_password(config.environment()))
-        delivery = deliver_job(job_dir, parse_destination(destination), ssh, redeliver)
+        delivery = deliver_job(job_dir, parse_destination(destination), ssh, redeliver, reprint)
         with Journal.in_dir(job_dir) as journal:
             job_id, history = journal.job.id, journal.deliveries.attempts()
         if job_id is None:  # deliver_job has just matched the journal's job id to the manifest's
             raise InvariantError(f"the journal in {job_dir} records no job id")
-    _print_delivery(job_id, delivery, history)
+    _print_delivery(job_id if reprint is None else f"{job_id}-reprint-{reprint:02d}", delivery, history)
 
 
 def _print_delivery(job_id: str, delivery: Delivery, history: list[Delivery]) -> None:

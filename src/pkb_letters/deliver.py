@@ -16,6 +16,9 @@ only what is missing or different. A folder holding another job with the same
 id, or a job this journal already handed over there, is refused, and so is a job whose letters
 did not read back as their journal rows (`check.readback`, recorded by the run).
 
+A reprint set (`job.reconcile`) goes the same way as a job of its own, `{job}-reprint-NN`
+(`read_reprint`), each file as the journal recorded it when it was made and passed its preflight.
+
 Both drop folders (`LocalFolder`, `SftpFolder`) implement `DropFolder`; the
 rules live once, in `deliver`. `deliver_job` adds the job folder and the journal.
 """
@@ -30,7 +33,7 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +124,25 @@ def read_job(out_dir: Path) -> Job:
             raise InvariantError(f"{file.path} is not the file {MANIFEST_JSON} describes: it changed after the run")
         files.append(file)
     return Job(job_id, tuple(files))
+
+
+def read_reprint(out_dir: Path, number: int, recorded: Mapping[str, str]) -> Job:
+    """Reprint set `number` (`job.reconcile`) as a job of its own, `{job}-reprint-NN`: its json first (it
+    claims the folder), its csv, then its PDF; each file must be the one the journal recorded
+    (`recorded`: name → SHA-256) when it was made and checked."""
+    from pkb_letters.job.reconcile import reprint_name
+
+    names = [reprint_name(number, suffix) for suffix in ("json", "csv", "pdf")]
+    try:
+        job_id = json.loads((out_dir / names[0]).read_text(encoding="utf-8"))["job"]["id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{out_dir} holds no readable {names[0]}") from exc
+    _check_plain_name(job_id, "job id")
+    files = [_local_file(out_dir, name) for name in names]
+    for file in files:
+        if recorded.get(file.name) != file.sha256:
+            raise InvariantError(f"{file.path} is not the file reconcile made and checked: it changed since")
+    return Job(f"{job_id}-reprint-{number:02d}", tuple(files))
 
 
 def _local_file(out_dir: Path, name: str) -> JobFile:
@@ -526,9 +548,14 @@ def _delivered(file: JobFile, action: str) -> DeliveredFile:
 
 
 def deliver_job(
-    out_dir: Path, destination: SftpDestination | Path, ssh: SshOptions | None = None, redeliver: bool = False
+    out_dir: Path,
+    destination: SftpDestination | Path,
+    ssh: SshOptions | None = None,
+    redeliver: bool = False,
+    reprint: int | None = None,
 ) -> Delivery:
-    """Deliver the job in `out_dir` and record the attempt, failed or not, in its journal."""
+    """Deliver the job in `out_dir`, or its reprint set `reprint` (`job.reconcile`), and record the attempt,
+    failed or not, in its journal."""
     job = read_job(out_dir)
     if not (out_dir / JOURNAL_NAME).is_file():
         raise ConfigError(f"{out_dir} has no job journal ({JOURNAL_NAME}); is it a finished job folder?")
@@ -537,8 +564,12 @@ def deliver_job(
         if journal.job.id != job.id:
             raise InvariantError(f"{MANIFEST_JSON} is for job {job.id} but the journal in {out_dir} is not")
         _check_read_back(journal, job.id)
+        if reprint is not None:
+            job = _reprint_job(out_dir, journal, reprint)
+        # the set's first file (manifest.json, or reprint-NN.json) says which set an earlier delivery sent
         delivered_before = any(
-            d.destination == where and d.outcome != DeliveryOutcome.FAILED for d in journal.deliveries.attempts()
+            d.destination == where and d.outcome != DeliveryOutcome.FAILED and job.files[0].name in _names(d)
+            for d in journal.deliveries.attempts()
         )
         started, host_key = _now(), None
         try:
@@ -552,6 +583,24 @@ def deliver_job(
         delivery = Delivery(started, _now(), where, outcome, host_key, files)
         journal.deliveries.record(delivery)
         return delivery
+
+
+def _names(delivery: Delivery) -> set[str]:
+    return {f.name for f in delivery.files}
+
+
+def _reprint_job(out_dir: Path, journal: Journal, number: int) -> Job:
+    """Reprint set `number` as a job of its own, once the journal shows it was made and passed its preflight."""
+    if journal.job.purged_at is not None:
+        raise InvariantError(f"job {journal.job.id} was purged at {journal.job.purged_at}: its reprints went with it")
+    made = journal.reconciliations.get(number)
+    if made is None or not made.reprint_files:
+        raise ConfigError(
+            f"the journal in {out_dir} records no reprint set {number:02d}; `pkb-letters status` lists them"
+        )
+    if not made.preflight_ok:
+        raise InvariantError(f"reprint set {number:02d} failed its preflight: it must not be printed; nothing was sent")
+    return read_reprint(out_dir, number, made.reprint_files)
 
 
 def _check_read_back(journal: Journal, job_id: str) -> None:

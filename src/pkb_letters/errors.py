@@ -15,6 +15,7 @@ exception but an `Exclusion` record with a reason code (see `records`).
     │   ├── PkbOutcomeUnknown       a code request may or may not have been carried out
     │   └── ExpiryUnreadable        PKB issued pairs whose expiry we cannot read: held, job stopped
     ├── PurgeRefused                `purge` cannot confirm a finished job folder: nothing removed
+    ├── ReconcileRefused            `reconcile` cannot map the inserter's results, or the job can no longer be reprinted
     ├── ApprovalError               no sign-off covers the template and settings, or a preview cannot be signed off
     ├── InvariantError              a safety check on the job's own output failed
     ├── RenderClusterError          the Dask cluster rendering the chunks failed or went away: resume later
@@ -111,6 +112,13 @@ class PkbAuthError(PkbApiError):
 
 class PurgeRefused(PkbLettersError):
     """`purge` was pointed at something it cannot confirm is a finished job; it removed nothing."""
+
+    exit_code = 2
+
+
+class ReconcileRefused(PkbLettersError):
+    """`reconcile` found the inserter's results unusable (an unknown piece or status, too many reprints
+    without --force), or the job can no longer be reprinted (purged); it wrote and recorded nothing."""
 
     exit_code = 2
 

@@ -416,6 +416,70 @@ def test_a_missing_local_drop_folder_is_not_created(job_dir, tmp_path):
     assert not (tmp_path / "no-such-drop").exists()
 
 
+# --- reprint sets (`pkb-letters reconcile`) ----------------------------------------------------
+
+
+def reconciled(job_dir: Path, tmp_path: Path) -> Path:
+    """The job with reprint set 01 made: piece 2 spoiled, the rest fine."""
+    letters = json.loads((job_dir / "manifest.json").read_text(encoding="utf-8"))["letters"]
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "piece_id,status\n"
+        + "".join(f"{e['piece_id']},{'REPRINT' if e['sequence'] == 2 else 'OK'}\n" for e in letters),
+        encoding="utf-8",
+    )
+    made = invoke("reconcile", job_dir, results, "--force")
+    assert made.exit_code == 0, made.output
+    return job_dir
+
+
+def test_a_reprint_set_is_delivered_as_a_job_of_its_own_and_the_job_still_can_be(job_dir, drop, tmp_path):
+    reconciled(job_dir, tmp_path)
+    reprint_id = f"{job_id(job_dir)}-reprint-01"
+
+    result = invoke("deliver", job_dir, "--to", drop, "--reprint", "1")
+
+    assert result.exit_code == 0, result.output
+    folder = drop / reprint_id
+    names = ("reprint-01.json", "reprint-01.csv", "reprint-01.pdf")
+    assert sorted(os.listdir(folder)) == sorted([*names, *(n + ".sha256" for n in names), f"{reprint_id}.done"])
+    for name in names:
+        assert (folder / name).read_bytes() == (job_dir / name).read_bytes()
+    done = json.loads((folder / f"{reprint_id}.done").read_text(encoding="utf-8"))
+    assert [f["name"] for f in done["files"]] == list(names) and done["job"] == reprint_id
+    assert f"trigger        {reprint_id}.done, written last" in result.output
+
+    again = invoke("deliver", job_dir, "--to", drop, "--reprint", "1")
+    job = invoke("deliver", job_dir, "--to", drop)  # a reprint sent there is not the job sent there
+    assert again.exit_code == 0 and "already holds this job" in again.output
+    assert job.exit_code == 0 and "Delivered to" in job.output, job.output
+    assert sorted(os.listdir(drop)) == sorted([job_id(job_dir), reprint_id])
+    assert (drop / job_id(job_dir) / f"{job_id(job_dir)}.done").is_file()
+
+
+def test_a_reprint_set_changed_since_reconcile_is_not_sent(job_dir, drop, tmp_path):
+    reconciled(job_dir, tmp_path)
+    with (job_dir / "reprint-01.pdf").open("ab") as handle:
+        handle.write(b"\n")
+
+    with pytest.raises(InvariantError, match="not the file reconcile made and checked"):
+        deliver_job(job_dir, drop, reprint=1)
+    assert os.listdir(drop) == []
+
+
+def test_a_reprint_set_that_failed_its_preflight_or_was_never_made_is_not_sent(job_dir, drop, tmp_path):
+    reconciled(job_dir, tmp_path)
+    with pytest.raises(ConfigError, match="records no reprint set 02"):
+        deliver_job(job_dir, drop, reprint=2)
+    with Journal.in_dir(job_dir) as journal:
+        journal.db.execute("UPDATE reconciliations SET preflight_ok = 0")
+        journal.db.connection.commit()
+
+    with pytest.raises(InvariantError, match="failed its preflight"):
+        deliver_job(job_dir, drop, reprint=1)
+    assert os.listdir(drop) == []
+
+
 # --- the command line over SFTP --------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ manifests are derived from it, never the reverse.
 
 `Journal` opens the file and composes its parts, each over one concern and all over one
 connection: `rows` (intake and resolve: each input row's `Stage`), `codes` (requests, pairs,
-re-issues, carried pairs, erasing), `placements` (render and assemble), `deliveries`, `events`
-and `job` (the job's identity, fingerprint, runs, finished stages, print files and purge).
+re-issues, carried pairs, erasing), `placements` (render and assemble), `deliveries`, `events`,
+`reconciliations` (the inserter's results: reprints and pulls) and `job` (the job's identity,
+fingerprint, runs, finished stages, print files and purge).
 Every write is one transaction; WAL with full sync survives a power cut.
 """
 
@@ -25,6 +26,8 @@ from pkb_letters.job.events import Events
 from pkb_letters.job.mailmarks import SCHEMA as MAILMARKS_SCHEMA
 from pkb_letters.job.mailmarks import Mailmarks
 from pkb_letters.job.placements import Placements
+from pkb_letters.job.reconciliations import SCHEMA as RECONCILIATIONS_SCHEMA
+from pkb_letters.job.reconciliations import Reconciliations
 from pkb_letters.job.rows import Rows
 from pkb_letters.job.sql import Db
 from pkb_letters.job.state import JobState
@@ -126,6 +129,7 @@ class Journal:
         self.placements = Placements(self.db)
         self.deliveries = Deliveries(self.db)
         self.mailmarks = Mailmarks(self.db)
+        self.reconciliations = Reconciliations(self.db)
 
     @classmethod
     def in_dir(cls, out_dir: Path) -> Journal:
@@ -173,6 +177,7 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
         connection.executescript(MAILMARKS_SCHEMA)
+        connection.executescript(RECONCILIATIONS_SCHEMA)
         _add_streaming_schema(connection)
     except sqlite3.Error as exc:
         raise PkbLettersError(f"cannot open job journal {path}: {exc}") from exc

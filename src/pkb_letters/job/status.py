@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pkb_letters.errors import ConfigError
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
+from pkb_letters.job.reconciliations import PULL, REPRINT, Reconciliation
 from pkb_letters.records import Delivery, Stage
 
 
@@ -31,6 +32,9 @@ class JobStatus:
     finished: bool
     deliveries: tuple[Delivery, ...] = ()
     approval: dict[str, str] | None = None  # the sign-off its letters are printed under, if any covered them
+    reconciliations: tuple[Reconciliation, ...] = ()  # the inserter's results read (`pkb-letters reconcile`)
+    reprinted: int = 0  # pieces reprinted by any of them, each counted once
+    pulled: int = 0  # pieces pulled by any of them
 
     @property
     def input_rows(self) -> int:
@@ -63,6 +67,20 @@ class JobStatus:
         steps.append("join the chunks into letters.pdf, check it, and write the manifests")
         return steps
 
+    def _reconciliation_lines(self) -> list[str]:
+        if not self.reconciliations:
+            return []
+        lines = [f"  inserter results: {self.reprinted} piece(s) reprinted, {self.pulled} pulled (see pulled.csv)"]
+        for r in self.reconciliations:
+            counts = f"{r.counts.get('ok', 0)} OK, {r.counts.get('reprint', 0)} reprint, {r.counts.get('pull', 0)} pull"
+            made = ""
+            if r.reprint_files:
+                pdf = next(name for name in r.reprint_files if name.endswith(".pdf"))
+                made = f" -> {pdf} (preflight {'passed' if r.preflight_ok else 'FAILED'})"
+            forced = " (--force)" if r.forced else ""
+            lines.append(f"    {r.number:02d}  {r.time}  {r.results_file}: {counts}{forced}{made}")
+        return lines
+
     def report(self) -> str:
         lines = [
             f"Job {self.job_id} in {self.out_dir} ({self.api.upper()} route, started {self.created})",
@@ -89,6 +107,7 @@ class JobStatus:
                 files = ", ".join(f"{f.name} sha256 {f.sha256[:12]}…" for f in d.files)
                 when = f"{d.finished:%Y-%m-%d %H:%M:%S}Z"
                 lines.append(f"    {when}  {d.outcome:<17} {d.destination}  {files or d.detail}")
+        lines.extend(self._reconciliation_lines())
         lines.append("  a rerun would:")
         lines.extend(f"    - {step}" for step in self.next_steps())
         return "\n".join(lines)
@@ -116,4 +135,7 @@ def job_status(out_dir: Path) -> JobStatus:
             finished=journal.job.finished,
             deliveries=tuple(journal.deliveries.attempts()),
             approval=journal.job.approval(),
+            reconciliations=tuple(journal.reconciliations.all()),
+            reprinted=len(journal.reconciliations.pieces_with(REPRINT)),
+            pulled=len(journal.reconciliations.pieces_with(PULL)),
         )
