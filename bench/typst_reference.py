@@ -1,7 +1,7 @@
 """The Typst reference of issue 22: our default letter made with Typst on one core, in letters per second.
 
     .venv/bin/python bench/typst_reference.py --letters 2000 --runs 3
-    .venv/bin/python bench/typst_reference.py --letters 50 --keep /tmp/typst-ref   # look at the PDF
+    .venv/bin/python bench/typst_reference.py --letters 50 --keep DIR   # leaves DIR/letters.pdf to look at
 
 Needs the `bench` extra (`pip install -e '.[test,bench]'`: typst, segno). What a mail house would
 write with Typst: all letters in ONE document, laid out from a JSON file of per-letter data, each
