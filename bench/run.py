@@ -4,12 +4,18 @@
     .venv/bin/python bench/run.py --letters 100000 --stop-after codes --latency-ms 25
     .venv/bin/python bench/run.py --letters 20000 --api rest --stop-after codes --latency-ms 25 --concurrency 32
     .venv/bin/python bench/run.py --letters 300 --executor dask-local   # render on a LocalCluster of --workers
+    .venv/bin/python bench/run.py --letters 10000 --no-typst            # without the Typst reference
 
 The PKB sandbox runs in its own process (as PKB would), so its work is not counted
 against the job. The job runs in this process and its render workers; memory is the
 peak of their resident sizes added together, sampled every 50 ms ("main MiB": this process's alone). Each figure is the
 median over `--repeat` runs; the machine is shared, so read ratios, not single numbers.
 Prints a table, and the same figures as JSON with `--json FILE`.
+
+After the job's runs, the Typst reference of issue 22 (bench/typst_reference.py: our letter laid out by
+Typst on one core) makes min(--letters, --typst-letters) letters, --repeat times, and the table ends
+with our whole-job rate, Typst's one-core rate and their ratio. It needs the `bench` extra:
+`pip install -e '.[test,bench]'` (typst, segno; py-spy for profiling); `--no-typst` leaves it out.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from process_memory import process_tree, resident_bytes  # noqa: E402  (bench/, the script's own folder)
+import typst_reference  # noqa: E402  (bench/, the script's own folder)
+from process_memory import process_tree, resident_bytes  # noqa: E402
 
 # pkb_letters is imported inside the functions that use it, not here: each render and check worker
 # runs this script again when it starts (spawn), and should import only what it uses, as it does
@@ -201,7 +208,19 @@ def table(result: dict) -> str:
     if result["letters"]:
         lines.append(f"render + assemble + check: {result['render_to_checked_per_second']} letters/s; "
                      f"{result['bytes_per_letter']} bytes per letter ({result['letters']} letters)")
+    if "typst" in result:
+        lines.append(typst_reference.describe(result["typst"]))
+        lines.append(f"whole job {result['per_second']} letters/s, Typst on one core {result['typst']['per_second']} "
+                     f"letters/s: ours / Typst = {result['ours_over_typst']}")
     return "\n".join(lines)
+
+
+def compare_with_typst(result: dict, args) -> None:
+    """Add the Typst reference, measured now, and our whole-job rate beside it."""
+    typst = typst_reference.measure(min(args.letters, args.typst_letters), runs=args.repeat)
+    result["per_second"] = round(result["letters"] / result["total_seconds"], 1)
+    result["typst"] = typst
+    result["ours_over_typst"] = round(result["per_second"] / typst["per_second"], 2)
 
 
 def main() -> None:
@@ -219,7 +238,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures here.")
     parser.add_argument("--full-layout", action="store_true", help="Lay every letter out in full (no shared layout).")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and leave the last job there.")
+    parser.add_argument("--no-typst", dest="typst", action="store_false", help="Leave out the Typst reference.")
+    parser.add_argument("--typst-letters", type=int, default=2000,
+                        help="At most this many letters for Typst: it holds the whole document in memory, about "
+                             "0.85 MiB a letter, at the same rate from 1,000 letters up (default 2000).")
     args = parser.parse_args()
+    if args.typst and args.stop_after is None and not typst_reference.installed():
+        parser.error("the Typst reference needs the bench extra (pip install -e '.[test,bench]'), or pass --no-typst")
     from pkb_letters.sandbox.synthetic import write_synthetic_job
 
     with tempfile.TemporaryDirectory(prefix="pkb-bench-") as tmp:
@@ -228,6 +253,8 @@ def main() -> None:
         with render_executor(args) as executor:
             runs = [one_run(args, synthetic, work, executor) for _ in range(args.repeat)]
     result = summarise(runs, args)
+    if args.typst and result["letters"]:
+        compare_with_typst(result, args)
     print(table(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
