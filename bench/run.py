@@ -167,7 +167,8 @@ def one_run(args, synthetic, work: Path, executor: str) -> dict:
     pdf_bytes = sum(p.stat().st_size for p in out_dir.glob("*.pdf"))
     return {"seconds": times.seconds, "items": times.items, "total_seconds": total, "letters": letters,
             "peak_rss_bytes": memory.peak, "stage_peak_bytes": times.peak_bytes,
-            "main_peak_bytes": times.main_peak_bytes, "pdf_bytes": pdf_bytes}
+            "main_peak_bytes": times.main_peak_bytes, "pdf_bytes": pdf_bytes,
+            "stamped_letters": summary.stamped_letters, "shared_letters": summary.shared_letters}
 
 
 def summarise(runs: list[dict], args) -> dict:
@@ -193,6 +194,8 @@ def summarise(runs: list[dict], args) -> dict:
                                 if s in result["stages"])
         result["render_to_checked_per_second"] = round(letters / render_to_checked, 1)
         result["bytes_per_letter"] = round(statistics.median(r["pdf_bytes"] for r in runs) / letters)
+        result["stamped_letters"] = runs[0]["stamped_letters"]
+        result["shared_letters"] = runs[0]["shared_letters"]
     return result
 
 
@@ -208,6 +211,9 @@ def table(result: dict) -> str:
     if result["letters"]:
         lines.append(f"render + assemble + check: {result['render_to_checked_per_second']} letters/s; "
                      f"{result['bytes_per_letter']} bytes per letter ({result['letters']} letters)")
+        laid_out = result["letters"] - result["stamped_letters"]
+        lines.append(f"letters stamped into a prototype {result['stamped_letters']}, laid out {laid_out} "
+                     f"(of them on the shared layer {result['shared_letters']})")
     if "typst" in result:
         lines.append(typst_reference.describe(result["typst"]))
         lines.append(f"whole job {result['per_second']} letters/s, Typst on one core {result['typst']['per_second']} "
