@@ -99,3 +99,24 @@ def test_address_blocks_of_a_shape_seen_fitting_are_measured_without_a_layout_an
     fitting_streets = [p for p in streets if p.input_row not in stamped]
     assert len(fitting_streets) >= 5 and len(streets) - len(fitting_streets) >= 5
     assert len(laid_out) == len(patients) - len(fitting_streets)
+
+
+def test_a_first_batch_lays_out_one_block_of_each_new_shape_and_measures_the_rest_of_it_line_by_line():
+    renderer = _renderer()
+    laid_out: list[int] = []
+    measure = renderer.fit._misfits
+
+    def counting(blocks):
+        laid_out.extend(blocks)
+        return measure(blocks)
+
+    renderer.fit._misfits = counting
+    full = _renderer()
+    full.fit.reuse_shapes = False
+    patients = _patients()  # one batch, no shape known before it
+    seeded = {row: (p.reason, p.detail) for row, p in renderer.check_addresses(patients).items()}
+    assert seeded == {row: (p.reason, p.detail) for row, p in full.check_addresses(patients).items()}
+    fitting_streets = [p.input_row for p in patients if p.address_lines[1:] == ("LEEDS", "LS6 1BN")
+                       and p.input_row not in seeded]
+    assert len(fitting_streets) >= 5
+    assert [row for row in laid_out if row in fitting_streets] == fitting_streets[:1]  # the shape's seed alone

@@ -67,9 +67,28 @@ class AddressFit:
                     continue
                 if not self._fits_like_a_known_address(block):
                     blocks[patient.input_row] = block
+            seeds = self._seeds(blocks)
+            if seeds and len(seeds) < len(blocks):  # one block of each new shape first: the rest may not need layout
+                problems.update((m.sequence, m) for m in self._misfits(seeds))
+                blocks = {
+                    row: block
+                    for row, block in blocks.items()
+                    if row not in seeds and not self._fits_like_a_known_address(block)
+                }
             if blocks:
                 problems.update((m.sequence, m) for m in self._misfits(blocks))
         return problems
+
+    def _seeds(self, blocks: dict[int, str]) -> dict[int, str]:
+        """The first block of each shape among `blocks` that no known shape covers."""
+        if not self.reuse_shapes:
+            return {}
+        first: dict[str, int] = {}
+        for row, block in blocks.items():
+            shape = stamp.skeleton(block)
+            if shape is not None and self._wants_shape(shape):
+                first.setdefault(shape.key, row)
+        return {row: blocks[row] for row in first.values()}
 
     def _fits_like_a_known_address(self, block: str) -> bool:
         """Whether an address block of a shape seen fitting before fits too: each of its lines, shaped
