@@ -361,7 +361,9 @@ class FullLayout:
         if self._shell is None:
             raise InvariantError("pages written before any chunk's layout settled")
         with self.fetcher.guarded():
-            return self._shell.copy(list(pages)).write_pdf(**self.pdf_options)
+            # a chunk is an intermediate file, copied into a print file that gets its own /ID; without
+            # one, pydyf need not serialise (and compress) every object a second time to hash it
+            return self._shell.copy(list(pages)).write_pdf(**{**self.pdf_options, "pdf_identifier": False})
 
     def write_document(self, document) -> bytes:
         with self.fetcher.guarded():
