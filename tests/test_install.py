@@ -27,6 +27,7 @@ SHIPPED = [
     "pkb_letters/fixtures/sandbox.json",
     "pkb_letters/fixtures/patients.csv",
     "pkb_letters/fixtures/demo-job.toml",
+    "pkb_letters/fixtures/mailmark.toml",
     "pkb_letters/assemble/profiles/pkb-letters-fogra39.icc",
 ]
 _NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "out", "*.egg-info", "__pycache__",

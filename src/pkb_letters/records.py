@@ -79,6 +79,7 @@ class Reason(StrEnum):
     INVALID_POSTAGE_CLASS = "invalid-postage-class"
     MAILMARK_MISSING = "mailmark-missing"
     MAILMARK_INVALID = "mailmark-invalid"
+    MAILMARK_UNSORTED = "mailmark-unsorted"
     INVALID_FORMAT = "invalid-format"
     INVALID_LANGUAGE = "invalid-language"
     NO_WELSH_TEMPLATE = "no-welsh-template"

@@ -12,7 +12,7 @@ import zxingcpp
 from PIL import Image
 
 from pkb_letters.assemble import mailmark
-from pkb_letters.assemble.mailmark import MailmarkInvalid, MailmarkSettings, Mode, Position
+from pkb_letters.assemble.mailmark import MailmarkInvalid, MailmarkSettings, Mode, Position, PrintOrder
 from pkb_letters.assemble.mailmark_ids import ItemIds
 from pkb_letters.envelope import C5, DL
 from pkb_letters.errors import ConfigError
@@ -99,6 +99,11 @@ def test_job_file_settings_are_checked(tmp_path: Path):
     assert mailmark.settings_from_table({"mode": "off"}, tmp_path) is None
     good = mailmark.settings_from_table({"mode": "generate", "supply_chain_id": "0000123", "state_dir": "s"}, tmp_path)
     assert good is not None and good.state_dir == tmp_path / "s"
+    assert good.print_order is PrintOrder.JOB
+    ordered = mailmark.settings_from_table(
+        {"mode": "supplied", "supplied": "f.csv", "print_order": "sort_sequence"}, tmp_path
+    )
+    assert ordered is not None and ordered.print_order is PrintOrder.SORT_SEQUENCE
     for bad, message in [
         ({"mode": "generate", "supply_chain_id": "123"}, "7 digits"),
         ({"mode": "generate", "supply_chain_id": "0000123", "service_type": "9"}, "Service Type"),
@@ -106,6 +111,11 @@ def test_job_file_settings_are_checked(tmp_path: Path):
         ({"mode": "supplied"}, "supplied = "),
         ({"mode": "print"}, "mailmark"),
         ({"mode": "generate", "supply_chain_id": "0000123", "colour": "red"}, "unknown"),
+        ({"mode": "generate", "supply_chain_id": "0000123", "print_order": "sort_sequence"}, 'needs mode = "supplied"'),
+        (
+            {"mode": "supplied", "supplied": "f.csv", "print_order": "postcode"},
+            'print_order must be "job" or "sort_sequence"',
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             mailmark.settings_from_table(bad, tmp_path)

@@ -39,6 +39,7 @@ NOT_FROM_A_LIST = {
     Reason.TEMPLATE_ERROR,
     Reason.MAILMARK_MISSING,  # from the mail house's file of Mailmarks (supplied mode), not from the list
     Reason.MAILMARK_INVALID,
+    Reason.MAILMARK_UNSORTED,
     Reason.EXPIRY_UNREADABLE,
     Reason.NO_WELSH_TEMPLATE,
 }

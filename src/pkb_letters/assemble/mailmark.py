@@ -49,6 +49,11 @@ class Position(StrEnum):
     BELOW = "below"  # under the address, at the window's bottom left
 
 
+class PrintOrder(StrEnum):
+    JOB = "job"  # the job's own order (`--sort`), which the piece ids follow
+    SORT_SEQUENCE = "sort_sequence"  # supplied: the mail house's sort sequence, from its file
+
+
 class MailmarkInvalid(ValueError):
     """A Mailmark string Royal Mail's rules (as libzint applies them) refuse; the message says why."""
 
@@ -63,6 +68,7 @@ class MailmarkSettings:
     default_dps: str = "9Z"  # the delivery point suffix used where the list gives none (see `destination`)
     state_dir: Path | None = None  # generate: where item IDs are counted (None: the user's data folder)
     supplied: Path | None = None  # supplied: the mail house's CSV (piece_id, barcode, sort_sequence)
+    print_order: PrintOrder = PrintOrder.JOB  # supplied: SORT_SEQUENCE prints in the file's sort sequence
     position: Position = Position.RIGHT
     module: float = 0.5  # mm; Royal Mail recommends 0.5, allows at most 0.7
     clear: float = 2.0  # mm of quiet zone around the symbol
@@ -81,11 +87,16 @@ def settings_from_table(table: Mapping[str, Any] | None, job_dir: Path) -> Mailm
     unknown = set(values) - fields
     if unknown:
         raise ConfigError(f"unknown [mailmark] settings: {', '.join(sorted(unknown))}")
-    try:
-        values["mode"] = Mode(values.get("mode", ""))
-        values["position"] = Position(values.get("position", Position.RIGHT))
-    except ValueError as exc:
-        raise ConfigError(f"[mailmark] {exc}") from None
+    for key, kind, default in (
+        ("mode", Mode, ""),
+        ("position", Position, Position.RIGHT),
+        ("print_order", PrintOrder, PrintOrder.JOB),
+    ):
+        try:
+            values[key] = kind(values.get(key, default))
+        except ValueError:
+            choices = " or ".join(f'"{choice}"' for choice in kind)
+            raise ConfigError(f"[mailmark] {key} must be {choices}, not {values.get(key, '')!r}") from None
     for key in ("state_dir", "supplied"):
         if key in values:
             values[key] = job_dir / str(values[key])
@@ -111,6 +122,11 @@ def _check_settings(settings: MailmarkSettings) -> None:
         if settings.supplied is None:
             raise ConfigError('[mailmark] mode = "supplied" needs supplied = "FILE.csv" (the mail house\'s barcodes)')
         return
+    if settings.print_order is not PrintOrder.JOB:
+        raise ConfigError(
+            f'[mailmark] print_order = "{settings.print_order}" needs mode = "supplied": only the mail house\'s '
+            "file gives a sort sequence"
+        )
     if not re.fullmatch(r"\d{7}", settings.supply_chain_id):
         raise ConfigError("[mailmark] supply_chain_id must be the 7 digits Royal Mail issued")
     try:  # a sample string: refuses a bad information type, service type or return postcode now

@@ -4,8 +4,10 @@ Takes the job's laid-out pieces (in print order), its ``[mailmark]`` settings an
 each piece its Mailmark string (generate mode: built from the settings and an item ID from the
 machine's shared counter; supplied mode: the mail house's string for the piece id, validated),
 records them in the journal, and holds back a piece whose supplied string is missing or invalid
-(`held`), which then becomes an exception (`mailmark-missing`, `mailmark-invalid`). Afterwards it
-gives the manifest's fields for each piece and writes `mailmark-items.csv`, the eManifest's items.
+(`held`), which then becomes an exception (`mailmark-missing`, `mailmark-invalid`). When the job
+prints in the mail house's sort sequence, the file's sort sequences must be whole numbers, each
+given once, and a piece without one is held back too (`mailmark-unsorted`). Afterwards it gives the
+manifest's fields for each piece and writes `mailmark-items.csv`, the eManifest's items.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pkb_letters.assemble import mailmark
-from pkb_letters.assemble.mailmark import MailmarkInvalid, MailmarkSettings, Mode
+from pkb_letters.assemble.mailmark import MailmarkInvalid, MailmarkSettings, Mode, PrintOrder
 from pkb_letters.assemble.mailmark_ids import ItemIds, default_state_dir
 from pkb_letters.assemble.print_files import Piece
 from pkb_letters.errors import ConfigError
@@ -60,6 +62,9 @@ def decide(
     """Every piece's Mailmark, recorded in the journal; a piece it already records keeps its string."""
     known = journal.mailmarks.by_sequence()
     supplied = read_supplied(settings.supplied) if settings.mode is Mode.SUPPLIED and settings.supplied else {}
+    sorted_by_file = settings.print_order is PrintOrder.SORT_SEQUENCE
+    if sorted_by_file and settings.supplied is not None:
+        check_sort_sequences(supplied, settings.supplied)
     decided = Decided({}, {})
     printed: list[PrintedMailmark] = []
     with ItemIds(settings.state_dir or default_state_dir()) as ids:
@@ -73,7 +78,7 @@ def decide(
                 barcode, order = mailmark.build(settings, piece.postage_class, item, piece.postcode), ""
             else:
                 found = supplied.get(piece.piece_id)
-                problem = _supplied_problem(found)
+                problem = _supplied_problem(found, sorted_by_file)
                 if problem is not None:
                     decided.held[piece.sequence] = problem
                     continue
@@ -85,14 +90,35 @@ def decide(
     return decided
 
 
-def _supplied_problem(found: tuple[str, str] | None) -> tuple[Reason, str] | None:
+def _supplied_problem(found: tuple[str, str] | None, needs_order: bool) -> tuple[Reason, str] | None:
     if found is None or not found[0].strip():
         return Reason.MAILMARK_MISSING, "the mail house's Mailmark file has no barcode for this piece"
     try:
         mailmark.validate(found[0])
     except MailmarkInvalid as exc:
         return Reason.MAILMARK_INVALID, f"the mail house's Mailmark for this piece is invalid: {exc}"
+    if needs_order and not found[1]:
+        # printed anywhere, it would break the mail house's sortation: held back like a missing barcode
+        return Reason.MAILMARK_UNSORTED, "the mail house's Mailmark file gives this piece no sort sequence"
     return None
+
+
+def check_sort_sequences(supplied: dict[str, tuple[str, str]], path: Path) -> None:
+    """Refuse a file whose sort sequences cannot order the print run: one that is not a whole number,
+    or one given to two pieces (either would print the letters in an order the mail house did not sort)."""
+    seen: dict[int, str] = {}
+    for piece_id, (_, order) in supplied.items():
+        if not order:
+            continue  # that piece, if the job prints it, is held back as mailmark-unsorted
+        if not (order.isascii() and order.isdigit()):
+            raise ConfigError(f"Mailmark file {path}: piece {piece_id}'s sort_sequence {order!r} is not a whole number")
+        number = int(order)
+        if number in seen:
+            raise ConfigError(
+                f"Mailmark file {path}: sort_sequence {number} is given to both {seen[number]} and {piece_id}; "
+                "ask the mail house for a file with each piece's own sort sequence"
+            )
+        seen[number] = piece_id
 
 
 def read_supplied(path: Path) -> dict[str, tuple[str, str]]:

@@ -36,6 +36,7 @@ from pkb_letters.intake.patient_list import PatientList, open_patient_list
 from pkb_letters.job import handoff, mailmark_run
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON, letter_entry, manifest_job, stream_manifest, write_exceptions_csv
+from pkb_letters.job.placements import SEQUENCE_ORDER, SORT_SEQUENCE_ORDER
 from pkb_letters.job.state import Fingerprint, JobIdentity
 from pkb_letters.pkb import codes, resolve
 from pkb_letters.pkb.batching import batched
@@ -195,6 +196,7 @@ def _run_stages(
         files,
         resumed,
         settings.letter,
+        print_order(options),
     )
     if summary.handed_off:
         handoff.write_handoff(settings.out_dir, journal.rows.iter_handed_off(), renderer, settings.letter.handoff_codes)
@@ -276,6 +278,8 @@ def _print_summary(options: PrintOptions) -> dict:
             "mode": str(options.mailmark.mode),
             **mailmark.placement_record(options.envelope, options.mailmark),
         }
+        if options.mailmark.print_order is not mailmark.PrintOrder.JOB:  # said only when asked: older jobs resume
+            summary["mailmark"]["print_order"] = str(options.mailmark.print_order)
     return summary
 
 
@@ -643,7 +647,7 @@ def _finish_print_files(
 
     def laid_out() -> Iterator[Piece]:
         return pieces_from_placements(
-            journal.placements.placed_as_laid_out(),
+            journal.placements.placed_as_laid_out(print_order(options)),
             lambda patient: patient.postage_class or options.postage_class,
             lambda patient: variant_of(patient, letter).format,
         )
@@ -674,6 +678,14 @@ def _finish_print_files(
         mailmark_run.hold_back(journal, decided)
     logger.info("print files: %d, %d sheets", len(files), sum(f.sheets for f in files))
     return files
+
+
+def print_order(options: PrintOptions) -> str:
+    """The order the print files hold the laid-out letters in: as laid out (their sequence), or in
+    the sort sequence the mail house's Mailmark file gives; either way no piece's id or marks change."""
+    if options.mailmark is not None and options.mailmark.print_order is mailmark.PrintOrder.SORT_SEQUENCE:
+        return SORT_SEQUENCE_ORDER
+    return SEQUENCE_ORDER
 
 
 def _chunk_path(work: Path, index: int) -> Path:
@@ -715,8 +727,10 @@ def _finish(
     files: list[PrintFile],
     resumed: bool,
     letter: LetterSettings | None = None,
+    order: str = SEQUENCE_ORDER,
 ) -> JobSummary:
-    """The hand-off files, written a letter at a time from the journal, and the job's summary."""
+    """The hand-off files, written a letter at a time from the journal, and the job's summary; the
+    manifest lists the letters in `order`, the order they were printed in."""
     letter = letter or LetterSettings()
     letters = journal.rows.count_at(Stage.PLACED)
     exceptions = journal.rows.count_at(Stage.EXCLUDED)
@@ -741,7 +755,7 @@ def _finish(
     )
     entries: Iterable[dict[str, Any]] = (
         letter_entry(placed, piece, reissued, variant_of(placed.letter.patient, letter))
-        for placed, piece, reissued in journal.placements.placed_for_manifest()
+        for placed, piece, reissued in journal.placements.placed_for_manifest(order)
     )
     if "mailmark" in job.get("print", {}):
         entries = mailmark_run.with_mailmarks(entries, mailmark_run.manifest_fields(journal))

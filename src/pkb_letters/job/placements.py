@@ -15,6 +15,25 @@ from pkb_letters.job import rowcodec
 from pkb_letters.job.sql import Db, now
 from pkb_letters.records import CodePair, PatientRow, PieceRecord, PlacedLetter, Stage
 
+SEQUENCE_ORDER = "sequence"  # the order letters were laid out in, which their piece ids number
+SORT_SEQUENCE_ORDER = "sort_sequence"  # the mail house's sort sequence, from the `mailmarks` table
+
+
+def _placed_in_order(columns: str, joins: str, order: str) -> tuple[str, tuple[str, ...]]:
+    """Placed letters (`stage = ?`) as a query `Db.pages` reads (`columns` of `rows` and its `joins`),
+    and its keys. In sort-sequence order a letter with no sort sequence (held back: never printed)
+    comes first, keyed -1, so that every placed letter is still given once."""
+    if order == SEQUENCE_ORDER:
+        return f"SELECT {columns} FROM rows{joins} WHERE rows.stage = ?", ("rows.sequence",)
+    if order != SORT_SEQUENCE_ORDER:
+        raise ValueError(f"unknown print order {order!r}")
+    key = "COALESCE(CAST(NULLIF(mailmarks.sort_sequence, '') AS INTEGER), -1)"
+    inner = (
+        f"SELECT {columns}, {key} AS sort_key FROM rows{joins}"
+        " LEFT JOIN mailmarks ON mailmarks.sequence = rows.sequence WHERE rows.stage = ?"
+    )
+    return f"SELECT * FROM ({inner}) WHERE 1", ("sort_key", "sequence")
+
 
 class Placements:
     def __init__(self, db: Db) -> None:
@@ -90,9 +109,12 @@ class Placements:
         for r in self._db.pages("SELECT * FROM rows WHERE stage = ?", (Stage.PLACED,), ("sequence",)):
             yield rowcodec.placed_letter(r, page_column)
 
-    def placed_as_laid_out(self) -> Iterator[PlacedLetter]:
-        """Placed letters with pages counted over the render chunks, as the print files are made from."""
-        return self.placed(page_column="layout_page")
+    def placed_as_laid_out(self, order: str = SEQUENCE_ORDER) -> Iterator[PlacedLetter]:
+        """Placed letters with pages counted over the render chunks, as the print files are made from,
+        in print order: sequence order, or (`SORT_SEQUENCE_ORDER`) the mail house's sort sequence."""
+        query, keys = _placed_in_order("rows.*", "", order)
+        for r in self._db.pages(query, (Stage.PLACED,), keys):
+            yield rowcodec.placed_letter(r, "layout_page")
 
     # -- assemble ------------------------------------------------------------------------
     def record_print_positions(self, positions: Iterable[tuple[int, str, int]]) -> None:
@@ -120,15 +142,18 @@ class Placements:
         return self._db.execute("SELECT 1 FROM pieces LIMIT 1").fetchone() is not None
 
     # -- manifest ------------------------------------------------------------------------
-    def placed_for_manifest(self) -> Iterator[tuple[PlacedLetter, PieceRecord | None, str | None]]:
-        """The manifest's rows: each placed letter, in sequence order, with where its envelope landed
-        (if the print files recorded it) and why its pair is a second one (if it is)."""
-        query = (
-            "SELECT rows.*, pieces.sequence AS piece_sequence, pieces.file AS piece_file,"
-            " pieces.first_page AS piece_first_page, pieces.sheet_count, pieces.postage_class, pieces.marks"
-            " FROM rows LEFT JOIN pieces ON pieces.sequence = rows.sequence WHERE rows.stage = ?"
+    def placed_for_manifest(
+        self, order: str = SEQUENCE_ORDER
+    ) -> Iterator[tuple[PlacedLetter, PieceRecord | None, str | None]]:
+        """The manifest's rows: each placed letter, in print order (as `placed_as_laid_out`), with where
+        its envelope landed (if the print files recorded it) and why its pair is a second one (if it is)."""
+        query, keys = _placed_in_order(
+            "rows.*, pieces.sequence AS piece_sequence, pieces.file AS piece_file,"
+            " pieces.first_page AS piece_first_page, pieces.sheet_count, pieces.postage_class, pieces.marks",
+            " LEFT JOIN pieces ON pieces.sequence = rows.sequence",
+            order,
         )
-        for r in self._db.pages(query, (Stage.PLACED,), ("rows.sequence",)):
+        for r in self._db.pages(query, (Stage.PLACED,), keys):
             piece = None
             if r["piece_sequence"] is not None:
                 piece = PieceRecord(
