@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from pkb_letters.cli import main
 from pkb_letters.job.journal import JOURNAL_NAME, Journal
 from pkb_letters.job.manifest import MANIFEST_JSON
 from pkb_letters.job.purge import purge_job
+from pkb_letters.records import Stage
 from pkb_letters.render.chunks import long_date
 
 PRINT_FILE = "letters.pdf"
@@ -514,3 +517,42 @@ def test_a_template_printing_no_qr_code_reads_back_without_one_and_one_that_does
     checked = CliRunner().invoke(main, ["check", "--job", str(out), "--json"])
     assert checked.exit_code == 1
     assert "its letter does not print the QR code issued to it" in checked.output
+
+
+def _journal_of(letters: int) -> sqlite3.Connection:
+    """Just the journal tables `JournalCredentials` reads, with `letters` placed letters."""
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute(
+        "CREATE TABLE rows (sequence INTEGER PRIMARY KEY, stage TEXT, piece_id TEXT, patient TEXT,"
+        " invitation_code TEXT, access_code TEXT, codes_expire TEXT)"
+    )
+    patient = json.dumps({"title": "Ms", "first_name": "Ann", "last_name": "Lee", "address_lines": ["1 Road"]})
+    db.executemany(
+        "INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (n, Stage.PLACED, f"J-{n:06d}", patient, f"Inv{n:07d}", f"Acc{n:07d}", "2027-01-07")
+            for n in range(1, letters + 1)
+        ],
+    )
+    return db
+
+
+@pytest.mark.parametrize("order", ["print", "sorted by the mail house"])
+def test_each_letter_reads_back_as_its_own_row_in_any_order_with_few_queries(order: str) -> None:
+    db = _journal_of(2000)
+    sequences = list(range(1, 2001))
+    if order != "print":
+        random.Random(7).shuffle(sequences)
+    credentials = JournalCredentials(db, "https://example.org/join/")
+    queries: list[str] = []
+    db.set_trace_callback(queries.append)
+    for sequence in sequences:
+        expected = credentials.expected({"sequence": sequence})
+        assert expected is not None and expected.piece == f"J-{sequence:06d}"
+        assert expected.invitation == f"Inv{sequence:07d}"
+    reads = [q for q in queries if q.lstrip().upper().startswith("SELECT")]
+    pages = [q for q in reads if "LIMIT" in q]
+    # in print order, a page of 500 rows a query; out of it, a letter's own row, never pages read on to it
+    assert len(reads) <= 5 if order == "print" else (len(reads) <= 2000 + 5 and len(pages) <= 40), len(pages)

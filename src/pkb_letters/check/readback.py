@@ -279,6 +279,11 @@ def _mixed(word: str) -> bool:
 # -- the journal's side (the main process) ----------------------------------------------------
 
 
+_ROW_QUERY = "SELECT sequence, piece_id, patient, invitation_code, access_code, codes_expire FROM rows WHERE stage = ?"
+_ROWS_A_PAGE = 500
+_NEAR = 8  # a letter at most this far after the one before is read on to (letters left out of a run leave gaps)
+
+
 class JournalCredentials:
     """What each letter must read back as, from a job's journal, and who owns a code seen out of place.
 
@@ -335,27 +340,27 @@ class JournalCredentials:
         )
 
     def _row(self, sequence: int) -> sqlite3.Row | None:
-        while self._next is None or self._next["sequence"] < sequence:
+        """The journal's row of the letter numbered `sequence`. Letters in print order are read a page of
+        rows at a time; a letter far from the one before (a job printed in a mail house's sort order) is
+        read alone, and those after it a page at a time again, as they are asked for."""
+        ahead = self._next is not None and self._next["sequence"] <= sequence <= self._next["sequence"] + _NEAR
+        while ahead and self._next is not None and self._next["sequence"] < sequence:
             self._next = next(self._rows, None)
-            if self._next is None:
-                break
         if self._next is not None and self._next["sequence"] == sequence:
             return self._next
-        # out of order (or the first letter): read on from this letter
+        self._next = self._db.execute(f"{_ROW_QUERY} AND sequence = ?", (Stage.PLACED, sequence)).fetchone()
         self._rows = self._paged_from(sequence)
-        self._next = next(self._rows, None)
-        return self._next if self._next is not None and self._next["sequence"] == sequence else None
+        return self._next
 
     def _paged_from(self, sequence: int) -> Iterator[sqlite3.Row]:
-        last = sequence - 1
+        """The rows after letter `sequence`, read a page at a time when first asked for."""
+        last = sequence
         while True:
             rows = self._db.execute(
-                "SELECT sequence, piece_id, patient, invitation_code, access_code, codes_expire FROM rows"
-                " WHERE stage = ? AND sequence > ? ORDER BY sequence LIMIT 500",
-                (Stage.PLACED, last),
+                f"{_ROW_QUERY} AND sequence > ? ORDER BY sequence LIMIT {_ROWS_A_PAGE}", (Stage.PLACED, last)
             ).fetchall()
             yield from rows
-            if len(rows) < 500:
+            if len(rows) < _ROWS_A_PAGE:
                 return
             last = rows[-1]["sequence"]
 
