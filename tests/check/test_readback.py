@@ -556,3 +556,19 @@ def test_each_letter_reads_back_as_its_own_row_in_any_order_with_few_queries(ord
     pages = [q for q in reads if "LIMIT" in q]
     # in print order, a page of 500 rows a query; out of it, a letter's own row, never pages read on to it
     assert len(reads) <= 5 if order == "print" else (len(reads) <= 2000 + 5 and len(pages) <= 40), len(pages)
+
+
+def test_a_letter_is_judged_once_its_pages_are_read_so_what_the_check_holds_stays_flat(job: Path, monkeypatch) -> None:
+    from pkb_letters.check import print_check
+
+    held: list[int] = []
+    take = print_check._FileCheck.take
+
+    def taking(self, result) -> None:
+        take(self, result)
+        held.append(len(self.printed))
+
+    monkeypatch.setattr(print_check._FileCheck, "take", taking)
+    report = read_back(job)
+    assert report.ok and report.read_back == len(letters(job))
+    assert held and max(held) == 0  # every letter's pages came in one job: judged as it was taken

@@ -383,6 +383,7 @@ class _Task:
     expected: Expected | None = None  # _READBACK: what the journal issued to the piece
     first: bool = False  # _READBACK: the letter's first page
     first_page: int = 0  # _READBACK: the page the letter starts on
+    page_count: int = 0  # _READBACK: the letter's own pages
 
 
 @dataclass(frozen=True)
@@ -420,7 +421,9 @@ class _Letter:
                 yield front, _Task((*key, _MARK, front), _MARK, self.piece, payload=payload)
         if self.expected is not None:
             for own in range(max(self.first, pages.start), min(self.first + self.count, pages.stop)):
-                task = _Task((*key, _READBACK, own), _READBACK, self.piece, expected=self.expected)
+                task = _Task(
+                    (*key, _READBACK, own), _READBACK, self.piece, expected=self.expected, page_count=self.count
+                )
                 yield own, dataclasses.replace(task, first=own == self.first, first_page=self.first)
 
 
@@ -463,6 +466,8 @@ class _Printed:
     page: int  # the letter's first page
     expected: Expected
     fields: frozenset[str]
+    number: int = 0  # the page read
+    pages: int = 0  # the letter's own pages: once each is read, the letter can be judged
 
 
 @dataclass(frozen=True)
@@ -473,6 +478,9 @@ class _Candidates:
     page: int
     piece: str
     words: tuple[str, ...]
+
+
+_CANDIDATES_A_LOOKUP = 2000  # pages' code-shaped words looked up in the journal at once
 
 
 @dataclass
@@ -502,7 +510,7 @@ class _FileCheck:
     page_one_window: list[tuple[tuple, Problem]] = field(default_factory=list)
     credentials: JournalCredentials | None = None
     candidates: list[_Candidates] = field(default_factory=list)
-    printed: list[_Printed] = field(default_factory=list)
+    printed: dict[tuple, list[_Printed]] = field(default_factory=dict)  # by letter, until each of its pages is read
 
     def __post_init__(self) -> None:
         for key, detail in self.tree_problems:
@@ -634,14 +642,29 @@ class _FileCheck:
         )
 
     def take(self, result: _JobResult) -> None:
+        """A job's findings. What the read-back found is judged as soon as it can be, so that what is
+        held does not grow with the file: a letter once each of its pages is read, the words shaped
+        like codes a batch at a time."""
         self.problems.extend(result.problems)
         self.candidates.extend(result.candidates)
-        self.printed.extend(result.printed)
+        if self.credentials is not None and len(self.candidates) >= _CANDIDATES_A_LOOKUP:
+            self._judge_candidates(self.credentials)
+        for printed in result.printed:
+            pages = self.printed.setdefault(printed.key, [])
+            pages.append(printed)
+            if len({page.number for page in pages}) == printed.pages:
+                self._judge_printed(printed.key)
         self.marked |= result.marked
         self.first_found |= result.first_found
         self.page_one_window.extend(result.page_one_window)
 
     def judge_candidates(self, credentials: JournalCredentials) -> None:
+        """What is left to judge of the read-back once every job is taken."""
+        self._judge_candidates(credentials)
+        for key in list(self.printed):
+            self._judge_printed(key)
+
+    def _judge_candidates(self, credentials: JournalCredentials) -> None:
         """Code-shaped words found on letters' pages that the journal says are another piece's code."""
         owners = credentials.owners(word for found in self.candidates for word in found.words)
         for found in self.candidates:
@@ -655,17 +678,12 @@ class _FileCheck:
                         f"piece {found.piece}: page {found.page} carries the {owner[1]} of piece {owner[0]}",
                     )
         self.candidates.clear()
-        self._judge_printed()
 
-    def _judge_printed(self) -> None:
+    def _judge_printed(self, key: tuple) -> None:
         """A credential none of a letter's pages prints (two jobs reading one page count it once)."""
-        by_letter: dict[tuple, list[_Printed]] = {}
-        for printed in self.printed:
-            by_letter.setdefault(printed.key, []).append(printed)
-        for key, pages in by_letter.items():
-            for code, detail in readback.missing(pages[0].expected, (p.fields for p in pages)):
-                self.add(key, pages[0].page, Code(code), detail)
-        self.printed.clear()
+        pages = self.printed.pop(key)
+        for code, detail in readback.missing(pages[0].expected, (p.fields for p in pages)):
+            self.add(key, pages[0].page, Code(code), detail)
 
     def problems_in_order(self) -> list[Problem]:
         found = list(self.problems)
@@ -852,7 +870,7 @@ def _check_task(pdf: PdfPages, number: int, task: _Task, words: PageWords, job: 
         if shaped:
             page.candidates.append(_Candidates(task.key, number, task.piece, shaped))
         first_key = (*task.key[:-1], task.first_page)
-        page.printed.append(_Printed(first_key, task.first_page, task.expected, printed))
+        page.printed.append(_Printed(first_key, task.first_page, task.expected, printed, number, task.page_count))
     elif task.kind == _ADDRESS:
         for problem in _address_problems(words, number, job.envelope, list(task.lines)):
             add(task.key, *problem)
