@@ -499,13 +499,10 @@ class PdfPages:
         textpage = self._textpage(number).raw
         return "".join(chr(pdfium.FPDFText_GetUnicode(textpage, i) or 32) for i in range(count))
 
-    def square_images_mm(self, number: int, smallest: float, largest: float) -> list[Rect]:
-        """The page's square images (a QR code is one) from `smallest` to `largest` mm a side, drawn by
-        the page itself (not in a Form XObject), in millimetres from the page's top-left corner."""
-        return [image.area for image in self.square_images(number, smallest, largest)]
-
     def square_images(self, number: int, smallest: float, largest: float) -> list[SquareImage]:
-        """`square_images_mm`, each with the image's own pixels when they are what the page shows (`_plain`)."""
+        """The page's square images (a QR code is one) from `smallest` to `largest` mm a side, drawn by the
+        page itself (not in a Form XObject), in millimetres from the page's top-left corner; each with its
+        own pixels when they are what the page shows (`_plain`)."""
         page = self._page(number).raw
         page_left, _, _, page_top = self._mediabox(number)
         count = pdfium.FPDFPage_CountObjects(page)
